@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# shellcheck source-path=SCRIPTDIR
+# The test command: installs what the tests need, lints, builds, and runs every test against
+# real SPIRE (each end-to-end test starts its own lab in a temp dir, on free ports).
+#
+#   ./scripts/test.sh                 # everything
+#   ./scripts/test.sh -- <filter>     # pass a test-name filter to cargo test
+set -euo pipefail
+# shellcheck source=lib.sh
+. "$(dirname "$0")/lib.sh"
+
+filter=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --) shift; filter=("$@"); break ;;
+    -h|--help) usage; exit 0 ;;
+    *) die "unknown argument '$1' (try --help)" ;;
+  esac
+done
+
+need cargo "Install Rust 1.92 or newer with rustup: https://rustup.rs"
+"$ZT_ROOT/scripts/install-infra.sh" --with-test-tools
+step "Test prerequisites (curl, shellcheck)"
+apt_install curl shellcheck
+ok "curl, shellcheck"
+
+cd "$ZT_ROOT"
+step "Lint: shellcheck"
+shellcheck -x scripts/*.sh .ci/run
+ok "scripts are shellcheck-clean"
+
+step "Lint: rustfmt, clippy"
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "Build (the end-to-end tests run the built binaries)"
+cargo build --workspace --all-targets --locked
+
+step "Tests"
+# End-to-end tests mostly wait on real processes, so run more of them than there are cores.
+cargo test --workspace --locked -- --test-threads=8 "${filter[@]}"

@@ -1,0 +1,843 @@
+//! The lab as a whole: sites (SPIRE server + agent) and workloads, started in order with
+//! readiness checks, recorded in `<state_dir>/lab.json`, and stopped by pid.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::ports::{ensure_free, free_port, is_free};
+use crate::process::{Launch, ProcessRecord};
+use crate::spire::{self, Registration, SiteConfigValues, SitePaths};
+use crate::{Error, Result};
+
+/// What to run: sites and workloads. Unknown fields in a config file are errors.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct LabSpec {
+    /// Where everything the lab writes goes (configs, data, sockets, logs, `lab.json`).
+    pub state_dir: PathBuf,
+    /// SPIRE log level.
+    pub log_level: String,
+    /// Seconds each component gets to become ready.
+    pub ready_timeout_secs: u64,
+    /// The SPIRE sites.
+    pub sites: Vec<SiteSpec>,
+    /// The workloads (ztlab services), started after the sites.
+    pub workloads: Vec<WorkloadSpec>,
+}
+
+impl Default for LabSpec {
+    fn default() -> Self {
+        Self {
+            state_dir: default_state_dir(),
+            log_level: "INFO".into(),
+            ready_timeout_secs: 60,
+            sites: vec![SiteSpec::named("a"), SiteSpec::named("b")],
+            workloads: vec![],
+        }
+    }
+}
+
+/// `$ZT_STATE_DIR`, else `$XDG_STATE_HOME/ztlab`, else `~/.local/state/ztlab`.
+pub fn default_state_dir() -> PathBuf {
+    if let Ok(d) = std::env::var("ZT_STATE_DIR") {
+        return PathBuf::from(d);
+    }
+    let base = std::env::var("XDG_STATE_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/root".into()))
+                .join(".local/state")
+        });
+    base.join("ztlab")
+}
+
+/// One SPIRE site: a server and an agent.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct SiteSpec {
+    /// Site name: lower-case letters, digits and `-`.
+    pub name: String,
+    /// The site's trust domain.
+    pub trust_domain: String,
+    /// Chain the site's CA to the lab's shared root, so that SVIDs verify across the sites of
+    /// one trust domain. Off: the site has its own self-signed root.
+    pub shared_root: bool,
+    /// Pin the SPIRE server port (else a free port is chosen).
+    pub server_port: Option<u16>,
+    /// Default X.509-SVID TTL, seconds.
+    pub x509_svid_ttl_secs: u64,
+    /// Default JWT-SVID TTL, seconds.
+    pub jwt_svid_ttl_secs: u64,
+    /// Path of the agent's stable alias SPIFFE ID; workload entries use it as their parent.
+    pub node_alias_path: String,
+}
+
+impl Default for SiteSpec {
+    fn default() -> Self {
+        Self {
+            name: "a".into(),
+            trust_domain: "ztlab.test".into(),
+            shared_root: true,
+            server_port: None,
+            x509_svid_ttl_secs: 300,
+            jwt_svid_ttl_secs: 300,
+            node_alias_path: "/ztlab/nodes/local".into(),
+        }
+    }
+}
+
+impl SiteSpec {
+    /// A site with default settings.
+    pub fn named(name: &str) -> Self {
+        Self {
+            name: name.into(),
+            ..Self::default()
+        }
+    }
+
+    /// The agent's alias SPIFFE ID.
+    pub fn node_alias(&self) -> String {
+        format!("spiffe://{}{}", self.trust_domain, self.node_alias_path)
+    }
+}
+
+/// A ztlab service started as a workload of one site.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct WorkloadSpec {
+    /// Component name; also the name of its binary copy (`<state>/bin/<name>`), which is its
+    /// `unix:path` selector.
+    pub name: String,
+    /// The site whose agent serves it.
+    pub site: String,
+    /// SPIFFE ID path, for example `/ns/demo/sa/opa`.
+    pub spiffe_path: String,
+    /// The binary to copy and run.
+    pub program: PathBuf,
+    /// Arguments.
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// Environment (`ZT_*` settings). `SPIFFE_ENDPOINT_SOCKET`, `ZT_TRUST_DOMAIN` and
+    /// `ZT_OPS_ADDR` are set by the lab.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// The ops port (`/healthz`), used for readiness and status.
+    pub ops_port: u16,
+    /// Ports this workload listens on, by setting name; checked free before start.
+    #[serde(default)]
+    pub ports: BTreeMap<String, u16>,
+    /// X.509-SVID TTL for its entry, seconds (0: the site default).
+    #[serde(default)]
+    pub x509_svid_ttl_secs: u64,
+}
+
+/// A site as it runs: chosen ports and processes.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SiteState {
+    /// SPIRE server port.
+    pub server_port: u16,
+    /// Server `/ready` port.
+    pub server_health_port: u16,
+    /// Agent `/ready` port.
+    pub agent_health_port: u16,
+    /// The server process.
+    pub server: Option<ProcessRecord>,
+    /// The agent process.
+    pub agent: Option<ProcessRecord>,
+}
+
+/// What `lab.json` holds.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct LabState {
+    /// The spec last brought up.
+    pub spec: LabSpec,
+    /// Sites by name.
+    pub sites: BTreeMap<String, SiteState>,
+    /// Workload processes by name.
+    pub workloads: BTreeMap<String, ProcessRecord>,
+}
+
+/// One line of `ztlab status`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ComponentStatus {
+    /// Component name.
+    pub name: String,
+    /// `spire-server`, `spire-agent` or `workload`.
+    pub kind: String,
+    /// Its site.
+    pub site: String,
+    /// Pid, if running.
+    pub pid: Option<u32>,
+    /// `healthy`, `unhealthy` or `stopped`.
+    pub health: String,
+    /// Its SPIFFE ID.
+    pub spiffe_id: Option<String>,
+    /// When its SVID expires (RFC 3339), for workloads.
+    pub svid_expires_at: Option<String>,
+    /// Seconds left on its SVID.
+    pub svid_seconds_left: Option<i64>,
+    /// A detail, such as why it is unhealthy.
+    pub detail: Option<String>,
+}
+
+/// A running (or partly running) lab. When `owned` (tests), dropping it stops every process it
+/// records; the CLI detaches instead and stops by pid in `ztlab down`.
+#[derive(Debug)]
+pub struct Lab {
+    state: LabState,
+    owned: bool,
+}
+
+fn valid_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 32
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+}
+
+impl LabSpec {
+    /// Checks the spec without touching anything.
+    pub fn validate(&self) -> Result<()> {
+        if self.sites.is_empty() {
+            return Err(Error::config("sites", "at least one site is needed"));
+        }
+        let sock = SitePaths::new(&self.state_dir, "xxxxxxxx").workload_socket();
+        if sock.as_os_str().len() > 100 {
+            return Err(Error::config(
+                "state_dir",
+                format!(
+                    "{} is too long: unix socket paths under it would exceed the 108-byte limit",
+                    self.state_dir.display()
+                ),
+            ));
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for (i, s) in self.sites.iter().enumerate() {
+            let f = format!("sites[{i}]");
+            if !valid_name(&s.name) {
+                return Err(Error::config(
+                    format!("{f}.name"),
+                    format!("{:?}: use 1-32 of a-z, 0-9 and -", s.name),
+                ));
+            }
+            if !names.insert(s.name.clone()) {
+                return Err(Error::config(
+                    format!("{f}.name"),
+                    format!("site {:?} is listed twice", s.name),
+                ));
+            }
+            zt_identity::parse_trust_domain(&format!("{f}.trust_domain"), &s.trust_domain)
+                .map_err(|e| Error::config(format!("{f}.trust_domain"), e.to_string()))?;
+            zt_identity::parse_id(&format!("{f}.node_alias_path"), &s.node_alias())
+                .map_err(|e| Error::config(format!("{f}.node_alias_path"), e.to_string()))?;
+            if s.x509_svid_ttl_secs < 10 || s.jwt_svid_ttl_secs < 10 {
+                return Err(Error::config(
+                    format!("{f}.x509_svid_ttl_secs"),
+                    "SVID TTLs must be at least 10 s",
+                ));
+            }
+        }
+        let mut wnames = std::collections::BTreeSet::new();
+        for (i, w) in self.workloads.iter().enumerate() {
+            let f = format!("workloads[{i}]");
+            if !valid_name(&w.name) || w.name.starts_with("spire-") {
+                return Err(Error::config(
+                    format!("{f}.name"),
+                    format!(
+                        "{:?}: use 1-32 of a-z, 0-9 and -, not starting with spire-",
+                        w.name
+                    ),
+                ));
+            }
+            if !wnames.insert(w.name.clone()) {
+                return Err(Error::config(
+                    format!("{f}.name"),
+                    format!("workload {:?} is listed twice", w.name),
+                ));
+            }
+            let site = self
+                .sites
+                .iter()
+                .find(|s| s.name == w.site)
+                .ok_or_else(|| {
+                    Error::config(format!("{f}.site"), format!("no site named {:?}", w.site))
+                })?;
+            zt_identity::parse_id(
+                &format!("{f}.spiffe_path"),
+                &format!("spiffe://{}{}", site.trust_domain, w.spiffe_path),
+            )
+            .map_err(|e| Error::config(format!("{f}.spiffe_path"), e.to_string()))?;
+            if !w.program.is_file() {
+                return Err(Error::config(
+                    format!("{f}.program"),
+                    format!(
+                        "{} does not exist (build it with cargo build --workspace)",
+                        w.program.display()
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Lab {
+    fn state_file(state_dir: &Path) -> PathBuf {
+        state_dir.join("lab.json")
+    }
+
+    /// Opens the lab recorded in `state_dir` without starting anything.
+    pub fn open(state_dir: &Path) -> Result<Self> {
+        let file = Self::state_file(state_dir);
+        let text = std::fs::read_to_string(&file).map_err(Error::io(format!(
+            "reading {} (has `ztlab up` run?)",
+            file.display()
+        )))?;
+        let state = serde_json::from_str(&text)
+            .map_err(|e| Error::config(file.display().to_string(), e.to_string()))?;
+        Ok(Self {
+            state,
+            owned: false,
+        })
+    }
+
+    /// Starts whatever of `spec` is not already running, in order, each with a readiness
+    /// check. On failure, stops what this call started and returns the error.
+    pub async fn up(spec: LabSpec, owned: bool) -> Result<Self> {
+        spec.validate()?;
+        let previous = Self::open(&spec.state_dir)
+            .map(|l| l.state.clone())
+            .unwrap_or_default();
+        let mut lab = Self {
+            state: LabState {
+                spec: spec.clone(),
+                ..previous
+            },
+            owned: false,
+        };
+        let mut started = Vec::new();
+        let result = lab.bring_up(&mut started).await;
+        if let Err(e) = result {
+            for name in started.iter().rev() {
+                lab.stop_component(name);
+            }
+            if !started.is_empty() {
+                let _ = lab.save();
+            }
+            return Err(e);
+        }
+        lab.owned = owned;
+        Ok(lab)
+    }
+
+    async fn bring_up(&mut self, started: &mut Vec<String>) -> Result<()> {
+        let spec = self.state.spec.clone();
+        let timeout = Duration::from_secs(spec.ready_timeout_secs);
+        // Pre-flight: pinned ports of everything that is not running must be free.
+        for (i, s) in spec.sites.iter().enumerate() {
+            let running = self
+                .state
+                .sites
+                .get(&s.name)
+                .and_then(|st| st.server.as_ref())
+                .is_some_and(ProcessRecord::is_alive);
+            if let (Some(p), false) = (s.server_port, running) {
+                ensure_free(&format!("sites[{i}].server_port"), p)?;
+            }
+        }
+        for (i, w) in spec.workloads.iter().enumerate() {
+            if self
+                .state
+                .workloads
+                .get(&w.name)
+                .is_some_and(ProcessRecord::is_alive)
+            {
+                continue;
+            }
+            ensure_free(&format!("workloads[{i}].ops_port ({})", w.name), w.ops_port)?;
+            for (k, p) in &w.ports {
+                ensure_free(&format!("workloads[{i}].ports.{k} ({})", w.name), *p)?;
+            }
+        }
+        std::fs::create_dir_all(&spec.state_dir)
+            .map_err(Error::io(format!("creating {}", spec.state_dir.display())))?;
+        let root = if spec.sites.iter().any(|s| s.shared_root) {
+            Some(spire::ensure_root_ca(&spec.state_dir.join("ca"))?)
+        } else {
+            None
+        };
+        for s in &spec.sites {
+            self.bring_up_site(s, root.clone(), timeout, started)
+                .await?;
+        }
+        for w in &spec.workloads {
+            self.bring_up_workload(w, timeout, started).await?;
+        }
+        self.save()
+    }
+
+    async fn bring_up_site(
+        &mut self,
+        s: &SiteSpec,
+        root: Option<(PathBuf, PathBuf)>,
+        timeout: Duration,
+        started: &mut Vec<String>,
+    ) -> Result<()> {
+        let paths = SitePaths::new(&self.state.spec.state_dir, &s.name);
+        let prev = self.state.sites.get(&s.name).cloned();
+        let server_alive = prev
+            .as_ref()
+            .and_then(|p| p.server.as_ref())
+            .is_some_and(ProcessRecord::is_alive);
+        let agent_alive = prev
+            .as_ref()
+            .and_then(|p| p.agent.as_ref())
+            .is_some_and(ProcessRecord::is_alive);
+        // Keep earlier ports across restarts when they are still free.
+        let keep = |old: Option<u16>, running: bool| -> Result<u16> {
+            match old {
+                Some(p) if running || is_free(p) => Ok(p),
+                _ => free_port(),
+            }
+        };
+        let server_port = match s.server_port {
+            Some(p) => p,
+            None => keep(prev.as_ref().map(|p| p.server_port), server_alive)?,
+        };
+        let st = SiteState {
+            server_port,
+            server_health_port: keep(prev.as_ref().map(|p| p.server_health_port), server_alive)?,
+            agent_health_port: keep(prev.as_ref().map(|p| p.agent_health_port), agent_alive)?,
+            server: prev
+                .as_ref()
+                .and_then(|p| p.server.clone())
+                .filter(ProcessRecord::is_alive),
+            agent: prev
+                .as_ref()
+                .and_then(|p| p.agent.clone())
+                .filter(ProcessRecord::is_alive),
+        };
+        self.state.sites.insert(s.name.clone(), st.clone());
+        let values = SiteConfigValues {
+            trust_domain: s.trust_domain.clone(),
+            server_port: st.server_port,
+            server_health_port: st.server_health_port,
+            agent_health_port: st.agent_health_port,
+            x509_svid_ttl: Duration::from_secs(s.x509_svid_ttl_secs),
+            jwt_svid_ttl: Duration::from_secs(s.jwt_svid_ttl_secs),
+            upstream: if s.shared_root { root } else { None },
+            log_level: self.state.spec.log_level.clone(),
+        };
+        let server_name = format!("spire-server-{}", s.name);
+        let agent_name = format!("spire-agent-{}", s.name);
+        if !server_alive || !agent_alive {
+            spire::write_configs(&paths, &values)?;
+        }
+        if !server_alive {
+            tracing::info!(component = %server_name, "starting");
+            let rec = spire::spawn_server(&paths, self.log_path_for(&server_name))?;
+            self.site_mut(&s.name).server = Some(rec.clone());
+            started.push(server_name.clone());
+            self.save()?;
+            spire::wait_ready(&server_name, &rec, st.server_health_port, timeout).await?;
+        }
+        spire::export_bundle(&paths).await?;
+        if !agent_alive {
+            let token = if spire::agent_attested(&paths) {
+                None
+            } else {
+                Some(spire::join_token(&paths, &s.node_alias()).await?)
+            };
+            tracing::info!(component = %agent_name, "starting");
+            let rec = spire::spawn_agent(&paths, token.as_deref(), self.log_path_for(&agent_name))?;
+            self.site_mut(&s.name).agent = Some(rec.clone());
+            started.push(agent_name.clone());
+            self.save()?;
+            spire::wait_ready(&agent_name, &rec, st.agent_health_port, timeout).await?;
+        }
+        Ok(())
+    }
+
+    async fn bring_up_workload(
+        &mut self,
+        w: &WorkloadSpec,
+        timeout: Duration,
+        started: &mut Vec<String>,
+    ) -> Result<()> {
+        if self
+            .state
+            .workloads
+            .get(&w.name)
+            .is_some_and(ProcessRecord::is_alive)
+        {
+            return Ok(());
+        }
+        let exe = self.install_binary(&w.name, &w.program)?;
+        self.register(&w.site, &w.name, &w.spiffe_path, &exe, w.x509_svid_ttl_secs)
+            .await?;
+        let site = self.site_spec(&w.site)?.clone();
+        let mut env: Vec<(String, String)> = vec![
+            (
+                "SPIFFE_ENDPOINT_SOCKET".into(),
+                format!("unix://{}", self.workload_socket(&w.site)?.display()),
+            ),
+            ("ZT_TRUST_DOMAIN".into(), site.trust_domain.clone()),
+            ("ZT_OPS_ADDR".into(), format!("127.0.0.1:{}", w.ops_port)),
+        ];
+        env.extend(w.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+        tracing::info!(component = %w.name, "starting");
+        let rec = crate::process::spawn(&Launch {
+            program: exe,
+            args: w.args.clone(),
+            env,
+            cwd: Some(self.state.spec.state_dir.clone()),
+            log: self.log_path_for(&w.name),
+        })?;
+        self.state.workloads.insert(w.name.clone(), rec.clone());
+        started.push(w.name.clone());
+        self.save()?;
+        wait_healthz(&w.name, &rec, w.ops_port, timeout).await
+    }
+
+    /// Copies `program` to `<state>/bin/<name>` (its `unix:path` selector) unless an identical
+    /// copy is there. Returns the copy's path.
+    pub fn install_binary(&self, name: &str, program: &Path) -> Result<PathBuf> {
+        let dir = self.state.spec.state_dir.join("bin");
+        std::fs::create_dir_all(&dir).map_err(Error::io(format!("creating {}", dir.display())))?;
+        let dest = dir.join(name);
+        let same = match (std::fs::metadata(program), std::fs::metadata(&dest)) {
+            (Ok(a), Ok(b)) => {
+                a.len() == b.len() && std::fs::read(program).ok() == std::fs::read(&dest).ok()
+            }
+            _ => false,
+        };
+        if !same {
+            let tmp = dir.join(format!(".{name}.tmp"));
+            std::fs::copy(program, &tmp)
+                .map_err(Error::io(format!("copying {}", program.display())))?;
+            std::fs::rename(&tmp, &dest)
+                .map_err(Error::io(format!("installing {}", dest.display())))?;
+        }
+        Ok(dest)
+    }
+
+    /// Registers `exe` (by `unix:path`) as `spiffe://<site td><spiffe_path>` at `site`, with the
+    /// SPIRE CLI, under entry ID `bootstrap.<name>`. Idempotent.
+    pub async fn register(
+        &self,
+        site: &str,
+        name: &str,
+        spiffe_path: &str,
+        exe: &Path,
+        x509_ttl: u64,
+    ) -> Result<Registration> {
+        let s = self.site_spec(site)?;
+        let r = Registration {
+            entry_id: format!("bootstrap.{name}"),
+            spiffe_id: format!("spiffe://{}{}", s.trust_domain, spiffe_path),
+            parent_id: s.node_alias(),
+            selectors: vec![format!("unix:path:{}", exe.display())],
+            x509_svid_ttl: x509_ttl,
+            jwt_svid_ttl: 0,
+        };
+        spire::create_entry(&self.site_paths(site)?, &r).await?;
+        Ok(r)
+    }
+
+    fn site_mut(&mut self, name: &str) -> &mut SiteState {
+        self.state
+            .sites
+            .entry(name.to_owned())
+            .or_insert_with(|| SiteState {
+                server_port: 0,
+                server_health_port: 0,
+                agent_health_port: 0,
+                server: None,
+                agent: None,
+            })
+    }
+
+    /// The spec of site `name`.
+    pub fn site_spec(&self, name: &str) -> Result<&SiteSpec> {
+        self.state
+            .spec
+            .sites
+            .iter()
+            .find(|s| s.name == name)
+            .ok_or_else(|| Error::UnknownComponent {
+                name: format!("site {name}"),
+                known: self
+                    .state
+                    .spec
+                    .sites
+                    .iter()
+                    .map(|s| s.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })
+    }
+
+    /// The file layout of site `name`.
+    pub fn site_paths(&self, name: &str) -> Result<SitePaths> {
+        self.site_spec(name)?;
+        Ok(SitePaths::new(&self.state.spec.state_dir, name))
+    }
+
+    /// The Workload API socket of site `name`.
+    pub fn workload_socket(&self, name: &str) -> Result<PathBuf> {
+        Ok(self.site_paths(name)?.workload_socket())
+    }
+
+    /// The running state of site `name`.
+    pub fn site_state(&self, name: &str) -> Result<&SiteState> {
+        self.site_spec(name)?;
+        self.state
+            .sites
+            .get(name)
+            .ok_or_else(|| Error::config("sites", format!("site {name} has not been started")))
+    }
+
+    /// The state dir.
+    pub fn state_dir(&self) -> &Path {
+        &self.state.spec.state_dir
+    }
+
+    /// The spec.
+    pub fn spec(&self) -> &LabSpec {
+        &self.state.spec
+    }
+
+    fn log_path_for(&self, component: &str) -> PathBuf {
+        self.state
+            .spec
+            .state_dir
+            .join("logs")
+            .join(format!("{component}.log"))
+    }
+
+    /// Every component name, in start order.
+    pub fn component_names(&self) -> Vec<String> {
+        let mut names = Vec::new();
+        for s in &self.state.spec.sites {
+            names.push(format!("spire-server-{}", s.name));
+            names.push(format!("spire-agent-{}", s.name));
+        }
+        names.extend(self.state.spec.workloads.iter().map(|w| w.name.clone()));
+        names
+    }
+
+    fn check_component(&self, name: &str) -> Result<()> {
+        if self.component_names().iter().any(|n| n == name) {
+            Ok(())
+        } else {
+            Err(Error::UnknownComponent {
+                name: name.to_owned(),
+                known: self.component_names().join(", "),
+            })
+        }
+    }
+
+    /// The log file of a component.
+    pub fn log_path(&self, name: &str) -> Result<PathBuf> {
+        self.check_component(name)?;
+        Ok(self.log_path_for(name))
+    }
+
+    /// The process record of a component, if it was started.
+    pub fn process(&self, name: &str) -> Result<Option<&ProcessRecord>> {
+        self.check_component(name)?;
+        if let Some(site) = name.strip_prefix("spire-server-") {
+            return Ok(self.state.sites.get(site).and_then(|s| s.server.as_ref()));
+        }
+        if let Some(site) = name.strip_prefix("spire-agent-") {
+            return Ok(self.state.sites.get(site).and_then(|s| s.agent.as_ref()));
+        }
+        Ok(self.state.workloads.get(name))
+    }
+
+    /// Stops one component by pid (SIGTERM, then SIGKILL after 10 s).
+    pub fn stop_component(&mut self, name: &str) {
+        if let Ok(Some(rec)) = self.process(name) {
+            tracing::info!(component = name, pid = rec.pid, "stopping");
+            rec.stop(Duration::from_secs(10));
+        }
+    }
+
+    /// Kills one component with SIGKILL (a crash, for failure tests).
+    pub fn kill_component(&mut self, name: &str) -> Result<()> {
+        if let Some(rec) = self.process(name)? {
+            rec.kill_hard();
+        }
+        Ok(())
+    }
+
+    /// Starts again whatever of the spec is not running (after `stop_component`, say).
+    pub async fn restart_stopped(&mut self) -> Result<()> {
+        let mut started = Vec::new();
+        let r = self.bring_up(&mut started).await;
+        if r.is_err() {
+            let _ = self.save();
+        }
+        r
+    }
+
+    /// Stops everything, in reverse start order, and records it.
+    pub fn down(&mut self) -> Result<()> {
+        for name in self.component_names().iter().rev() {
+            self.stop_component(name);
+        }
+        for s in self.state.sites.values_mut() {
+            s.server = None;
+            s.agent = None;
+        }
+        self.state.workloads.clear();
+        self.save()
+    }
+
+    /// Writes `lab.json` (atomically: temp file, then rename).
+    pub fn save(&self) -> Result<()> {
+        let file = Self::state_file(&self.state.spec.state_dir);
+        let tmp = file.with_extension("json.tmp");
+        let text = serde_json::to_string_pretty(&self.state)
+            .map_err(|e| Error::config("lab.json", e.to_string()))?;
+        std::fs::write(&tmp, text).map_err(Error::io(format!("writing {}", tmp.display())))?;
+        std::fs::rename(&tmp, &file).map_err(Error::io(format!("writing {}", file.display())))
+    }
+
+    /// Keeps the processes running when this handle is dropped (the CLI's `up`).
+    pub fn detach(mut self) {
+        self.owned = false;
+    }
+
+    /// Health of every component: pid, readiness, SPIFFE ID and SVID expiry.
+    pub async fn status(&self) -> Vec<ComponentStatus> {
+        let mut out = Vec::new();
+        for s in &self.state.spec.sites {
+            let st = self.state.sites.get(&s.name);
+            for (kind, rec, port, id) in [
+                (
+                    "spire-server",
+                    st.and_then(|x| x.server.as_ref()),
+                    st.map(|x| x.server_health_port),
+                    format!("spiffe://{}/spire/server", s.trust_domain),
+                ),
+                (
+                    "spire-agent",
+                    st.and_then(|x| x.agent.as_ref()),
+                    st.map(|x| x.agent_health_port),
+                    s.node_alias(),
+                ),
+            ] {
+                let (pid, health, detail) = match rec {
+                    Some(r) if r.is_alive() => {
+                        match crate::health::http_get(port.unwrap_or(0), "/ready").await {
+                            Some((200, _)) => (Some(r.pid), "healthy", None),
+                            other => (
+                                Some(r.pid),
+                                "unhealthy",
+                                Some(format!("/ready answered {:?}", other.map(|o| o.0))),
+                            ),
+                        }
+                    }
+                    _ => (None, "stopped", None),
+                };
+                out.push(ComponentStatus {
+                    name: format!("{kind}-{}", s.name),
+                    kind: kind.into(),
+                    site: s.name.clone(),
+                    pid,
+                    health: health.into(),
+                    spiffe_id: Some(id),
+                    svid_expires_at: None,
+                    svid_seconds_left: None,
+                    detail,
+                });
+            }
+        }
+        for w in &self.state.spec.workloads {
+            let rec = self.state.workloads.get(&w.name).filter(|r| r.is_alive());
+            let mut st = ComponentStatus {
+                name: w.name.clone(),
+                kind: "workload".into(),
+                site: w.site.clone(),
+                pid: rec.map(|r| r.pid),
+                health: "stopped".into(),
+                spiffe_id: self
+                    .site_spec(&w.site)
+                    .ok()
+                    .map(|s| format!("spiffe://{}{}", s.trust_domain, w.spiffe_path)),
+                svid_expires_at: None,
+                svid_seconds_left: None,
+                detail: None,
+            };
+            if rec.is_some() {
+                match crate::health::http_get(w.ops_port, "/healthz").await {
+                    Some((code, body)) => {
+                        let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+                        st.health = if code == 200 { "healthy" } else { "unhealthy" }.into();
+                        if let Some(id) = v.get("spiffe_id").and_then(|x| x.as_str()) {
+                            st.spiffe_id = Some(id.to_owned());
+                        }
+                        st.svid_expires_at = v
+                            .get("svid_expires_at")
+                            .and_then(|x| x.as_str())
+                            .map(str::to_owned);
+                        st.svid_seconds_left = v
+                            .get("svid_seconds_left")
+                            .and_then(serde_json::Value::as_i64);
+                        st.detail = v.get("reason").and_then(|x| x.as_str()).map(str::to_owned);
+                    }
+                    None => {
+                        st.health = "unhealthy".into();
+                        st.detail = Some("/healthz did not answer".into());
+                    }
+                }
+            }
+            out.push(st);
+        }
+        out
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        if self.owned {
+            let _ = self.down();
+        }
+    }
+}
+
+/// Waits until `GET /healthz` on `ops_port` answers 200, failing early if the process exits.
+pub async fn wait_healthz(
+    component: &str,
+    rec: &ProcessRecord,
+    ops_port: u16,
+    timeout: Duration,
+) -> Result<()> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if !rec.is_alive() {
+            return Err(spire::not_ready(
+                component,
+                rec,
+                timeout,
+                "the process exited",
+            ));
+        }
+        if let Some((200, _)) = crate::health::http_get(ops_port, "/healthz").await {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(spire::not_ready(
+                component,
+                rec,
+                timeout,
+                "its /healthz never answered 200",
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

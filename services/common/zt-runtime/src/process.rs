@@ -1,0 +1,201 @@
+//! One started process: a log file, its pid and start time, and stop by pid only.
+//!
+//! A process is identified by pid *and* its start time (from `/proc/<pid>/stat`), so a pid that
+//! the kernel has reused for another program is never signalled. Nothing here kills by name.
+
+use std::fs::OpenOptions;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, Result};
+
+/// A process the lab started, as recorded in `lab.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessRecord {
+    /// Its pid.
+    pub pid: u32,
+    /// Its start time in clock ticks since boot (`/proc/<pid>/stat` field 22).
+    pub start_time: u64,
+    /// Its log file (stdout and stderr).
+    pub log: PathBuf,
+}
+
+/// What to start.
+#[derive(Debug, Clone)]
+pub struct Launch {
+    /// The executable.
+    pub program: PathBuf,
+    /// Arguments.
+    pub args: Vec<String>,
+    /// Extra environment variables.
+    pub env: Vec<(String, String)>,
+    /// Working directory.
+    pub cwd: Option<PathBuf>,
+    /// The log file; appended to.
+    pub log: PathBuf,
+}
+
+/// Starts `launch` in its own process group (so a Ctrl-C at the terminal that ran `ztlab up`
+/// does not reach it), with stdin closed and stdout and stderr appended to its log.
+pub fn spawn(launch: &Launch) -> Result<ProcessRecord> {
+    if let Some(dir) = launch.log.parent() {
+        std::fs::create_dir_all(dir).map_err(Error::io(format!("creating {}", dir.display())))?;
+    }
+    let log = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&launch.log)
+        .map_err(Error::io(format!("opening {}", launch.log.display())))?;
+    let err = log
+        .try_clone()
+        .map_err(Error::io("duplicating the log handle"))?;
+    let mut cmd = Command::new(&launch.program);
+    cmd.args(&launch.args)
+        .envs(launch.env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(err)
+        .process_group(0);
+    if let Some(cwd) = &launch.cwd {
+        cmd.current_dir(cwd);
+    }
+    let child = cmd
+        .spawn()
+        .map_err(Error::io(format!("starting {}", launch.program.display())))?;
+    let pid = child.id();
+    // The child is reaped by `wait_gone` (tests) or by init once `ztlab` exits (CLI).
+    std::mem::forget(child);
+    let start_time = start_time(pid).unwrap_or(0);
+    Ok(ProcessRecord {
+        pid,
+        start_time,
+        log: launch.log.clone(),
+    })
+}
+
+/// The start time of `pid`, if it exists and is not a zombie.
+pub fn start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which is in parentheses and may contain spaces.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // rest[0] is field 3 (state); start time is field 22.
+    if fields.first() == Some(&"Z") {
+        return None;
+    }
+    fields.get(19)?.parse().ok()
+}
+
+impl ProcessRecord {
+    /// Whether this very process (same pid, same start time) is still running.
+    pub fn is_alive(&self) -> bool {
+        start_time(self.pid).is_some_and(|t| t == self.start_time)
+    }
+
+    /// Stops the process: SIGTERM, then SIGKILL after `grace`. Only if it is still the process
+    /// that was started (pid and start time match).
+    pub fn stop(&self, grace: Duration) {
+        if !self.is_alive() {
+            reap(self.pid);
+            return;
+        }
+        let pid = Pid::from_raw(self.pid as i32);
+        let _ = kill(pid, Signal::SIGTERM);
+        if !self.wait_gone(grace) {
+            tracing::warn!(
+                pid = self.pid,
+                "did not stop after SIGTERM; sending SIGKILL"
+            );
+            let _ = kill(pid, Signal::SIGKILL);
+            self.wait_gone(Duration::from_secs(5));
+        }
+    }
+
+    /// Sends SIGKILL now (used by tests to simulate a crash).
+    pub fn kill_hard(&self) {
+        if self.is_alive() {
+            let _ = kill(Pid::from_raw(self.pid as i32), Signal::SIGKILL);
+            self.wait_gone(Duration::from_secs(5));
+        }
+    }
+
+    /// Waits until the process has exited; `false` on timeout.
+    pub fn wait_gone(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            reap(self.pid);
+            if !self.is_alive() {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+
+    /// The last `n` lines of the log.
+    pub fn log_tail(&self, n: usize) -> String {
+        tail(&self.log, n)
+    }
+}
+
+/// Reaps `pid` if it is our exited child; does nothing otherwise.
+fn reap(pid: u32) {
+    use nix::sys::wait::{WaitPidFlag, waitpid};
+    let _ = waitpid(Pid::from_raw(pid as i32), Some(WaitPidFlag::WNOHANG));
+}
+
+/// The last `n` lines of a file, indented, for error messages.
+pub fn tail(path: &Path, n: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    let start = lines.len().saturating_sub(n);
+    if lines.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from("\n  last log lines:");
+    for l in &lines[start..] {
+        out.push_str("\n    ");
+        out.push_str(l);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spawn_and_stop_by_pid() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let rec = spawn(&Launch {
+            program: "/bin/sleep".into(),
+            args: vec!["30".into()],
+            env: vec![],
+            cwd: None,
+            log: dir.path().join("sleep.log"),
+        })
+        .expect("spawn");
+        assert!(rec.is_alive());
+        // A record with the right pid but another start time is not "alive": never signalled.
+        let impostor = ProcessRecord {
+            start_time: rec.start_time + 1,
+            ..rec.clone()
+        };
+        assert!(!impostor.is_alive());
+        impostor.stop(Duration::from_millis(100));
+        assert!(
+            rec.is_alive(),
+            "stopping an impostor record must not touch the process"
+        );
+        rec.stop(Duration::from_secs(5));
+        assert!(!rec.is_alive());
+    }
+}

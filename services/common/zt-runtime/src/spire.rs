@@ -1,0 +1,385 @@
+//! SPIRE server and agent: configs, start-up, readiness, and the CLI calls the lab needs.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::binaries::Tool;
+use crate::process::{Launch, ProcessRecord};
+use crate::{Error, Result, render};
+
+const SERVER_TEMPLATE: &str =
+    include_str!("../../../../infrastructure/local/spire/server.conf.tmpl");
+const UPSTREAM_TEMPLATE: &str =
+    include_str!("../../../../infrastructure/local/spire/upstream-disk.conf.tmpl");
+const AGENT_TEMPLATE: &str = include_str!("../../../../infrastructure/local/spire/agent.conf.tmpl");
+
+/// Where one site's files live under the lab's state dir.
+#[derive(Debug, Clone)]
+pub struct SitePaths {
+    /// `<state>/sites/<name>`.
+    pub root: PathBuf,
+}
+
+impl SitePaths {
+    /// Paths for site `name` under `state_dir`.
+    pub fn new(state_dir: &Path, name: &str) -> Self {
+        Self {
+            root: state_dir.join("sites").join(name),
+        }
+    }
+    /// The server's rendered config.
+    pub fn server_conf(&self) -> PathBuf {
+        self.root.join("server/server.conf")
+    }
+    /// The server's data dir (datastore, keys).
+    pub fn server_data(&self) -> PathBuf {
+        self.root.join("server/data")
+    }
+    /// The server's admin API socket (Entry API, bundles, tokens).
+    pub fn admin_socket(&self) -> PathBuf {
+        self.root.join("server/private/api.sock")
+    }
+    /// The trust bundle the agent bootstraps from.
+    pub fn bundle(&self) -> PathBuf {
+        self.root.join("server/bundle.pem")
+    }
+    /// The agent's rendered config.
+    pub fn agent_conf(&self) -> PathBuf {
+        self.root.join("agent/agent.conf")
+    }
+    /// The agent's data dir.
+    pub fn agent_data(&self) -> PathBuf {
+        self.root.join("agent/data")
+    }
+    /// The Workload API socket (also SDS).
+    pub fn workload_socket(&self) -> PathBuf {
+        self.root.join("agent/public/api.sock")
+    }
+}
+
+/// Values that go into one site's configs.
+#[derive(Debug, Clone)]
+pub struct SiteConfigValues {
+    /// Trust domain name.
+    pub trust_domain: String,
+    /// SPIRE server port (agents dial it).
+    pub server_port: u16,
+    /// Server health port (`/ready`).
+    pub server_health_port: u16,
+    /// Agent health port (`/ready`).
+    pub agent_health_port: u16,
+    /// Default X.509-SVID TTL.
+    pub x509_svid_ttl: Duration,
+    /// Default JWT-SVID TTL.
+    pub jwt_svid_ttl: Duration,
+    /// The shared upstream CA (cert, key), when the site uses one.
+    pub upstream: Option<(PathBuf, PathBuf)>,
+    /// SPIRE log level.
+    pub log_level: String,
+}
+
+fn secs(d: Duration) -> String {
+    format!("{}s", d.as_secs())
+}
+
+/// Writes the server's and the agent's config files.
+pub fn write_configs(paths: &SitePaths, v: &SiteConfigValues) -> Result<()> {
+    for dir in [
+        paths.server_data(),
+        paths.agent_data(),
+        paths.root.join("server/private"),
+        paths.root.join("agent/public"),
+    ] {
+        std::fs::create_dir_all(&dir).map_err(Error::io(format!("creating {}", dir.display())))?;
+    }
+    let upstream = match &v.upstream {
+        Some((cert, key)) => render(
+            "upstream-disk.conf.tmpl",
+            UPSTREAM_TEMPLATE,
+            &[
+                ("upstream_cert", cert.display().to_string()),
+                ("upstream_key", key.display().to_string()),
+            ],
+        )?,
+        None => String::new(),
+    };
+    // The CA must outlive the SVIDs it signs many times over.
+    let ca_ttl = Duration::from_secs((v.x509_svid_ttl.as_secs() * 12).max(24 * 3600));
+    let server = render(
+        "server.conf.tmpl",
+        SERVER_TEMPLATE,
+        &[
+            ("server_port", v.server_port.to_string()),
+            ("admin_socket", paths.admin_socket().display().to_string()),
+            ("trust_domain", v.trust_domain.clone()),
+            ("data_dir", paths.server_data().display().to_string()),
+            ("log_level", v.log_level.clone()),
+            ("ca_ttl", secs(ca_ttl)),
+            ("x509_svid_ttl", secs(v.x509_svid_ttl)),
+            ("jwt_svid_ttl", secs(v.jwt_svid_ttl)),
+            ("cache_reload_interval", "1s".into()),
+            ("upstream_authority", upstream),
+            ("health_port", v.server_health_port.to_string()),
+        ],
+    )?;
+    write(&paths.server_conf(), &server)?;
+    let agent = render(
+        "agent.conf.tmpl",
+        AGENT_TEMPLATE,
+        &[
+            ("data_dir", paths.agent_data().display().to_string()),
+            ("log_level", v.log_level.clone()),
+            ("server_port", v.server_port.to_string()),
+            (
+                "workload_socket",
+                paths.workload_socket().display().to_string(),
+            ),
+            ("trust_domain", v.trust_domain.clone()),
+            ("trust_bundle_path", paths.bundle().display().to_string()),
+            ("sync_interval", "1s".into()),
+            ("health_port", v.agent_health_port.to_string()),
+        ],
+    )?;
+    write(&paths.agent_conf(), &agent)
+}
+
+fn write(path: &Path, text: &str) -> Result<()> {
+    std::fs::write(path, text).map_err(Error::io(format!("writing {}", path.display())))
+}
+
+/// Starts the SPIRE server of a site.
+pub fn spawn_server(paths: &SitePaths, log: PathBuf) -> Result<ProcessRecord> {
+    crate::process::spawn(&Launch {
+        program: Tool::SpireServer.require()?,
+        args: vec![
+            "run".into(),
+            "-config".into(),
+            paths.server_conf().display().to_string(),
+        ],
+        env: vec![],
+        cwd: Some(paths.root.clone()),
+        log,
+    })
+}
+
+/// Starts the SPIRE agent of a site, with a join token unless it already attested once (its
+/// data dir then holds its SVID, which it renews by itself).
+pub fn spawn_agent(
+    paths: &SitePaths,
+    join_token: Option<&str>,
+    log: PathBuf,
+) -> Result<ProcessRecord> {
+    let mut args = vec![
+        "run".into(),
+        "-config".into(),
+        paths.agent_conf().display().to_string(),
+    ];
+    if let Some(token) = join_token {
+        args.push("-joinToken".into());
+        args.push(token.to_owned());
+    }
+    crate::process::spawn(&Launch {
+        program: Tool::SpireAgent.require()?,
+        args,
+        env: vec![],
+        cwd: Some(paths.root.clone()),
+        log,
+    })
+}
+
+/// Whether the agent has attested before (and so needs no new join token).
+pub fn agent_attested(paths: &SitePaths) -> bool {
+    paths.agent_data().join("agent-data.json").exists()
+}
+
+/// Waits until `GET /ready` on `health_port` answers 200, failing early if the process exits.
+pub async fn wait_ready(
+    component: &str,
+    record: &ProcessRecord,
+    health_port: u16,
+    timeout: Duration,
+) -> Result<()> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if !record.is_alive() {
+            return Err(not_ready(component, record, timeout, "the process exited"));
+        }
+        if let Some((200, _)) = crate::health::http_get(health_port, "/ready").await {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(not_ready(
+                component,
+                record,
+                timeout,
+                "its /ready endpoint never answered 200",
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+pub(crate) fn not_ready(
+    component: &str,
+    record: &ProcessRecord,
+    timeout: Duration,
+    reason: &str,
+) -> Error {
+    Error::NotReady {
+        component: component.to_owned(),
+        seconds: timeout.as_secs(),
+        reason: reason.to_owned(),
+        log: record.log.clone(),
+        tail: record.log_tail(8),
+    }
+}
+
+/// Runs `spire-server <args> -socketPath <admin socket>` and returns stdout.
+pub async fn server_cli(paths: &SitePaths, args: &[&str]) -> Result<String> {
+    let bin = Tool::SpireServer.require()?;
+    let mut full: Vec<String> = args.iter().map(|s| (*s).to_owned()).collect();
+    full.push("-socketPath".into());
+    full.push(paths.admin_socket().display().to_string());
+    let out = tokio::process::Command::new(&bin)
+        .args(&full)
+        .output()
+        .await
+        .map_err(Error::io(format!("running {}", bin.display())))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(Error::Command {
+            command: format!("spire-server {}", args.join(" ")),
+            message: format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stderr).trim(),
+                String::from_utf8_lossy(&out.stdout).trim()
+            ),
+        })
+    }
+}
+
+/// Writes the server's current trust bundle to the site's bundle file.
+pub async fn export_bundle(paths: &SitePaths) -> Result<()> {
+    let pem = server_cli(paths, &["bundle", "show"]).await?;
+    write(&paths.bundle(), &pem)
+}
+
+/// Creates a one-use join token whose agent also gets `alias` as a stable SPIFFE ID.
+pub async fn join_token(paths: &SitePaths, alias: &str) -> Result<String> {
+    let out = server_cli(
+        paths,
+        &["token", "generate", "-spiffeID", alias, "-ttl", "600"],
+    )
+    .await?;
+    out.lines()
+        .find_map(|l| l.strip_prefix("Token: "))
+        .map(|t| t.trim().to_owned())
+        .ok_or_else(|| Error::Command {
+            command: "spire-server token generate".into(),
+            message: format!("no token in {out:?}"),
+        })
+}
+
+/// A registration entry, as the lab bootstrap writes it with the SPIRE CLI.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Registration {
+    /// The entry ID (caller-chosen, so that re-running is idempotent).
+    pub entry_id: String,
+    /// The SPIFFE ID issued.
+    pub spiffe_id: String,
+    /// The parent: the agent's alias.
+    pub parent_id: String,
+    /// Selectors, `type:value`.
+    pub selectors: Vec<String>,
+    /// X.509-SVID TTL in seconds (0: server default).
+    pub x509_svid_ttl: u64,
+    /// JWT-SVID TTL in seconds (0: server default).
+    pub jwt_svid_ttl: u64,
+}
+
+/// Creates the entry; an entry with the same ID that already exists is left alone.
+pub async fn create_entry(paths: &SitePaths, r: &Registration) -> Result<()> {
+    let x509 = r.x509_svid_ttl.to_string();
+    let jwt = r.jwt_svid_ttl.to_string();
+    let mut args = vec![
+        "entry",
+        "create",
+        "-entryID",
+        &r.entry_id,
+        "-spiffeID",
+        &r.spiffe_id,
+        "-parentID",
+        &r.parent_id,
+    ];
+    for s in &r.selectors {
+        args.push("-selector");
+        args.push(s);
+    }
+    if r.x509_svid_ttl > 0 {
+        args.extend(["-x509SVIDTTL", &x509]);
+    }
+    if r.jwt_svid_ttl > 0 {
+        args.extend(["-jwtSVIDTTL", &jwt]);
+    }
+    match server_cli(paths, &args).await {
+        Ok(_) => Ok(()),
+        Err(Error::Command { message, .. })
+            if message.contains("AlreadyExists") || message.contains("already exists") =>
+        {
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// `spire-server entry show -entryID <id>` output.
+pub async fn show_entry(paths: &SitePaths, entry_id: &str) -> Result<String> {
+    server_cli(paths, &["entry", "show", "-entryID", entry_id]).await
+}
+
+/// Deletes an entry by ID.
+pub async fn delete_entry(paths: &SitePaths, entry_id: &str) -> Result<()> {
+    server_cli(paths, &["entry", "delete", "-entryID", entry_id])
+        .await
+        .map(|_| ())
+}
+
+/// Creates the lab's shared root CA (EC P-256, one year) unless it exists. The key is 0600.
+pub fn ensure_root_ca(dir: &Path) -> Result<(PathBuf, PathBuf)> {
+    use std::os::unix::fs::PermissionsExt;
+    let cert_path = dir.join("root.crt");
+    let key_path = dir.join("root.key");
+    if cert_path.exists() && key_path.exists() {
+        return Ok((cert_path, key_path));
+    }
+    std::fs::create_dir_all(dir).map_err(Error::io(format!("creating {}", dir.display())))?;
+    let fail = |e: rcgen::Error| Error::Command {
+        command: "generating the lab root CA".into(),
+        message: e.to_string(),
+    };
+    let key = rcgen::KeyPair::generate().map_err(fail)?;
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).map_err(fail)?;
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    params.key_usages = vec![
+        rcgen::KeyUsagePurpose::KeyCertSign,
+        rcgen::KeyUsagePurpose::CrlSign,
+    ];
+    params
+        .distinguished_name
+        .push(rcgen::DnType::OrganizationName, "ztlab");
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "ztlab lab root CA");
+    let now = time::OffsetDateTime::now_utc();
+    params.not_before = now - time::Duration::minutes(5);
+    params.not_after = now + time::Duration::days(365);
+    let cert = params.self_signed(&key).map_err(fail)?;
+    write(&key_path, &key.serialize_pem())?;
+    std::fs::set_permissions(&key_path, std::fs::Permissions::from_mode(0o600))
+        .map_err(Error::io(format!("chmod {}", key_path.display())))?;
+    write(&cert_path, &cert.pem())?;
+    Ok((cert_path, key_path))
+}

@@ -1,0 +1,273 @@
+//! An HTTP client that presents this workload's SVID and checks the server's SPIFFE ID.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::{Method, Request, StatusCode};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use spiffe::{TrustDomain, X509Source};
+use spiffe_rustls::TrustDomainPolicy;
+use zt_identity::Authorizer;
+
+use crate::Error;
+
+/// Options for [`MtlsClient`].
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    /// Keep connections open between requests. When false, every request makes a new
+    /// handshake with the current SVID (used to watch rotation).
+    pub reuse_connections: bool,
+    /// Per-request timeout.
+    pub timeout: Duration,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        Self {
+            reuse_connections: true,
+            timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Why a request failed, in words a person can act on.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// The URL is not an `https://` URL.
+    #[error("invalid URL {0:?}: an https:// URL is required")]
+    InvalidUrl(String),
+    /// The TLS handshake failed; the message says which side refused and why.
+    #[error("mTLS to {url} failed: {reason}")]
+    Tls {
+        /// The URL requested.
+        url: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// Nothing listens there, or the connection broke.
+    #[error("cannot connect to {url}: {reason}")]
+    Connect {
+        /// The URL requested.
+        url: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// No answer in time.
+    #[error("{url}: no answer within {0:?}", .timeout)]
+    Timeout {
+        /// The URL requested.
+        url: String,
+        /// The timeout that elapsed.
+        timeout: Duration,
+    },
+}
+
+/// A response: status and body.
+#[derive(Debug, Clone)]
+pub struct Response {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// Body bytes.
+    pub body: Bytes,
+}
+
+impl Response {
+    /// The body parsed as JSON.
+    pub fn json<T: serde::de::DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
+        serde_json::from_slice(&self.body)
+    }
+}
+
+/// An mTLS HTTP client. The server must present an SVID of `trust_domain` that the
+/// `server` authorizer accepts.
+#[derive(Clone)]
+pub struct MtlsClient {
+    http: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for MtlsClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MtlsClient").finish_non_exhaustive()
+    }
+}
+
+impl MtlsClient {
+    /// Builds a client from this workload's source.
+    pub fn new(
+        source: &X509Source,
+        trust_domain: &TrustDomain,
+        server: Arc<dyn Authorizer>,
+        options: ClientOptions,
+    ) -> Result<Self, Error> {
+        let config = client_config(source, trust_domain, server, Vec::new())?;
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(config)
+            .https_only()
+            .enable_http1()
+            .enable_http2()
+            .build();
+        let mut builder = Client::builder(TokioExecutor::new());
+        if !options.reuse_connections {
+            builder.pool_max_idle_per_host(0);
+        }
+        Ok(Self {
+            http: builder.build(connector),
+            timeout: options.timeout,
+        })
+    }
+
+    /// Sends a request with an optional JSON body.
+    pub async fn request(
+        &self,
+        method: Method,
+        url: &str,
+        json: Option<&serde_json::Value>,
+    ) -> Result<Response, ClientError> {
+        if !url.starts_with("https://") {
+            return Err(ClientError::InvalidUrl(url.to_owned()));
+        }
+        let body = json.map(|v| Bytes::from(v.to_string())).unwrap_or_default();
+        let mut req = Request::builder().method(method).uri(url);
+        if json.is_some() {
+            req = req.header("content-type", "application/json");
+        }
+        let req = req
+            .body(Full::new(body))
+            .map_err(|_| ClientError::InvalidUrl(url.to_owned()))?;
+        let send = async {
+            let resp = self
+                .http
+                .request(req)
+                .await
+                .map_err(|e| classify(url, &e))?;
+            let status = resp.status();
+            let body = resp
+                .into_body()
+                .collect()
+                .await
+                .map_err(|e| classify(url, &e))?
+                .to_bytes();
+            Ok(Response { status, body })
+        };
+        tokio::time::timeout(self.timeout, send)
+            .await
+            .map_err(|_| ClientError::Timeout {
+                url: url.to_owned(),
+                timeout: self.timeout,
+            })?
+    }
+
+    /// `GET url`.
+    pub async fn get(&self, url: &str) -> Result<Response, ClientError> {
+        self.request(Method::GET, url, None).await
+    }
+}
+
+/// The client-side rustls config: present this workload's SVID, accept only a server of
+/// `trust_domain` whose SPIFFE ID `server` authorizes.
+fn client_config(
+    source: &X509Source,
+    trust_domain: &TrustDomain,
+    server: Arc<dyn Authorizer>,
+    alpn: Vec<Vec<u8>>,
+) -> Result<rustls::ClientConfig, Error> {
+    let builder = spiffe_rustls::mtls_client(source.clone())
+        .trust_domain_policy(TrustDomainPolicy::LocalOnly(trust_domain.clone()))
+        .authorize(move |id: &spiffe::SpiffeId| match server.authorize(id) {
+            Ok(()) => true,
+            Err(denied) => {
+                tracing::warn!(reason = %denied, "server SPIFFE ID refused");
+                false
+            }
+        });
+    let builder = if alpn.is_empty() {
+        builder
+    } else {
+        builder.with_alpn_protocols(alpn)
+    };
+    builder.build().map_err(|e| Error::Config(e.to_string()))
+}
+
+/// A tonic channel to `addr` (`host:port`) over mTLS with this workload's SVID. The server must
+/// be of `trust_domain` and pass `server`. The channel connects lazily and reconnects by itself;
+/// each new connection uses the current SVID.
+pub fn grpc_channel(
+    source: &X509Source,
+    trust_domain: &TrustDomain,
+    server: Arc<dyn Authorizer>,
+    addr: &str,
+) -> Result<tonic::transport::Channel, Error> {
+    let config = client_config(source, trust_domain, server, vec![b"h2".to_vec()])?;
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .map_err(|e| Error::Config(format!("invalid gRPC address {addr:?}: {e}")))?;
+    let addr = addr.to_owned();
+    Ok(
+        endpoint.connect_with_connector_lazy(tower::service_fn(move |_: hyper::Uri| {
+            let (connector, addr) = (connector.clone(), addr.clone());
+            async move {
+                let tcp = tokio::net::TcpStream::connect(&addr).await?;
+                // The SPIFFE verifier checks the URI SAN, not the name; any valid name does.
+                let name = rustls::pki_types::ServerName::try_from("spiffe.invalid")
+                    .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+                let tls = connector.connect(name, tcp).await?;
+                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(tls))
+            }
+        })),
+    )
+}
+
+/// Walks an error's sources for a rustls error and says in words who refused what.
+fn classify(url: &str, err: &(dyn std::error::Error + 'static)) -> ClientError {
+    let mut chain = Vec::new();
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = cur {
+        let tls = e.downcast_ref::<rustls::Error>().or_else(|| {
+            e.downcast_ref::<std::io::Error>()
+                .and_then(|io| io.get_ref())
+                .and_then(|i| i.downcast_ref())
+        });
+        if let Some(tls) = tls {
+            return ClientError::Tls {
+                url: url.to_owned(),
+                reason: describe_tls(tls),
+            };
+        }
+        chain.push(e.to_string());
+        cur = e.source();
+    }
+    chain.dedup();
+    ClientError::Connect {
+        url: url.to_owned(),
+        reason: chain.join(": "),
+    }
+}
+
+fn describe_tls(e: &rustls::Error) -> String {
+    use rustls::AlertDescription as A;
+    match e {
+        rustls::Error::AlertReceived(A::CertificateRequired) => {
+            "the server requires a client certificate (SVID) and none was presented".into()
+        }
+        rustls::Error::AlertReceived(
+            a @ (A::BadCertificate | A::UnknownCA | A::CertificateUnknown | A::AccessDenied),
+        ) => {
+            format!(
+                "the server refused this workload's certificate (TLS alert {a:?}): it does not chain to the \
+                 server's trust bundle, or its trust domain is not accepted there"
+            )
+        }
+        rustls::Error::InvalidCertificate(c) => format!(
+            "the server's certificate was refused ({c:?}): its SPIFFE ID is not the one expected, or it is not \
+             from this trust domain"
+        ),
+        other => format!("TLS error: {other}"),
+    }
+}

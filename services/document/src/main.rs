@@ -1,0 +1,80 @@
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+/// The ztlab document service.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    /// TOML config file; `ZT_*` environment variables override it.
+    #[arg(long, env = "ZT_CONFIG", global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve (the default).
+    Serve,
+    /// Call opa repeatedly with this workload's SVID and print a JSON report of what opa saw.
+    /// Exits 1 if any call failed.
+    CheckOpa {
+        /// How long to keep calling, e.g. `30s`.
+        #[arg(long, default_value = "0s", value_parser = humantime_duration)]
+        duration: Duration,
+        /// Pause between calls, e.g. `100ms`.
+        #[arg(long, default_value = "100ms", value_parser = humantime_duration)]
+        interval: Duration,
+    },
+}
+
+fn humantime_duration(s: &str) -> Result<Duration, String> {
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?}: expected a number with a unit, like 30s or 100ms"))?;
+    match unit {
+        "ms" => Ok(Duration::from_millis(n)),
+        "s" | "" => Ok(Duration::from_secs(n)),
+        "m" => Ok(Duration::from_secs(n * 60)),
+        _ => Err(format!("{s:?}: unknown unit {unit:?} (use ms, s or m)")),
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(args).await {
+        Ok(code) => code,
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "document stopped");
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn run(args: Args) -> anyhow::Result<ExitCode> {
+    zt_tls::install_crypto_provider();
+    zt_service::telemetry::init("document");
+    let config: document::Config = zt_service::config::load(args.config.as_deref())?;
+    match args.command.unwrap_or(Command::Serve) {
+        Command::Serve => {
+            let app = document::Application::build(config).await?;
+            app.run_until_stopped(zt_service::shutdown_signal()).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::CheckOpa { duration, interval } => {
+            let report = document::check_opa(&config, duration, interval).await?;
+            println!("{}", serde_json::to_string(&report)?);
+            Ok(if report.failed == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+    }
+}

@@ -1,0 +1,175 @@
+//! Helpers for ztlab's end-to-end tests. Every test starts its own lab of real SPIRE servers,
+//! agents and ztlab services through `zt-runtime` (the same code `ztlab up` uses), in a
+//! temporary state dir with free ports, and stops it when the [`Lab`] is dropped.
+//!
+//! The service binaries must be built first (`cargo build --workspace`); `scripts/test.sh`
+//! does that.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use tempfile::TempDir;
+use zt_runtime::lab::{Lab, LabSpec, SiteSpec, WorkloadSpec};
+use zt_runtime::ports::free_port;
+
+pub use document::CheckReport;
+
+/// Where cargo put the workspace binaries (`target/<profile>`).
+pub fn target_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    // target/<profile>/deps/<test>-<hash>
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("target dir")
+        .to_path_buf()
+}
+
+/// A workspace binary. Panics with what to run if it is missing.
+pub fn bin(name: &str) -> PathBuf {
+    let p = target_dir().join(name);
+    assert!(
+        p.is_file(),
+        "{} is not built: run `cargo build --workspace` first (scripts/test.sh does)",
+        p.display()
+    );
+    p
+}
+
+/// A short temporary state dir (unix socket paths must stay under 108 bytes).
+pub fn state_dir() -> TempDir {
+    tempfile::Builder::new()
+        .prefix("ztl")
+        .tempdir_in("/tmp")
+        .expect("temp dir")
+}
+
+/// A site of trust domain `td`.
+pub fn site(name: &str, td: &str, shared_root: bool) -> SiteSpec {
+    SiteSpec {
+        name: name.into(),
+        trust_domain: td.into(),
+        shared_root,
+        ..SiteSpec::named(name)
+    }
+}
+
+/// A spec with these sites and no workloads, in `dir`.
+pub fn spec(dir: &TempDir, sites: Vec<SiteSpec>) -> LabSpec {
+    LabSpec {
+        state_dir: dir.path().to_path_buf(),
+        sites,
+        workloads: vec![],
+        log_level: "INFO".into(),
+        ready_timeout_secs: 60,
+    }
+}
+
+/// A ztlab service (`opa` or `document`) as a workload of `site`, on free ports. Returns the
+/// spec and its mTLS port.
+pub fn service(
+    binary: &str,
+    name: &str,
+    site: &str,
+    spiffe_path: &str,
+    x509_ttl: u64,
+) -> (WorkloadSpec, u16) {
+    let listen = free_port().expect("port");
+    let ops = free_port().expect("port");
+    let spec = WorkloadSpec {
+        name: name.into(),
+        site: site.into(),
+        spiffe_path: spiffe_path.into(),
+        program: bin(binary),
+        args: vec![],
+        env: BTreeMap::from([("ZT_LISTEN_ADDR".to_owned(), format!("127.0.0.1:{listen}"))]),
+        ops_port: ops,
+        ports: BTreeMap::from([("listen".to_owned(), listen)]),
+        x509_svid_ttl_secs: x509_ttl,
+    };
+    (spec, listen)
+}
+
+/// Starts a lab: the sites, then `opa` at site `a` (only `document` of `ztlab.test` may call
+/// it). Returns the lab and opa's port.
+pub async fn lab_with_opa(dir: &TempDir, sites: Vec<SiteSpec>, x509_ttl: u64) -> (Lab, u16) {
+    let mut spec = spec(dir, sites);
+    let (opa, port) = service("opa", "opa", "a", "/ns/demo/sa/opa", x509_ttl);
+    spec.workloads.push(opa);
+    let lab = Lab::up(spec, true)
+        .await
+        .unwrap_or_else(|e| panic!("lab did not start: {e}"));
+    (lab, port)
+}
+
+/// A run of `document check-opa` from its own binary copy.
+#[derive(Debug, Clone)]
+pub struct Probe<'a> {
+    /// Binary copy name (its `unix:path` selector).
+    pub name: &'a str,
+    /// The site whose agent it asks for an SVID.
+    pub site: &'a str,
+    /// Register it with this SPIFFE ID path first (`None`: leave it unregistered).
+    pub spiffe_path: Option<&'a str>,
+    /// Its entry's X.509-SVID TTL (0: the site default).
+    pub x509_ttl: u64,
+    /// How long to keep calling.
+    pub duration: Duration,
+    /// How long to wait for an SVID at start.
+    pub svid_wait_secs: u64,
+}
+
+impl Probe<'_> {
+    /// A one-shot probe registered as `spiffe_path` at `site`.
+    pub fn new<'a>(name: &'a str, site: &'a str, spiffe_path: Option<&'a str>) -> Probe<'a> {
+        Probe {
+            name,
+            site,
+            spiffe_path,
+            x509_ttl: 0,
+            duration: Duration::ZERO,
+            svid_wait_secs: 20,
+        }
+    }
+
+    /// Installs the document binary as `name`, registers it, and runs `document check-opa`
+    /// against opa at `opa_port`. Returns the report, stderr and the exit code.
+    pub async fn run(&self, lab: &Lab, opa_port: u16) -> (CheckReport, String, i32) {
+        let exe = lab
+            .install_binary(self.name, &bin("document"))
+            .expect("install");
+        if let Some(path) = self.spiffe_path {
+            lab.register(self.site, self.name, path, &exe, self.x509_ttl)
+                .await
+                .expect("register");
+        }
+        let td = lab.site_spec(self.site).expect("site").trust_domain.clone();
+        let out = tokio::process::Command::new(&exe)
+            .args([
+                "check-opa",
+                "--duration",
+                &format!("{}ms", self.duration.as_millis()),
+                "--interval",
+                "100ms",
+            ])
+            .env(
+                "SPIFFE_ENDPOINT_SOCKET",
+                format!(
+                    "unix://{}",
+                    lab.workload_socket(self.site).expect("socket").display()
+                ),
+            )
+            .env("ZT_TRUST_DOMAIN", td)
+            .env("ZT_OPA_URL", format!("https://127.0.0.1:{opa_port}"))
+            .env("ZT_SVID_WAIT_SECS", self.svid_wait_secs.to_string())
+            .env("RUST_BACKTRACE", "0")
+            .env("RUST_LOG", "warn")
+            .output()
+            .await
+            .expect("run document check-opa");
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let report = serde_json::from_str(stdout.trim()).unwrap_or_default();
+        (report, stderr, out.status.code().unwrap_or(-1))
+    }
+}
