@@ -495,6 +495,7 @@ impl Lab {
             env,
             cwd: Some(self.state.spec.state_dir.clone()),
             log: self.log_path_for(&w.name),
+            user: None,
         })?;
         self.state.workloads.insert(w.name.clone(), rec.clone());
         started.push(w.name.clone());

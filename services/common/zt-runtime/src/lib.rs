@@ -13,12 +13,16 @@
 //! - [`lab`]: the lab as a whole: a [`lab::LabSpec`] of sites and workloads, started in order
 //!   with readiness checks, recorded in `lab.json` under the state dir, stopped by pid. A
 //!   [`lab::Lab`] owned by a test stops everything it started when dropped.
+//! - [`postgres`]: PostgreSQL clusters (the unix-socket-only `mgmt` database first).
+//! - [`openbao`]: the OpenBao server: init, unseal, and the lab's OIDC identity provider.
 //! - [`health`]: readiness probes (HTTP `GET` on loopback).
 
 pub mod binaries;
 pub mod health;
 pub mod lab;
+pub mod openbao;
 pub mod ports;
+pub mod postgres;
 pub mod process;
 pub mod spire;
 

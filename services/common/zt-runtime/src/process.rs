@@ -27,7 +27,7 @@ pub struct ProcessRecord {
 }
 
 /// What to start.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Launch {
     /// The executable.
     pub program: PathBuf,
@@ -39,6 +39,8 @@ pub struct Launch {
     pub cwd: Option<PathBuf>,
     /// The log file; appended to.
     pub log: PathBuf,
+    /// Run as this (uid, gid) instead of the caller (for programs that refuse root).
+    pub user: Option<(u32, u32)>,
 }
 
 /// Starts `launch` in its own process group (so a Ctrl-C at the terminal that ran `ztlab up`
@@ -64,6 +66,9 @@ pub fn spawn(launch: &Launch) -> Result<ProcessRecord> {
         .process_group(0);
     if let Some(cwd) = &launch.cwd {
         cmd.current_dir(cwd);
+    }
+    if let Some((uid, gid)) = launch.user {
+        cmd.uid(uid).gid(gid);
     }
     let child = cmd
         .spawn()
@@ -179,8 +184,8 @@ mod tests {
             program: "/bin/sleep".into(),
             args: vec!["30".into()],
             env: vec![],
-            cwd: None,
             log: dir.path().join("sleep.log"),
+            ..Launch::default()
         })
         .expect("spawn");
         assert!(rec.is_alive());

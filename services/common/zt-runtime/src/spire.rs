@@ -161,6 +161,7 @@ pub fn spawn_server(paths: &SitePaths, log: PathBuf) -> Result<ProcessRecord> {
         env: vec![],
         cwd: Some(paths.root.clone()),
         log,
+        user: None,
     })
 }
 
@@ -186,6 +187,7 @@ pub fn spawn_agent(
         env: vec![],
         cwd: Some(paths.root.clone()),
         log,
+        user: None,
     })
 }
 

@@ -224,6 +224,37 @@ pub fn grpc_channel(
     )
 }
 
+/// A tonic channel to `addr` over ordinary TLS: the server's certificate must chain to a root
+/// in `bundle_pem` (the SPIRE trust bundle) and carry `server_name` as a DNS name. For callers
+/// without an SVID (people, CI) that authenticate with bearer tokens.
+pub fn grpc_channel_with_roots(bundle_pem: &[u8], server_name: &str, addr: &str) -> Result<tonic::transport::Channel, Error> {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls::pki_types::CertificateDer::pem_slice_iter(bundle_pem) {
+        let cert = cert.map_err(|e| Error::Config(format!("trust bundle: {e}")))?;
+        roots.add(cert).map_err(|e| Error::Config(format!("trust bundle: {e}")))?;
+    }
+    if roots.is_empty() {
+        return Err(Error::Config("the trust bundle has no certificates".into()));
+    }
+    let mut config = rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let name = rustls::pki_types::ServerName::try_from(server_name.to_owned())
+        .map_err(|e| Error::Config(format!("server name {server_name:?}: {e}")))?;
+    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .map_err(|e| Error::Config(format!("invalid gRPC address {addr:?}: {e}")))?;
+    let addr = addr.to_owned();
+    Ok(endpoint.connect_with_connector_lazy(tower::service_fn(move |_: hyper::Uri| {
+        let (connector, addr, name) = (connector.clone(), addr.clone(), name.clone());
+        async move {
+            let tcp = tokio::net::TcpStream::connect(&addr).await?;
+            let tls = connector.connect(name, tcp).await?;
+            Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(tls))
+        }
+    })))
+}
+
 /// Walks an error's sources for a rustls error and says in words who refused what.
 fn classify(url: &str, err: &(dyn std::error::Error + 'static)) -> ClientError {
     let mut chain = Vec::new();
@@ -270,4 +301,36 @@ fn describe_tls(e: &rustls::Error) -> String {
         ),
         other => format!("TLS error: {other}"),
     }
+}
+
+/// A plain HTTP(S) client for the outside world (OIDC discovery, SaaS APIs): `https://` is
+/// verified against the public Web PKI roots (webpki-roots), `http://` is allowed for
+/// loopback fixtures and lab services.
+pub type WebClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+/// Builds a [`WebClient`].
+pub fn web_client() -> WebClient {
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_webpki_roots()
+        .https_or_http()
+        .enable_http1()
+        .enable_http2()
+        .build();
+    Client::builder(TokioExecutor::new()).build(connector)
+}
+
+/// `GET url` with a [`WebClient`], returning status and body, with a timeout.
+pub async fn web_get(client: &WebClient, url: &str, timeout: Duration) -> Result<Response, ClientError> {
+    let req = Request::builder()
+        .method(Method::GET)
+        .uri(url)
+        .body(Full::new(Bytes::new()))
+        .map_err(|_| ClientError::InvalidUrl(url.to_owned()))?;
+    let send = async {
+        let resp = client.request(req).await.map_err(|e| classify(url, &e))?;
+        let status = resp.status();
+        let body = resp.into_body().collect().await.map_err(|e| classify(url, &e))?.to_bytes();
+        Ok(Response { status, body })
+    };
+    tokio::time::timeout(timeout, send).await.map_err(|_| ClientError::Timeout { url: url.to_owned(), timeout })?
 }

@@ -40,6 +40,7 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct MtlsServer {
     config: Arc<ServerConfig>,
     authorizer: Arc<dyn Authorizer>,
+    client_auth: bool,
 }
 
 impl std::fmt::Debug for MtlsServer {
@@ -83,7 +84,28 @@ impl MtlsServer {
         Ok(Self {
             config: Arc::new(config),
             authorizer,
+            client_auth: true,
         })
+    }
+
+    /// A server that presents this workload's SVID but asks for no client certificate (callers
+    /// authenticate in the application, e.g. with bearer tokens). Clients verify it as ordinary
+    /// TLS: chain to the SPIRE bundle, and a DNS name from the entry's `dns_names`. For gRPC
+    /// (ALPN `h2`).
+    pub fn server_auth_only_grpc(source: &X509Source) -> Self {
+        let resolver = Arc::new(SvidResolver {
+            source: source.clone(),
+            cache: std::sync::Mutex::new(None),
+        });
+        let mut config = ServerConfig::builder()
+            .with_no_client_auth()
+            .with_cert_resolver(resolver);
+        config.alpn_protocols = vec![b"h2".to_vec()];
+        Self {
+            config: Arc::new(config),
+            authorizer: Arc::new(NoClientCert),
+            client_auth: false,
+        }
     }
 
     /// Serves `router` on `listener` until `shutdown` resolves, then drains open connections
@@ -117,13 +139,15 @@ impl MtlsServer {
             let authorizer = self.authorizer.clone();
             let watcher = graceful.watcher();
             tokio::spawn(async move {
-                let Some((tls, info)) = handshake(&acceptor, tcp, remote, &*authorizer).await
+                let Some((tls, info)) =
+                    handshake(&acceptor, tcp, remote, &*authorizer, true).await
                 else {
                     return;
                 };
-                let service = match info.decision {
-                    Ok(()) => router.layer(Extension(info.peer)),
-                    Err(denied) => denial_router(denied),
+                let service = match (info.decision, info.peer) {
+                    (Ok(()), Some(peer)) => router.layer(Extension(peer)),
+                    (Ok(()), None) => router,
+                    (Err(denied), _) => denial_router(denied),
                 };
                 let conn = auto::Builder::new(TokioExecutor::new())
                     .serve_connection_with_upgrades(
@@ -166,8 +190,10 @@ impl MtlsServer {
                 }
                 let (acceptor, authorizer, tx) =
                     (acceptor.clone(), self.authorizer.clone(), tx.clone());
+                let client_auth = self.client_auth;
                 tokio::spawn(async move {
-                    if let Some((tls, info)) = handshake(&acceptor, tcp, remote, &*authorizer).await
+                    if let Some((tls, info)) =
+                        handshake(&acceptor, tcp, remote, &*authorizer, client_auth).await
                     {
                         let _ = tx.send(Ok(TlsConn { inner: tls, info })).await;
                     }
@@ -185,6 +211,7 @@ async fn handshake(
     tcp: TcpStream,
     remote: SocketAddr,
     authorizer: &dyn Authorizer,
+    client_auth: bool,
 ) -> Option<(tokio_rustls::server::TlsStream<TcpStream>, PeerInfo)> {
     let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
         Ok(Ok(tls)) => tls,
@@ -208,6 +235,16 @@ async fn handshake(
             tracing::warn!(%remote, error = %e, "peer certificate has no usable SPIFFE ID");
             return None;
         }
+        None if !client_auth => {
+            return Some((
+                tls,
+                PeerInfo {
+                    remote,
+                    peer: None,
+                    decision: Ok(()),
+                },
+            ));
+        }
         None => {
             tracing::warn!(%remote, "peer presented no certificate");
             return None;
@@ -226,7 +263,7 @@ async fn handshake(
         tls,
         PeerInfo {
             remote,
-            peer,
+            peer: Some(peer),
             decision,
         },
     ))
@@ -267,8 +304,8 @@ fn denial_router(denied: Denied) -> Router {
 pub struct PeerInfo {
     /// The peer's address.
     pub remote: SocketAddr,
-    /// The authenticated peer.
-    pub peer: PeerIdentity,
+    /// The authenticated peer (`None` on a server-auth-only listener).
+    pub peer: Option<PeerIdentity>,
     /// The authorizer's decision for this peer.
     pub decision: Result<(), Denied>,
 }
@@ -333,5 +370,54 @@ pub fn authorized_peer<T>(request: &tonic::Request<T>) -> Result<PeerIdentity, t
     info.decision
         .clone()
         .map_err(|d| tonic::Status::permission_denied(d.to_string()))?;
-    Ok(info.peer.clone())
+    info.peer
+        .clone()
+        .ok_or_else(|| tonic::Status::unauthenticated("no client certificate on this connection"))
+}
+
+/// Serves this workload's current SVID as the server certificate (follows rotation).
+#[derive(Debug)]
+struct SvidResolver {
+    source: X509Source,
+    cache: std::sync::Mutex<Option<(Vec<u8>, Arc<rustls::sign::CertifiedKey>)>>,
+}
+
+impl rustls::server::ResolvesServerCert for SvidResolver {
+    fn resolve(
+        &self,
+        _: rustls::server::ClientHello<'_>,
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        let svid = self.source.try_svid()?;
+        let leaf = svid.cert_chain().first()?.as_bytes().to_vec();
+        let mut cache = self.cache.lock().ok()?;
+        if let Some((cached, key)) = cache.as_ref()
+            && *cached == leaf
+        {
+            return Some(key.clone());
+        }
+        let chain = svid
+            .cert_chain()
+            .iter()
+            .map(|c| rustls::pki_types::CertificateDer::from(c.as_bytes().to_vec()))
+            .collect();
+        let der =
+            rustls::pki_types::PrivateKeyDer::Pkcs8(svid.private_key().as_bytes().to_vec().into());
+        let signer = rustls::crypto::ring::sign::any_supported_type(&der).ok()?;
+        let key = Arc::new(rustls::sign::CertifiedKey::new(chain, signer));
+        *cache = Some((leaf, key.clone()));
+        Some(key)
+    }
+}
+
+/// The authorizer of a server-auth-only listener: there is no client certificate to check.
+#[derive(Debug)]
+struct NoClientCert;
+
+impl Authorizer for NoClientCert {
+    fn authorize(&self, peer: &zt_identity::SpiffeId) -> Result<(), Denied> {
+        Err(Denied {
+            peer: peer.to_string(),
+            rule: "this listener does not take client certificates".into(),
+        })
+    }
 }

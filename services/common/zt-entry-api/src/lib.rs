@@ -1,0 +1,26 @@
+//! The central entry-management API, `ztlab.entry.v1`.
+//!
+//! - [`pb`]: the generated messages, clients and servers (tonic), and
+//!   [`FILE_DESCRIPTOR_SET`] for gRPC reflection.
+//! - [`validate`]: every input goes through here before anything is written. Each type can only
+//!   be built valid, and every error names its field (`entry.spiffe_id`, `entries[3].selectors[0]`).
+
+pub mod validate;
+
+/// Generated from `proto/ztlab/entry/v1/entry.proto`.
+#[allow(clippy::all, missing_docs, missing_debug_implementations)]
+pub mod pb {
+    tonic::include_proto!("ztlab.entry.v1");
+}
+
+/// The encoded descriptors of the API, for gRPC server reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/entry_descriptor.bin"));
+
+/// The prefix of SPIRE entry IDs that ztlab manages; anything else on a SPIRE server is
+/// "unmanaged" and never modified.
+pub const MANAGED_PREFIX: &str = "ztlab.";
+
+/// The SPIRE entry ID for a central entry.
+pub fn spire_entry_id(entry_id: &str) -> String {
+    format!("{MANAGED_PREFIX}{entry_id}")
+}

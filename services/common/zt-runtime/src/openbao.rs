@@ -1,0 +1,1089 @@
+//! OpenBao: one real server (not dev mode) started as a local process, initialised and unsealed
+//! by the lab, and configured as the lab's OIDC identity provider.
+//!
+//! - [`start`] renders `infrastructure/local/openbao/server.hcl.tmpl` into `<dir>/openbao.hcl`
+//!   (raft storage under `<dir>/data`, plain HTTP on `127.0.0.1:<port>`), starts `bao server`,
+//!   initialises it once (1 key share, threshold 1, written to `<dir>/unseal.json` with mode
+//!   0600), unseals it, and returns when it is unsealed and active. Started again on the same
+//!   dir, it unseals itself from that key file.
+//! - [`OpenBao::configure_identity`] makes OpenBao the OIDC issuer people log in with:
+//!   userpass users, one identity entity (with a userpass alias) per user, identity groups, a
+//!   signing key and a role whose tokens carry a `groups` claim. It is idempotent (level
+//!   triggered: the groups' members are set to exactly the configured users).
+//! - [`OpenBao::user_token`] logs a user in with userpass and returns a signed identity token
+//!   (a JWT) for a role.
+//!
+//! Everything goes through OpenBao's HTTP API, with a tiny HTTP/1.0 client on a tokio
+//! `TcpStream` (the server is on loopback, without TLS).
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::binaries::Tool;
+use crate::process::{Launch, ProcessRecord};
+use crate::{Error, Result, render};
+
+const SERVER_TEMPLATE: &str =
+    include_str!("../../../../infrastructure/local/openbao/server.hcl.tmpl");
+
+/// The component name used in errors.
+const COMPONENT: &str = "openbao";
+
+/// How long the server may take to answer `/v1/sys/health` after it was started.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long it may take to become active after unsealing (raft leader election).
+const ACTIVE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Timeout of one API request. `sys/init` waits for the first raft leader election.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The identity groups of the lab, from most to least privileged.
+pub const LAB_GROUPS: [&str; 4] = [
+    "ztlab-admins",
+    "ztlab-operators",
+    "ztlab-developers",
+    "ztlab-viewers",
+];
+/// The role whose tokens the entry-manager accepts.
+pub const DEFAULT_ROLE: &str = "entry-manager";
+/// The audience (`aud`, the role's `client_id`) of the entry-manager's tokens.
+pub const DEFAULT_AUDIENCE: &str = "ztlab-entry-manager";
+/// The named signing key.
+pub const DEFAULT_KEY: &str = "ztlab";
+/// The claim that lists the user's identity groups.
+pub const GROUPS_CLAIM: &str = "groups";
+/// The claim with the user's name (also in `username`).
+pub const USERNAME_CLAIM: &str = "preferred_username";
+
+/// `<dir>/openbao.hcl`: the rendered server config.
+pub fn config_path(dir: &Path) -> PathBuf {
+    dir.join("openbao.hcl")
+}
+
+/// `<dir>/data`: raft storage.
+pub fn data_dir(dir: &Path) -> PathBuf {
+    dir.join("data")
+}
+
+/// `<dir>/unseal.json` (mode 0600): the unseal key and the root token.
+pub fn key_file(dir: &Path) -> PathBuf {
+    dir.join("unseal.json")
+}
+
+/// `<dir>/cluster-port`: the raft cluster port, kept across restarts.
+fn cluster_port_file(dir: &Path) -> PathBuf {
+    dir.join("cluster-port")
+}
+
+/// What `sys/init` returned, as kept in [`key_file`].
+#[derive(Clone, Serialize, Deserialize)]
+struct Keys {
+    /// Unseal keys, base64 (one: 1 share, threshold 1).
+    keys_base64: Vec<String>,
+    /// The initial root token.
+    root_token: String,
+}
+
+/// `GET /v1/sys/health`, as far as the lab cares.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Health {
+    /// `sys/init` has been done.
+    pub initialized: bool,
+    /// The server is sealed.
+    pub sealed: bool,
+    /// The server is not (yet) the active node.
+    pub standby: bool,
+    /// The server's version.
+    #[serde(default)]
+    pub version: String,
+}
+
+/// A running OpenBao server that the lab started, unsealed and active.
+#[derive(Debug, Clone)]
+pub struct OpenBao {
+    /// `http://127.0.0.1:<port>`.
+    pub addr: String,
+    /// The API port on 127.0.0.1.
+    pub port: u16,
+    /// Its directory: config, `data/`, `unseal.json`.
+    pub dir: PathBuf,
+    /// The process.
+    pub record: ProcessRecord,
+}
+
+/// Renders the server config into `<dir>/openbao.hcl` and returns its path.
+pub fn write_config(dir: &Path, port: u16, cluster_port: u16) -> Result<PathBuf> {
+    let text = render(
+        "openbao/server.hcl.tmpl",
+        SERVER_TEMPLATE,
+        &[
+            ("data_dir", data_dir(dir).display().to_string()),
+            ("node_id", "ztlab-openbao".into()),
+            ("port", port.to_string()),
+            ("cluster_port", cluster_port.to_string()),
+            ("log_level", "info".into()),
+        ],
+    )?;
+    let path = config_path(dir);
+    std::fs::write(&path, text).map_err(Error::io(format!("writing {}", path.display())))?;
+    Ok(path)
+}
+
+/// The raft cluster port: the one used before if it is still free, otherwise a new free one.
+/// A single raft node votes for itself, so a changed cluster port is harmless; keeping it only
+/// keeps the config stable across restarts.
+fn cluster_port(dir: &Path, api_port: u16) -> Result<u16> {
+    let file = cluster_port_file(dir);
+    if let Some(p) = std::fs::read_to_string(&file)
+        .ok()
+        .and_then(|s| s.trim().parse::<u16>().ok())
+        .filter(|p| *p != api_port && crate::ports::is_free(*p))
+    {
+        return Ok(p);
+    }
+    let mut p = crate::ports::free_port()?;
+    while p == api_port {
+        p = crate::ports::free_port()?;
+    }
+    std::fs::write(&file, p.to_string())
+        .map_err(Error::io(format!("writing {}", file.display())))?;
+    Ok(p)
+}
+
+/// Starts OpenBao on `127.0.0.1:<port>` with its files in `dir` and its output appended to
+/// `log`; initialises it if needed, unseals it, and returns once it is unsealed and active.
+///
+/// If anything fails after the process was started, the process is stopped before the error
+/// is returned, so no server is left behind without a handle.
+pub async fn start(dir: &Path, port: u16, log: PathBuf) -> Result<OpenBao> {
+    let program = Tool::Bao.require()?;
+    crate::ports::ensure_free("openbao.port", port)?;
+    for d in [dir.to_path_buf(), data_dir(dir)] {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&d)
+            .map_err(Error::io(format!("creating {}", d.display())))?;
+    }
+    let cluster_port = cluster_port(dir, port)?;
+    let config = write_config(dir, port, cluster_port)?;
+    let record = crate::process::spawn(&Launch {
+        program,
+        args: vec!["server".into(), format!("-config={}", config.display())],
+        env: vec![],
+        cwd: Some(dir.to_path_buf()),
+        log,
+        user: None,
+    })?;
+    let bao = OpenBao {
+        addr: format!("http://127.0.0.1:{port}"),
+        port,
+        dir: dir.to_path_buf(),
+        record,
+    };
+    match bao.bring_up().await {
+        Ok(()) => Ok(bao),
+        Err(e) => {
+            bao.stop();
+            Err(e)
+        }
+    }
+}
+
+impl OpenBao {
+    /// Stops the server (SIGTERM, then SIGKILL after 10 s), by pid and start time only.
+    pub fn stop(&self) {
+        self.record.stop(Duration::from_secs(10));
+    }
+
+    /// `<dir>/unseal.json`.
+    pub fn key_file(&self) -> PathBuf {
+        key_file(&self.dir)
+    }
+
+    /// The root token from `<dir>/unseal.json`.
+    pub fn root_token(&self) -> Result<String> {
+        Ok(read_keys(&self.dir, &self.record)?.root_token)
+    }
+
+    /// `GET /v1/sys/health` now.
+    pub async fn health(&self) -> Result<Health> {
+        let (status, body) = self
+            .client()
+            .send("GET", "/v1/sys/health", None, None)
+            .await?;
+        serde_json::from_value(body).map_err(|e| Error::Command {
+            command: format!("OpenBao GET {}/v1/sys/health", self.addr),
+            message: format!(
+                "HTTP {status}: unexpected body: {e}\n  log: {}",
+                self.record.log.display()
+            ),
+        })
+    }
+
+    fn client(&self) -> Client<'_> {
+        Client {
+            port: self.port,
+            record: &self.record,
+        }
+    }
+
+    /// Waits for the API, initialises if needed, unseals, waits until active.
+    async fn bring_up(&self) -> Result<()> {
+        let health = self.wait_health(START_TIMEOUT, |_| true).await?;
+        if !health.initialized {
+            self.init().await?;
+        }
+        let health = self.health().await?;
+        if health.sealed {
+            self.unseal().await?;
+        }
+        self.wait_health(ACTIVE_TIMEOUT, |h| !h.sealed && !h.standby)
+            .await?;
+        Ok(())
+    }
+
+    /// Polls `/v1/sys/health` until it answers with one of the statuses OpenBao uses (200
+    /// active, 429 standby, 472/473 replication standbys, 501 not initialised, 503 sealed) and
+    /// `done` holds. Fails early if the process exits.
+    async fn wait_health(
+        &self,
+        timeout: Duration,
+        done: impl Fn(&Health) -> bool,
+    ) -> Result<Health> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut last = "it never answered".to_owned();
+        loop {
+            if !self.record.is_alive() {
+                return Err(crate::spire::not_ready(
+                    COMPONENT,
+                    &self.record,
+                    timeout,
+                    "the process exited",
+                ));
+            }
+            if let Some((status, body)) = crate::health::http_get(self.port, "/v1/sys/health").await
+            {
+                if matches!(status, 200 | 429 | 472 | 473 | 501 | 503) {
+                    match serde_json::from_str::<Health>(&body) {
+                        Ok(h) if done(&h) => return Ok(h),
+                        Ok(h) => {
+                            last = format!(
+                                "GET {}/v1/sys/health answered {status} (initialized={}, sealed={}, standby={})",
+                                self.addr, h.initialized, h.sealed, h.standby
+                            )
+                        }
+                        Err(e) => last = format!("unexpected /v1/sys/health body: {e}"),
+                    }
+                } else {
+                    last = format!("GET {}/v1/sys/health answered {status}", self.addr);
+                }
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(crate::spire::not_ready(
+                    COMPONENT,
+                    &self.record,
+                    timeout,
+                    &last,
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// `PUT /v1/sys/init` with one key share, and writes the key file (mode 0600).
+    async fn init(&self) -> Result<()> {
+        let file = self.key_file();
+        if file.exists() {
+            tracing::warn!(
+                file = %file.display(),
+                "OpenBao is not initialised but a key file exists (data dir removed?); replacing it"
+            );
+        }
+        let body = self
+            .client()
+            .call(
+                "PUT",
+                "/v1/sys/init",
+                None,
+                Some(&json!({"secret_shares": 1, "secret_threshold": 1})),
+            )
+            .await?;
+        let keys: Keys = serde_json::from_value(body).map_err(|e| Error::Command {
+            command: format!("OpenBao PUT {}/v1/sys/init", self.addr),
+            message: format!(
+                "unexpected answer: {e}\n  log: {}",
+                self.record.log.display()
+            ),
+        })?;
+        write_private(&file, &keys)?;
+        tracing::info!(file = %file.display(), "OpenBao initialised; unseal key and root token written");
+        Ok(())
+    }
+
+    /// `PUT /v1/sys/unseal` with the key from the key file.
+    async fn unseal(&self) -> Result<()> {
+        let keys = read_keys(&self.dir, &self.record)?;
+        let Some(key) = keys.keys_base64.first() else {
+            return Err(Error::Command {
+                command: format!("unsealing OpenBao at {}", self.addr),
+                message: format!("{} holds no unseal key", self.key_file().display()),
+            });
+        };
+        let body = self
+            .client()
+            .call("PUT", "/v1/sys/unseal", None, Some(&json!({ "key": key })))
+            .await?;
+        if body.get("sealed").and_then(Value::as_bool) != Some(false) {
+            return Err(Error::Command {
+                command: format!("OpenBao PUT {}/v1/sys/unseal", self.addr),
+                message: format!(
+                    "still sealed after the key from {} was given (wrong key for this data dir?): {body}\n  log: {}",
+                    self.key_file().display(),
+                    self.record.log.display()
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// Configures OpenBao as the lab's OIDC identity provider; idempotent.
+    ///
+    /// - auth method `userpass/`, with the users of `cfg`;
+    /// - one identity entity per user (named after the user) with an alias on `userpass/`, so a
+    ///   login maps to that entity;
+    /// - identity groups `cfg.groups`, whose members are exactly the configured users that list
+    ///   them;
+    /// - the issuer (`identity/oidc/config`) `http://127.0.0.1:<port>`, so tokens carry
+    ///   `iss = http://127.0.0.1:<port>/v1/identity/oidc`;
+    /// - the signing key `cfg.key` (ES256) and the role `cfg.role` with `client_id =
+    ///   cfg.audience`, TTL `cfg.ttl`, and claims `groups`, `preferred_username` and `username`;
+    /// - the policy `ztlab-oidc-<role>` (read `identity/oidc/token/<role>`), given to each user.
+    ///
+    /// Returns where relying parties find the issuer, after checking that the discovery
+    /// document and the JWKS answer without a token.
+    pub async fn configure_identity(
+        &self,
+        root_token: &str,
+        cfg: &IdentityConfig,
+    ) -> Result<OidcInfo> {
+        cfg.validate()?;
+        let c = self.client();
+        let t = Some(root_token);
+
+        // 1. userpass auth.
+        let auths = c.call("GET", "/v1/sys/auth", t, None).await?;
+        let accessor = match mount_accessor(&auths, "userpass/") {
+            Some(a) => a,
+            None => {
+                c.call(
+                    "POST",
+                    "/v1/sys/auth/userpass",
+                    t,
+                    Some(&json!({"type": "userpass", "description": "ztlab people"})),
+                )
+                .await?;
+                let auths = c.call("GET", "/v1/sys/auth", t, None).await?;
+                mount_accessor(&auths, "userpass/").ok_or_else(|| Error::Command {
+                    command: format!("OpenBao GET {}/v1/sys/auth", self.addr),
+                    message: format!(
+                        "userpass/ is not listed after it was enabled\n  log: {}",
+                        self.record.log.display()
+                    ),
+                })?
+            }
+        };
+
+        // 2. The policy that lets a logged-in user fetch an identity token for the role.
+        let policy = format!("ztlab-oidc-{}", cfg.role);
+        let rules = format!(
+            "# Written by ztlab: fetch an identity token (OIDC JWT) for role {role}.\n\
+             path \"identity/oidc/token/{role}\" {{\n  capabilities = [\"read\"]\n}}\n",
+            role = cfg.role
+        );
+        c.call(
+            "PUT",
+            &format!("/v1/sys/policies/acl/{policy}"),
+            t,
+            Some(&json!({ "policy": rules })),
+        )
+        .await?;
+
+        // 3. Users, their entities and aliases.
+        let mut entity_ids = Vec::with_capacity(cfg.users.len());
+        for u in &cfg.users {
+            c.call(
+                "POST",
+                &format!("/v1/auth/userpass/users/{}", u.username),
+                t,
+                Some(&json!({
+                    "password": u.password,
+                    "token_policies": [policy],
+                    "token_ttl": "15m",
+                    "token_max_ttl": "1h",
+                })),
+            )
+            .await?;
+            let id = self
+                .ensure_entity(root_token, &accessor, &u.username)
+                .await?;
+            entity_ids.push((u, id));
+        }
+
+        // 4. Groups, with exactly the configured members.
+        for g in &cfg.groups {
+            let members: Vec<&str> = entity_ids
+                .iter()
+                .filter(|(u, _)| u.groups.iter().any(|ug| ug == g))
+                .map(|(_, id)| id.as_str())
+                .collect();
+            c.call(
+                "POST",
+                &format!("/v1/identity/group/name/{g}"),
+                t,
+                Some(&json!({
+                    "type": "internal",
+                    "member_entity_ids": members,
+                    "metadata": {"managed-by": "ztlab"},
+                })),
+            )
+            .await?;
+        }
+
+        // 5. Issuer, key, role.
+        c.call(
+            "POST",
+            "/v1/identity/oidc/config",
+            t,
+            Some(&json!({ "issuer": self.addr })),
+        )
+        .await?;
+        let key_path = format!("/v1/identity/oidc/key/{}", cfg.key);
+        let mut client_ids: Vec<String> = match c.send("GET", &key_path, t, None).await? {
+            (200, body) => body["data"]["allowed_client_ids"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|v| v.as_str().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            _ => Vec::new(),
+        };
+        if !client_ids.iter().any(|id| id == &cfg.audience || id == "*") {
+            client_ids.push(cfg.audience.clone());
+        }
+        c.call(
+            "POST",
+            &key_path,
+            t,
+            Some(&json!({
+                "algorithm": "ES256",
+                "allowed_client_ids": client_ids,
+                "rotation_period": "24h",
+                "verification_ttl": "24h",
+            })),
+        )
+        .await?;
+        // OpenBao's template syntax: each `{{…}}` becomes a JSON value (string or array), so it
+        // is not quoted. These templates are sent to OpenBao; they are not rendered by ztlab.
+        let template = format!(
+            "{{\"{GROUPS_CLAIM}\": {{{{identity.entity.groups.names}}}}, \
+             \"{USERNAME_CLAIM}\": {{{{identity.entity.name}}}}, \
+             \"username\": {{{{identity.entity.name}}}}}}"
+        );
+        c.call(
+            "POST",
+            &format!("/v1/identity/oidc/role/{}", cfg.role),
+            t,
+            Some(&json!({
+                "key": cfg.key,
+                "client_id": cfg.audience,
+                "ttl": format!("{}s", cfg.ttl.as_secs()),
+                "template": template,
+            })),
+        )
+        .await?;
+
+        // 6. What relying parties see, without a token.
+        let info = OidcInfo::for_addr(&self.addr, &cfg.audience);
+        let discovery = c
+            .call(
+                "GET",
+                "/v1/identity/oidc/.well-known/openid-configuration",
+                None,
+                None,
+            )
+            .await?;
+        if discovery["issuer"].as_str() != Some(info.issuer.as_str())
+            || discovery["jwks_uri"].as_str() != Some(info.jwks_url.as_str())
+        {
+            return Err(Error::Command {
+                command: format!("OpenBao GET {}", info.discovery_url),
+                message: format!(
+                    "expected issuer {} and jwks_uri {}, got {discovery}\n  log: {}",
+                    info.issuer,
+                    info.jwks_url,
+                    self.record.log.display()
+                ),
+            });
+        }
+        let jwks = c
+            .call("GET", "/v1/identity/oidc/.well-known/keys", None, None)
+            .await?;
+        if jwks["keys"].as_array().is_none_or(Vec::is_empty) {
+            return Err(Error::Command {
+                command: format!("OpenBao GET {}", info.jwks_url),
+                message: format!(
+                    "the JWKS has no keys: {jwks}\n  log: {}",
+                    self.record.log.display()
+                ),
+            });
+        }
+        Ok(info)
+    }
+
+    /// The entity named `username` with an alias `username` on the userpass mount; its id.
+    async fn ensure_entity(
+        &self,
+        root_token: &str,
+        accessor: &str,
+        username: &str,
+    ) -> Result<String> {
+        let c = self.client();
+        let t = Some(root_token);
+        // An alias exists already (a previous run, or a login before the lab configured
+        // identity, which creates an entity by itself): keep that entity and name it.
+        let (status, found) = c
+            .send(
+                "POST",
+                "/v1/identity/lookup/entity",
+                t,
+                Some(&json!({"alias_name": username, "alias_mount_accessor": accessor})),
+            )
+            .await?;
+        if status == 200 {
+            if let Some(id) = found["data"]["id"].as_str() {
+                if found["data"]["name"].as_str() != Some(username) {
+                    c.call(
+                        "POST",
+                        &format!("/v1/identity/entity/id/{id}"),
+                        t,
+                        Some(&json!({"name": username, "metadata": {"managed-by": "ztlab"}})),
+                    )
+                    .await?;
+                }
+                return Ok(id.to_owned());
+            }
+        } else if status != 204 {
+            return Err(c.api_error("POST", "/v1/identity/lookup/entity", status, &found));
+        }
+        c.call(
+            "POST",
+            &format!("/v1/identity/entity/name/{username}"),
+            t,
+            Some(&json!({"metadata": {"managed-by": "ztlab"}})),
+        )
+        .await?;
+        let entity = c
+            .call(
+                "GET",
+                &format!("/v1/identity/entity/name/{username}"),
+                t,
+                None,
+            )
+            .await?;
+        let id = entity["data"]["id"]
+            .as_str()
+            .ok_or_else(|| Error::Command {
+                command: format!(
+                    "OpenBao GET {}/v1/identity/entity/name/{username}",
+                    self.addr
+                ),
+                message: format!(
+                    "no entity id in {entity}\n  log: {}",
+                    self.record.log.display()
+                ),
+            })?
+            .to_owned();
+        c.call(
+            "POST",
+            "/v1/identity/entity-alias",
+            t,
+            Some(&json!({"name": username, "canonical_id": id, "mount_accessor": accessor})),
+        )
+        .await?;
+        Ok(id)
+    }
+
+    /// Logs `username` in with userpass and returns a signed identity token (a JWT) for
+    /// `role`. The short-lived OpenBao token used for it is revoked afterwards.
+    pub async fn user_token(&self, username: &str, password: &str, role: &str) -> Result<String> {
+        let c = self.client();
+        let login_path = format!("/v1/auth/userpass/login/{username}");
+        let (status, body) = c
+            .send(
+                "POST",
+                &login_path,
+                None,
+                Some(&json!({ "password": password })),
+            )
+            .await?;
+        if status != 200 {
+            return Err(Error::Command {
+                command: format!("OpenBao userpass login of {username:?} at {}", self.addr),
+                message: format!(
+                    "HTTP {status}: {}\n  log: {}",
+                    api_errors(&body),
+                    self.record.log.display()
+                ),
+            });
+        }
+        let token = body["auth"]["client_token"]
+            .as_str()
+            .ok_or_else(|| Error::Command {
+                command: format!("OpenBao userpass login of {username:?} at {}", self.addr),
+                message: format!(
+                    "no auth.client_token in the answer\n  log: {}",
+                    self.record.log.display()
+                ),
+            })?
+            .to_owned();
+        let path = format!("/v1/identity/oidc/token/{role}");
+        let result = c.call("GET", &path, Some(&token), None).await;
+        // Best effort: the JWT is what the caller wants; the OpenBao token has no further use.
+        let _ = c
+            .send("POST", "/v1/auth/token/revoke-self", Some(&token), None)
+            .await;
+        let body = result?;
+        body["data"]["token"]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| Error::Command {
+                command: format!("OpenBao GET {}{path}", self.addr),
+                message: format!(
+                    "no data.token in the answer\n  log: {}",
+                    self.record.log.display()
+                ),
+            })
+    }
+}
+
+/// One person who logs in to the lab.
+#[derive(Clone, PartialEq, Eq)]
+pub struct UserSpec {
+    /// Login name: lowercase letters, digits, `.`, `_` or `-`. Also the entity name and the
+    /// `preferred_username` claim.
+    pub username: String,
+    /// Password for userpass.
+    pub password: String,
+    /// Identity groups the user is a member of; each must be in [`IdentityConfig::groups`].
+    pub groups: Vec<String>,
+}
+
+impl std::fmt::Debug for UserSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserSpec")
+            .field("username", &self.username)
+            .field("password", &"<redacted>")
+            .field("groups", &self.groups)
+            .finish()
+    }
+}
+
+impl UserSpec {
+    /// A user with a password and groups.
+    pub fn new(username: &str, password: &str, groups: &[&str]) -> Self {
+        Self {
+            username: username.to_owned(),
+            password: password.to_owned(),
+            groups: groups.iter().map(|g| (*g).to_owned()).collect(),
+        }
+    }
+}
+
+/// What [`OpenBao::configure_identity`] sets up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdentityConfig {
+    /// The people.
+    pub users: Vec<UserSpec>,
+    /// Identity groups to create (and whose members to set).
+    pub groups: Vec<String>,
+    /// The OIDC role name (tokens come from `identity/oidc/token/<role>`).
+    pub role: String,
+    /// The role's `client_id`: the tokens' `aud`.
+    pub audience: String,
+    /// The named signing key.
+    pub key: String,
+    /// Token lifetime.
+    pub ttl: Duration,
+}
+
+impl IdentityConfig {
+    /// The lab's defaults ([`LAB_GROUPS`], role [`DEFAULT_ROLE`], audience
+    /// [`DEFAULT_AUDIENCE`], key [`DEFAULT_KEY`], 15-minute tokens) with these users.
+    pub fn lab(users: Vec<UserSpec>) -> Self {
+        Self {
+            users,
+            groups: LAB_GROUPS.iter().map(|g| (*g).to_owned()).collect(),
+            role: DEFAULT_ROLE.to_owned(),
+            audience: DEFAULT_AUDIENCE.to_owned(),
+            key: DEFAULT_KEY.to_owned(),
+            ttl: Duration::from_secs(15 * 60),
+        }
+    }
+
+    fn validate(&self) -> Result<()> {
+        fn name_ok(s: &str) -> bool {
+            !s.is_empty()
+                && s.chars().all(|c| {
+                    c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-')
+                })
+        }
+        for (field, value) in [
+            ("openbao.identity.role", &self.role),
+            ("openbao.identity.key", &self.key),
+        ] {
+            if !name_ok(value) {
+                return Err(Error::config(
+                    field,
+                    format!("{value:?} must be lowercase letters, digits, '.', '_' or '-'"),
+                ));
+            }
+        }
+        if self.audience.is_empty() || self.audience.contains(char::is_whitespace) {
+            return Err(Error::config(
+                "openbao.identity.audience",
+                format!("{:?} must be non-empty, without spaces", self.audience),
+            ));
+        }
+        if self.ttl < Duration::from_secs(1) {
+            return Err(Error::config(
+                "openbao.identity.ttl",
+                "must be at least 1 s",
+            ));
+        }
+        for g in &self.groups {
+            if !name_ok(g) {
+                return Err(Error::config(
+                    "openbao.identity.groups",
+                    format!("{g:?} must be lowercase letters, digits, '.', '_' or '-'"),
+                ));
+            }
+        }
+        for (i, u) in self.users.iter().enumerate() {
+            if !name_ok(&u.username) {
+                return Err(Error::config(
+                    format!("openbao.identity.users[{i}].username"),
+                    format!(
+                        "{:?} must be lowercase letters, digits, '.', '_' or '-' (userpass lowercases names)",
+                        u.username
+                    ),
+                ));
+            }
+            if u.password.is_empty() {
+                return Err(Error::config(
+                    format!("openbao.identity.users[{i}].password"),
+                    format!("user {:?} has an empty password", u.username),
+                ));
+            }
+            if self.users[..i].iter().any(|o| o.username == u.username) {
+                return Err(Error::config(
+                    format!("openbao.identity.users[{i}].username"),
+                    format!("{:?} is listed twice", u.username),
+                ));
+            }
+            if let Some(g) = u.groups.iter().find(|g| !self.groups.contains(g)) {
+                return Err(Error::config(
+                    format!("openbao.identity.users[{i}].groups"),
+                    format!(
+                        "user {:?} is in group {g:?}, which is not one of the groups ({})",
+                        u.username,
+                        self.groups.join(", ")
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Where relying parties (the entry-manager) find the issuer, and what its tokens carry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OidcInfo {
+    /// The `iss` of every token: `http://127.0.0.1:<port>/v1/identity/oidc`.
+    pub issuer: String,
+    /// The `aud` of the role's tokens.
+    pub audience: String,
+    /// The claim with the user's group names: `groups`.
+    pub groups_claim: String,
+    /// The claim with the user's name: `preferred_username`.
+    pub username_claim: String,
+    /// `<issuer>/.well-known/openid-configuration`.
+    pub discovery_url: String,
+    /// `<issuer>/.well-known/keys`.
+    pub jwks_url: String,
+}
+
+impl OidcInfo {
+    /// The URLs of OpenBao's identity-token issuer at `addr` (`http://127.0.0.1:<port>`) when
+    /// `identity/oidc/config` has `issuer = addr`.
+    pub fn for_addr(addr: &str, audience: &str) -> Self {
+        let issuer = format!("{}/v1/identity/oidc", addr.trim_end_matches('/'));
+        Self {
+            discovery_url: format!("{issuer}/.well-known/openid-configuration"),
+            jwks_url: format!("{issuer}/.well-known/keys"),
+            issuer,
+            audience: audience.to_owned(),
+            groups_claim: GROUPS_CLAIM.to_owned(),
+            username_claim: USERNAME_CLAIM.to_owned(),
+        }
+    }
+}
+
+/// The accessor of the auth mount `path` (e.g. `userpass/`) in a `GET /v1/sys/auth` answer.
+fn mount_accessor(auths: &Value, path: &str) -> Option<String> {
+    auths["data"][path]["accessor"]
+        .as_str()
+        .or_else(|| auths[path]["accessor"].as_str())
+        .map(str::to_owned)
+}
+
+/// Writes `value` as JSON to `path` with mode 0600 (through a temporary file and a rename, so a
+/// crash never leaves half a key file).
+fn write_private(path: &Path, value: &impl Serialize) -> Result<()> {
+    let tmp = path.with_extension("json.tmp");
+    let _ = std::fs::remove_file(&tmp);
+    let text = serde_json::to_vec_pretty(value).map_err(|e| Error::Io {
+        context: format!("encoding {}", path.display()),
+        source: e.into(),
+    })?;
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(Error::io(format!("creating {}", tmp.display())))?;
+    f.write_all(&text)
+        .and_then(|()| f.sync_all())
+        .map_err(Error::io(format!("writing {}", tmp.display())))?;
+    std::fs::rename(&tmp, path).map_err(Error::io(format!(
+        "renaming {} to {}",
+        tmp.display(),
+        path.display()
+    )))
+}
+
+fn read_keys(dir: &Path, record: &ProcessRecord) -> Result<Keys> {
+    let path = key_file(dir);
+    let text = std::fs::read_to_string(&path).map_err(|e| Error::Command {
+        command: format!("unsealing OpenBao in {}", dir.display()),
+        message: format!(
+            "it is initialised but its key file {} cannot be read ({e}); without it the data in {} cannot be unsealed: remove {} to start over\n  log: {}",
+            path.display(),
+            data_dir(dir).display(),
+            dir.display(),
+            record.log.display()
+        ),
+    })?;
+    // Tighten the mode if someone loosened it.
+    if let Ok(meta) = std::fs::metadata(&path)
+        && meta.permissions().mode() & 0o077 != 0
+    {
+        let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600));
+    }
+    serde_json::from_str(&text).map_err(|e| Error::Command {
+        command: format!("reading {}", path.display()),
+        message: format!("not an OpenBao key file: {e}"),
+    })
+}
+
+/// The `errors` of an OpenBao error answer, on one line.
+fn api_errors(body: &Value) -> String {
+    match body["errors"].as_array() {
+        Some(errors) if !errors.is_empty() => errors
+            .iter()
+            .map(|e| {
+                let s = e.as_str().map_or_else(|| e.to_string(), str::to_owned);
+                // "1 error occurred:\n\t* permission denied\n\n" → "permission denied"
+                let lines: Vec<&str> = s
+                    .lines()
+                    .map(|l| l.trim().trim_start_matches("* "))
+                    .filter(|l| {
+                        !l.is_empty()
+                            && !l.ends_with("error occurred:")
+                            && !l.ends_with("errors occurred:")
+                    })
+                    .collect();
+                lines.join("; ")
+            })
+            .collect::<Vec<_>>()
+            .join("; "),
+        _ if body.is_null() => "(empty body)".to_owned(),
+        _ => body.to_string(),
+    }
+}
+
+/// A tiny HTTP/1.0 client for OpenBao's API on loopback.
+struct Client<'a> {
+    port: u16,
+    record: &'a ProcessRecord,
+}
+
+impl Client<'_> {
+    /// One request; the status and the JSON body (`null` when empty). Errors only when nothing
+    /// (or garbage) answered.
+    async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+    ) -> Result<(u16, Value)> {
+        let command = format!("OpenBao {method} http://127.0.0.1:{}{path}", self.port);
+        let payload = body.map(Value::to_string).unwrap_or_default();
+        let mut req = format!(
+            "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\n",
+            self.port
+        );
+        if let Some(t) = token {
+            req.push_str(&format!("X-Vault-Token: {t}\r\n"));
+        }
+        if body.is_some() {
+            req.push_str("Content-Type: application/json\r\n");
+        }
+        req.push_str(&format!("Content-Length: {}\r\n\r\n", payload.len()));
+        req.push_str(&payload);
+        let exchange = async {
+            let mut s = TcpStream::connect(("127.0.0.1", self.port)).await?;
+            s.write_all(req.as_bytes()).await?;
+            let mut buf = Vec::new();
+            s.read_to_end(&mut buf).await?;
+            Ok::<_, std::io::Error>(buf)
+        };
+        let raw = match tokio::time::timeout(REQUEST_TIMEOUT, exchange).await {
+            Ok(Ok(raw)) => raw,
+            Ok(Err(e)) => return Err(self.failed(command, format!("no answer: {e}"))),
+            Err(_) => {
+                return Err(self.failed(
+                    command,
+                    format!("no answer within {} s", REQUEST_TIMEOUT.as_secs()),
+                ));
+            }
+        };
+        let text = String::from_utf8_lossy(&raw);
+        let Some((head, body)) = text.split_once("\r\n\r\n") else {
+            return Err(self.failed(command, "the answer is not HTTP".into()));
+        };
+        let Some(status) = head
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse::<u16>().ok())
+        else {
+            return Err(self.failed(command, "the answer has no HTTP status".into()));
+        };
+        let body = body.trim();
+        let value = if body.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(body).unwrap_or_else(|_| Value::String(body.to_owned()))
+        };
+        Ok((status, value))
+    }
+
+    /// [`Client::send`], and any status but 2xx is an error with OpenBao's messages.
+    async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+    ) -> Result<Value> {
+        let (status, value) = self.send(method, path, token, body).await?;
+        if (200..300).contains(&status) {
+            Ok(value)
+        } else {
+            Err(self.api_error(method, path, status, &value))
+        }
+    }
+
+    fn api_error(&self, method: &str, path: &str, status: u16, body: &Value) -> Error {
+        self.failed(
+            format!("OpenBao {method} http://127.0.0.1:{}{path}", self.port),
+            format!("HTTP {status}: {}", api_errors(body)),
+        )
+    }
+
+    fn failed(&self, command: String, message: String) -> Error {
+        Error::Command {
+            command,
+            message: format!("{message}\n  log: {}", self.record.log.display()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_renders_loopback_raft() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = write_config(dir.path(), 18200, 18201).expect("config");
+        let text = std::fs::read_to_string(path).expect("read");
+        assert!(text.contains("storage \"raft\""), "{text}");
+        assert!(
+            text.contains("address         = \"127.0.0.1:18200\""),
+            "{text}"
+        );
+        assert!(
+            text.contains("api_addr     = \"http://127.0.0.1:18200\""),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("path    = \"{}\"", data_dir(dir.path()).display())),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn api_errors_are_one_line() {
+        let body = json!({"errors": ["1 error occurred:\n\t* permission denied\n\n"]});
+        assert_eq!(api_errors(&body), "permission denied");
+        let body = json!({"errors": ["invalid username or password"]});
+        assert_eq!(api_errors(&body), "invalid username or password");
+    }
+
+    #[test]
+    fn identity_config_is_checked() {
+        let ok = IdentityConfig::lab(vec![UserSpec::new("alice", "s3cret", &["ztlab-admins"])]);
+        assert!(ok.validate().is_ok());
+        let bad_group = IdentityConfig::lab(vec![UserSpec::new("alice", "pw", &["root"])]);
+        let err = bad_group.validate().expect_err("unknown group");
+        assert!(err.to_string().contains("\"root\""), "{err}");
+        let upper = IdentityConfig::lab(vec![UserSpec::new("Alice", "pw", &[])]);
+        assert!(upper.validate().is_err());
+        assert!(!format!("{:?}", ok.users[0]).contains("s3cret"));
+    }
+
+    #[test]
+    fn oidc_urls() {
+        let info = OidcInfo::for_addr("http://127.0.0.1:8200", "aud");
+        assert_eq!(info.issuer, "http://127.0.0.1:8200/v1/identity/oidc");
+        assert_eq!(
+            info.discovery_url,
+            "http://127.0.0.1:8200/v1/identity/oidc/.well-known/openid-configuration"
+        );
+        assert_eq!(
+            info.jwks_url,
+            "http://127.0.0.1:8200/v1/identity/oidc/.well-known/keys"
+        );
+    }
+}
