@@ -66,17 +66,10 @@ impl Config {
     }
 
     /// An mTLS client for opa built from `source`.
-    pub fn opa_client(
-        &self,
-        source: &X509Source,
-        options: ClientOptions,
-    ) -> anyhow::Result<OpaClient> {
+    pub fn opa_client(&self, source: &X509Source, options: ClientOptions) -> anyhow::Result<OpaClient> {
         let td = self.workload.trust_domain()?;
         let client = MtlsClient::new(source, &td, Arc::new(self.opa_rule()?), options)?;
-        Ok(OpaClient {
-            client,
-            base: self.opa_url.trim_end_matches('/').to_owned(),
-        })
+        Ok(OpaClient { client, base: self.opa_url.trim_end_matches('/').to_owned() })
     }
 }
 
@@ -126,21 +119,11 @@ impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let rule = config.client_rule()?;
         let td = config.workload.trust_domain()?;
-        let listeners = Listeners::bind(
-            "listen_addr",
-            &config.listen_addr,
-            &config.workload.ops_addr,
-        )
-        .await?;
+        let listeners = Listeners::bind("listen_addr", &config.listen_addr, &config.workload.ops_addr).await?;
         let source = config.workload.connect().await?;
         let server = MtlsServer::new(&source, &td, Arc::new(rule))?;
         let opa = config.opa_client(&source, ClientOptions::default())?;
-        Ok(Self {
-            listeners,
-            server,
-            source,
-            opa,
-        })
+        Ok(Self { listeners, server, source, opa })
     }
 
     /// The mTLS address.
@@ -153,27 +136,16 @@ impl Application {
     where
         F: std::future::Future<Output = ()> + Send + 'static,
     {
-        let ops = zt_service::ops::router(
-            "document",
-            self.source.clone(),
-            zt_service::ops::install_metrics(),
-        );
+        let ops = zt_service::ops::router("document", self.source.clone(), zt_service::ops::install_metrics());
         let _svid = zt_tls::source::watch_svid(&self.source);
-        let app = Router::new()
-            .route("/v1/opa/peer", get(opa_peer))
-            .with_state(self.opa);
+        let app = Router::new().route("/v1/opa/peer", get(opa_peer)).with_state(self.opa);
         self.listeners.serve(self.server, app, ops, shutdown).await
     }
 }
 
-async fn opa_peer(
-    State(opa): State<OpaClient>,
-) -> Result<Json<OpaPeer>, (StatusCode, Json<serde_json::Value>)> {
+async fn opa_peer(State(opa): State<OpaClient>) -> Result<Json<OpaPeer>, (StatusCode, Json<serde_json::Value>)> {
     opa.whoami().await.map(Json).map_err(|e| {
-        (
-            StatusCode::BAD_GATEWAY,
-            Json(serde_json::json!({"error": "opa_unavailable", "message": format!("{e:#}")})),
-        )
+        (StatusCode::BAD_GATEWAY, Json(serde_json::json!({"error": "opa_unavailable", "message": format!("{e:#}")})))
     })
 }
 
@@ -196,19 +168,9 @@ pub struct CheckReport {
 
 /// Calls opa every `interval` until `duration` has passed (at least once), each time over a new
 /// mTLS connection so that every call uses the current SVID.
-pub async fn check_opa(
-    config: &Config,
-    duration: Duration,
-    interval: Duration,
-) -> anyhow::Result<CheckReport> {
+pub async fn check_opa(config: &Config, duration: Duration, interval: Duration) -> anyhow::Result<CheckReport> {
     let source = config.workload.connect().await?;
-    let opa = config.opa_client(
-        &source,
-        ClientOptions {
-            reuse_connections: false,
-            ..ClientOptions::default()
-        },
-    )?;
+    let opa = config.opa_client(&source, ClientOptions { reuse_connections: false, ..ClientOptions::default() })?;
     let mut report = CheckReport::default();
     let start = Instant::now();
     loop {

@@ -33,9 +33,7 @@ enum Command {
 
 fn humantime_duration(s: &str) -> Result<Duration, String> {
     let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("{s:?}: expected a number with a unit, like 30s or 100ms"))?;
+    let n: u64 = num.parse().map_err(|_| format!("{s:?}: expected a number with a unit, like 30s or 100ms"))?;
     match unit {
         "ms" => Ok(Duration::from_millis(n)),
         "s" | "" => Ok(Duration::from_secs(n)),
@@ -70,11 +68,7 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
         Command::CheckOpa { duration, interval } => {
             let report = document::check_opa(&config, duration, interval).await?;
             println!("{}", serde_json::to_string(&report)?);
-            Ok(if report.failed == 0 {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            })
+            Ok(if report.failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
     }
 }

@@ -19,39 +19,24 @@ pub use document::CheckReport;
 pub fn target_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("current exe");
     // target/<profile>/deps/<test>-<hash>
-    exe.parent()
-        .and_then(Path::parent)
-        .expect("target dir")
-        .to_path_buf()
+    exe.parent().and_then(Path::parent).expect("target dir").to_path_buf()
 }
 
 /// A workspace binary. Panics with what to run if it is missing.
 pub fn bin(name: &str) -> PathBuf {
     let p = target_dir().join(name);
-    assert!(
-        p.is_file(),
-        "{} is not built: run `cargo build --workspace` first (scripts/test.sh does)",
-        p.display()
-    );
+    assert!(p.is_file(), "{} is not built: run `cargo build --workspace` first (scripts/test.sh does)", p.display());
     p
 }
 
 /// A short temporary state dir (unix socket paths must stay under 108 bytes).
 pub fn state_dir() -> TempDir {
-    tempfile::Builder::new()
-        .prefix("ztl")
-        .tempdir_in("/tmp")
-        .expect("temp dir")
+    tempfile::Builder::new().prefix("ztl").tempdir_in("/tmp").expect("temp dir")
 }
 
 /// A site of trust domain `td`.
 pub fn site(name: &str, td: &str, shared_root: bool) -> SiteSpec {
-    SiteSpec {
-        name: name.into(),
-        trust_domain: td.into(),
-        shared_root,
-        ..SiteSpec::named(name)
-    }
+    SiteSpec { name: name.into(), trust_domain: td.into(), shared_root, ..SiteSpec::named(name) }
 }
 
 /// A spec with these sites and no workloads, in `dir`.
@@ -67,13 +52,7 @@ pub fn spec(dir: &TempDir, sites: Vec<SiteSpec>) -> LabSpec {
 
 /// A ztlab service (`opa` or `document`) as a workload of `site`, on free ports. Returns the
 /// spec and its mTLS port.
-pub fn service(
-    binary: &str,
-    name: &str,
-    site: &str,
-    spiffe_path: &str,
-    x509_ttl: u64,
-) -> (WorkloadSpec, u16) {
+pub fn service(binary: &str, name: &str, site: &str, spiffe_path: &str, x509_ttl: u64) -> (WorkloadSpec, u16) {
     let listen = free_port().expect("port");
     let ops = free_port().expect("port");
     let spec = WorkloadSpec {
@@ -96,9 +75,7 @@ pub async fn lab_with_opa(dir: &TempDir, sites: Vec<SiteSpec>, x509_ttl: u64) ->
     let mut spec = spec(dir, sites);
     let (opa, port) = service("opa", "opa", "a", "/ns/demo/sa/opa", x509_ttl);
     spec.workloads.push(opa);
-    let lab = Lab::up(spec, true)
-        .await
-        .unwrap_or_else(|e| panic!("lab did not start: {e}"));
+    let lab = Lab::up(spec, true).await.unwrap_or_else(|e| panic!("lab did not start: {e}"));
     (lab, port)
 }
 
@@ -122,42 +99,22 @@ pub struct Probe<'a> {
 impl Probe<'_> {
     /// A one-shot probe registered as `spiffe_path` at `site`.
     pub fn new<'a>(name: &'a str, site: &'a str, spiffe_path: Option<&'a str>) -> Probe<'a> {
-        Probe {
-            name,
-            site,
-            spiffe_path,
-            x509_ttl: 0,
-            duration: Duration::ZERO,
-            svid_wait_secs: 20,
-        }
+        Probe { name, site, spiffe_path, x509_ttl: 0, duration: Duration::ZERO, svid_wait_secs: 20 }
     }
 
     /// Installs the document binary as `name`, registers it, and runs `document check-opa`
     /// against opa at `opa_port`. Returns the report, stderr and the exit code.
     pub async fn run(&self, lab: &Lab, opa_port: u16) -> (CheckReport, String, i32) {
-        let exe = lab
-            .install_binary(self.name, &bin("document"))
-            .expect("install");
+        let exe = lab.install_binary(self.name, &bin("document")).expect("install");
         if let Some(path) = self.spiffe_path {
-            lab.register(self.site, self.name, path, &exe, self.x509_ttl)
-                .await
-                .expect("register");
+            lab.register(self.site, self.name, path, &exe, self.x509_ttl).await.expect("register");
         }
         let td = lab.site_spec(self.site).expect("site").trust_domain.clone();
         let out = tokio::process::Command::new(&exe)
-            .args([
-                "check-opa",
-                "--duration",
-                &format!("{}ms", self.duration.as_millis()),
-                "--interval",
-                "100ms",
-            ])
+            .args(["check-opa", "--duration", &format!("{}ms", self.duration.as_millis()), "--interval", "100ms"])
             .env(
                 "SPIFFE_ENDPOINT_SOCKET",
-                format!(
-                    "unix://{}",
-                    lab.workload_socket(self.site).expect("socket").display()
-                ),
+                format!("unix://{}", lab.workload_socket(self.site).expect("socket").display()),
             )
             .env("ZT_TRUST_DOMAIN", td)
             .env("ZT_OPA_URL", format!("https://127.0.0.1:{opa_port}"))

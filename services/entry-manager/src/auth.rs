@@ -73,7 +73,9 @@ impl Role {
 
     /// From a stored name.
     pub fn parse(s: &str) -> Option<Role> {
-        [Role::Admin, Role::Operator, Role::Developer, Role::Viewer, Role::SiteAgent].into_iter().find(|r| r.name() == s)
+        [Role::Admin, Role::Operator, Role::Developer, Role::Viewer, Role::SiteAgent]
+            .into_iter()
+            .find(|r| r.name() == s)
     }
 }
 
@@ -138,7 +140,18 @@ impl Op {
 /// The role × operation table.
 pub fn allowed(role: Role, op: Op) -> bool {
     use Op::*;
-    let read = matches!(op, GetEntry | ListEntries | GetSite | ListSites | GetSiteHealth | GetSyncStatus | StreamSyncUpdates | ListAuditEvents | WhoAmI);
+    let read = matches!(
+        op,
+        GetEntry
+            | ListEntries
+            | GetSite
+            | ListSites
+            | GetSiteHealth
+            | GetSyncStatus
+            | StreamSyncUpdates
+            | ListAuditEvents
+            | WhoAmI
+    );
     let entry_write = matches!(op, CreateEntry | UpdateEntry | DeleteEntry | BatchCreateEntries | BatchDeleteEntries);
     match role {
         Role::Admin => !matches!(op, PollEntries | ReportSyncResult),
@@ -274,20 +287,25 @@ impl Authenticator {
 
     /// Who sent `req`.
     pub async fn authenticate<T>(&self, req: &Request<T>) -> Result<Principal, Status> {
-        if let Some(info) = req.extensions().get::<zt_tls::PeerInfo>() {
-            if let Some(peer) = zt_tls::server::authorized_peer(req).ok().filter(|_| info.decision.is_ok()) {
-                let id = peer.spiffe_id.to_string();
-                return match self.identities.get(&id) {
-                    Some(r) => Ok(Principal { actor: id, role: r.role, site: r.site.clone(), path_prefixes: r.path_prefixes.clone() }),
-                    None => Err(Status::permission_denied(format!("SPIFFE ID {id} has no role in entry-manager"))),
-                };
-            }
+        // On the mTLS listener the SVID is the identity (bearer tokens are not consulted).
+        if req.extensions().get::<zt_tls::PeerInfo>().is_some_and(|i| i.peer.is_some()) {
+            let peer = zt_tls::server::authorized_peer(req)?;
+            let id = peer.spiffe_id.to_string();
+            return match self.identities.get(&id) {
+                Some(r) => Ok(Principal {
+                    actor: id,
+                    role: r.role,
+                    site: r.site.clone(),
+                    path_prefixes: r.path_prefixes.clone(),
+                }),
+                None => Err(Status::permission_denied(format!("SPIFFE ID {id} has no role in entry-manager"))),
+            };
         }
-        let header = req
-            .metadata()
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .ok_or_else(|| Status::unauthenticated("send `authorization: Bearer <OIDC token or API key>`, or call over mTLS with an SVID"))?;
+        let header = req.metadata().get("authorization").and_then(|v| v.to_str().ok()).ok_or_else(|| {
+            Status::unauthenticated(
+                "send `authorization: Bearer <OIDC token or API key>`, or call over mTLS with an SVID",
+            )
+        })?;
         let token = header
             .strip_prefix("Bearer ")
             .ok_or_else(|| Status::unauthenticated("the authorization header must be `Bearer <token>`"))?
@@ -315,7 +333,10 @@ impl Authenticator {
             }
         }
         let role = best.ok_or_else(|| {
-            Status::permission_denied(format!("OIDC user {} is in no group that has a role here ({:?})", user.username, user.groups))
+            Status::permission_denied(format!(
+                "OIDC user {} is in no group that has a role here ({:?})",
+                user.username, user.groups
+            ))
         })?;
         Ok(Principal { actor: format!("oidc:{}", user.username), role, site: None, path_prefixes: prefixes })
     }
@@ -340,7 +361,8 @@ mod tests {
 
     #[test]
     fn developer_prefixes_match_whole_segments() {
-        let dev = Principal { actor: "d".into(), role: Role::Developer, site: None, path_prefixes: vec!["/ns/dev".into()] };
+        let dev =
+            Principal { actor: "d".into(), role: Role::Developer, site: None, path_prefixes: vec!["/ns/dev".into()] };
         assert!(dev.check_spiffe_id("f", "spiffe://ztlab.test/ns/dev/sa/x").is_ok());
         assert!(dev.check_spiffe_id("f", "spiffe://ztlab.test/ns/dev").is_ok());
         assert!(dev.check_spiffe_id("f", "spiffe://ztlab.test/ns/devil/sa/x").is_err());

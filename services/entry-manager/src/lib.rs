@@ -103,13 +103,21 @@ impl Application {
     /// and waits for this workload's SVID.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         if config.database_url.is_empty() {
-            return Err(zt_service::config::ConfigError::field("database_url", "is required (a libpq connection string)").into());
+            return Err(zt_service::config::ConfigError::field(
+                "database_url",
+                "is required (a libpq connection string)",
+            )
+            .into());
         }
         config.workload.trust_domain()?;
         for (i, r) in config.identities.iter().enumerate() {
             zt_identity::parse_id(&format!("identities[{i}].spiffe_id"), &r.spiffe_id)?;
             if r.role == auth::Role::SiteAgent && r.site.is_none() {
-                return Err(zt_service::config::ConfigError::field(&format!("identities[{i}].site"), "a SiteAgent needs its site").into());
+                return Err(zt_service::config::ConfigError::field(
+                    &format!("identities[{i}].site"),
+                    "a SiteAgent needs its site",
+                )
+                .into());
             }
         }
         let mtls = bind("listen_addr", &config.listen_addr).await?;
@@ -177,7 +185,9 @@ impl Application {
 
 const MAX_MESSAGE: usize = 64 * 1024 * 1024;
 
-fn grpc_router(api: &Api) -> tonic::transport::server::Router<tower::layer::util::Stack<MetricsLayer, tower::layer::util::Identity>> {
+fn grpc_router(
+    api: &Api,
+) -> tonic::transport::server::Router<tower::layer::util::Stack<MetricsLayer, tower::layer::util::Identity>> {
     let (reporter, health) = tonic_health::server::health_reporter();
     let names = [
         "ztlab.entry.v1.WorkloadEntryService",

@@ -26,8 +26,10 @@ pub fn record_update(u: &pb::SyncUpdate) {
 
 /// Records a site agent's per-phase timings and the change-to-synced latency.
 pub fn record_phases(site: &str, list_ms: f64, apply_ms: f64) {
-    metrics::histogram!("sync_phase_duration_seconds", "site" => site.to_owned(), "phase" => "list").record(list_ms / 1000.0);
-    metrics::histogram!("sync_phase_duration_seconds", "site" => site.to_owned(), "phase" => "apply").record(apply_ms / 1000.0);
+    metrics::histogram!("sync_phase_duration_seconds", "site" => site.to_owned(), "phase" => "list")
+        .record(list_ms / 1000.0);
+    metrics::histogram!("sync_phase_duration_seconds", "site" => site.to_owned(), "phase" => "apply")
+        .record(apply_ms / 1000.0);
 }
 
 /// Refreshes the gauges from the store every `every`.

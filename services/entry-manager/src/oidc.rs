@@ -98,7 +98,9 @@ impl OidcVerifier {
         }
         let d: Discovery = resp.json().map_err(|e| self.provider_err(format!("bad discovery document: {e}")))?;
         if d.issuer.trim_end_matches('/') != self.cfg.issuer.trim_end_matches('/') {
-            return Err(self.provider_err(format!("discovery names issuer {:?}, expected {:?}", d.issuer, self.cfg.issuer)));
+            return Err(
+                self.provider_err(format!("discovery names issuer {:?}, expected {:?}", d.issuer, self.cfg.issuer))
+            );
         }
         let resp = web_get(&self.http, &d.jwks_uri, TIMEOUT).await.map_err(|e| self.provider_err(e))?;
         if !resp.status.is_success() {
@@ -131,7 +133,10 @@ impl OidcVerifier {
     /// Verifies a token: signature (by `kid` from the JWKS), issuer, audience, expiry.
     pub async fn verify(&self, token: &str) -> Result<OidcUser, OidcError> {
         let header = jsonwebtoken::decode_header(token).map_err(|e| OidcError::Invalid(e.to_string()))?;
-        if !matches!(header.alg, Algorithm::ES256 | Algorithm::ES384 | Algorithm::RS256 | Algorithm::EdDSA | Algorithm::PS256) {
+        if !matches!(
+            header.alg,
+            Algorithm::ES256 | Algorithm::ES384 | Algorithm::RS256 | Algorithm::EdDSA | Algorithm::PS256
+        ) {
             return Err(OidcError::Invalid(format!("algorithm {:?} is not accepted", header.alg)));
         }
         let kid = header.kid.ok_or_else(|| OidcError::Invalid("the token has no kid".into()))?;
@@ -142,7 +147,8 @@ impl OidcVerifier {
         v.set_audience(&[&self.cfg.audience]);
         v.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         v.leeway = 30;
-        let data = jsonwebtoken::decode::<serde_json::Value>(token, &key, &v).map_err(|e| OidcError::Invalid(e.to_string()))?;
+        let data = jsonwebtoken::decode::<serde_json::Value>(token, &key, &v)
+            .map_err(|e| OidcError::Invalid(e.to_string()))?;
         let claims = data.claims;
         let username = claims
             .get(&self.cfg.username_claim)

@@ -151,11 +151,16 @@ impl pb::workload_entry_service_server::WorkloadEntryService for Api {
         Ok(Response::new(pb::ListEntriesResponse { entries, next_page_token }))
     }
 
-    async fn batch_create_entries(&self, req: Request<pb::BatchCreateEntriesRequest>) -> Res<pb::BatchCreateEntriesResponse> {
+    async fn batch_create_entries(
+        &self,
+        req: Request<pb::BatchCreateEntriesRequest>,
+    ) -> Res<pb::BatchCreateEntriesResponse> {
         let (p, actor) = self.ctx(&req, Op::BatchCreateEntries).await?;
         let r = req.get_ref();
         if r.entries.is_empty() || r.entries.len() > MAX_BATCH {
-            return Err(FieldError::new("entries", format!("send 1..={MAX_BATCH} entries, not {}", r.entries.len())).into());
+            return Err(
+                FieldError::new("entries", format!("send 1..={MAX_BATCH} entries, not {}", r.entries.len())).into()
+            );
         }
         let mut valid = Vec::with_capacity(r.entries.len());
         for (i, e) in r.entries.iter().enumerate() {
@@ -167,13 +172,17 @@ impl pb::workload_entry_service_server::WorkloadEntryService for Api {
         Ok(Response::new(pb::BatchCreateEntriesResponse { entries }))
     }
 
-    async fn batch_delete_entries(&self, req: Request<pb::BatchDeleteEntriesRequest>) -> Res<pb::BatchDeleteEntriesResponse> {
+    async fn batch_delete_entries(
+        &self,
+        req: Request<pb::BatchDeleteEntriesRequest>,
+    ) -> Res<pb::BatchDeleteEntriesResponse> {
         let (p, actor) = self.ctx(&req, Op::BatchDeleteEntries).await?;
         let r = req.get_ref();
         if r.ids.is_empty() || r.ids.len() > MAX_BATCH {
             return Err(FieldError::new("ids", format!("send 1..={MAX_BATCH} IDs, not {}", r.ids.len())).into());
         }
-        let ids: Vec<(String, String)> = r.ids.iter().enumerate().map(|(i, id)| (format!("ids[{i}]"), id.clone())).collect();
+        let ids: Vec<(String, String)> =
+            r.ids.iter().enumerate().map(|(i, id)| (format!("ids[{i}]"), id.clone())).collect();
         if p.role == Role::Developer {
             for (field, id) in &ids {
                 p.check_spiffe_id(field, &self.store.get_entry(id).await?.spiffe_id)?;
@@ -267,7 +276,11 @@ impl pb::sync_service_server::SyncService for Api {
                         }
                     }
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                        let _ = tx.send(Err(Status::resource_exhausted(format!("the stream fell {n} updates behind; reconnect and re-read")))).await;
+                        let _ = tx
+                            .send(Err(Status::resource_exhausted(format!(
+                                "the stream fell {n} updates behind; reconnect and re-read"
+                            ))))
+                            .await;
                         break;
                     }
                     Err(_) => break,
@@ -290,12 +303,22 @@ impl pb::sync_service_server::SyncService for Api {
             let (version, resync) = self.store.site_version(&site).await?;
             if version > r.known_version || resync || r.known_version == 0 {
                 let (version, entries, resync_requested) = self.store.desired_entries(&site).await?;
-                return Ok(Response::new(pb::PollEntriesResponse { version, entries, changed: true, resync_requested }));
+                return Ok(Response::new(pb::PollEntriesResponse {
+                    version,
+                    entries,
+                    changed: true,
+                    resync_requested,
+                }));
             }
             if tokio::time::timeout_at(deadline, changes.changed()).await.is_err() {
                 // Nothing changed: record the contact and let the agent come back.
                 let (version, entries, resync_requested) = self.store.desired_entries(&site).await?;
-                return Ok(Response::new(pb::PollEntriesResponse { version, entries, changed: false, resync_requested }));
+                return Ok(Response::new(pb::PollEntriesResponse {
+                    version,
+                    entries,
+                    changed: false,
+                    resync_requested,
+                }));
             }
         }
     }
@@ -346,7 +369,9 @@ impl pb::api_key_service_server::ApiKeyService for Api {
     async fn create_api_key(&self, req: Request<pb::CreateApiKeyRequest>) -> Res<pb::CreateApiKeyResponse> {
         let (_, actor) = self.ctx(&req, Op::CreateApiKey).await?;
         let r = req.get_ref();
-        let name_ok = !r.name.is_empty() && r.name.len() <= 64 && r.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        let name_ok = !r.name.is_empty()
+            && r.name.len() <= 64
+            && r.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
         if !name_ok {
             return Err(FieldError::new("name", "use 1-64 of letters, digits, - and _").into());
         }
@@ -354,10 +379,16 @@ impl pb::api_key_service_server::ApiKeyService for Api {
             .ok()
             .and_then(Role::from_pb)
             .filter(|r| *r != Role::SiteAgent)
-            .ok_or_else(|| Status::from(FieldError::new("role", "use ROLE_ADMIN, ROLE_OPERATOR, ROLE_DEVELOPER or ROLE_VIEWER")))?;
+            .ok_or_else(|| {
+                Status::from(FieldError::new("role", "use ROLE_ADMIN, ROLE_OPERATOR, ROLE_DEVELOPER or ROLE_VIEWER"))
+            })?;
         for (i, p) in r.path_prefixes.iter().enumerate() {
             if !p.starts_with('/') || p.contains("//") || p.split('/').any(|s| s == "." || s == "..") {
-                return Err(FieldError::new(format!("path_prefixes[{i}]"), format!("{p:?} is not a SPIFFE ID path like /ns/dev")).into());
+                return Err(FieldError::new(
+                    format!("path_prefixes[{i}]"),
+                    format!("{p:?} is not a SPIFFE ID path like /ns/dev"),
+                )
+                .into());
             }
         }
         if role == Role::Developer && r.path_prefixes.is_empty() {

@@ -154,7 +154,14 @@ fn site_json(s: &pb::Site) -> Value {
     json!({"id": s.id, "trust_domain": s.trust_domain, "description": s.description, "revision": s.revision})
 }
 
-fn update(entry_id: &str, site_id: &str, state: pb::SyncState, revision: i64, error: &str, removed: bool) -> pb::SyncUpdate {
+fn update(
+    entry_id: &str,
+    site_id: &str,
+    state: pb::SyncState,
+    revision: i64,
+    error: &str,
+    removed: bool,
+) -> pb::SyncUpdate {
     pb::SyncUpdate {
         entry_id: entry_id.to_owned(),
         site_id: site_id.to_owned(),
@@ -167,7 +174,8 @@ fn update(entry_id: &str, site_id: &str, state: pb::SyncState, revision: i64, er
 }
 
 fn parse_uuid(field: &str, id: &str) -> Result<Uuid> {
-    Uuid::parse_str(id).map_err(|_| StoreError::Invalid(FieldError::new(field, format!("{id:?} is not an entry ID (a UUID)"))))
+    Uuid::parse_str(id)
+        .map_err(|_| StoreError::Invalid(FieldError::new(field, format!("{id:?} is not an entry ID (a UUID)"))))
 }
 
 /// Filters for `list_entries`.
@@ -229,9 +237,8 @@ pub struct SiteCounts {
 impl Store {
     /// Connects a pool to `conn` (a libpq connection string) and runs pending migrations.
     pub async fn connect(conn: &str, max_size: usize) -> Result<Self> {
-        let pg: tokio_postgres::Config = conn
-            .parse()
-            .map_err(|e: tokio_postgres::Error| StoreError::Pool(format!("invalid database_url: {e}")))?;
+        let pg: tokio_postgres::Config =
+            conn.parse().map_err(|e: tokio_postgres::Error| StoreError::Pool(format!("invalid database_url: {e}")))?;
         let mgr = deadpool_postgres::Manager::from_config(
             pg,
             tokio_postgres::NoTls,
@@ -280,7 +287,11 @@ impl Store {
 
     async fn bump_sites(tx: &Transaction<'_>, sites: &[String]) -> Result<()> {
         if !sites.is_empty() {
-            tx.execute("UPDATE sites SET desired_version = nextval('desired_version_seq') WHERE id = ANY($1)", &[&sites]).await?;
+            tx.execute(
+                "UPDATE sites SET desired_version = nextval('desired_version_seq') WHERE id = ANY($1)",
+                &[&sites],
+            )
+            .await?;
         }
         Ok(())
     }
@@ -339,7 +350,8 @@ impl Store {
             )));
         }
         if before.trust_domain != site.trust_domain {
-            let used: i64 = tx.query_one("SELECT count(*) FROM entry_sites WHERE site_id = $1", &[&site.id]).await?.get(0);
+            let used: i64 =
+                tx.query_one("SELECT count(*) FROM entry_sites WHERE site_id = $1", &[&site.id]).await?.get(0);
             if used > 0 {
                 return Err(StoreError::FailedPrecondition(format!(
                     "site {:?}: the trust domain cannot change while {used} entries target the site",
@@ -354,7 +366,8 @@ impl Store {
             )
             .await?;
         let after = Self::site_row(&row);
-        Self::audit(&tx, actor, "site.update", "site", &site.id, Some(site_json(&before)), Some(site_json(&after))).await?;
+        Self::audit(&tx, actor, "site.update", "site", &site.id, Some(site_json(&before)), Some(site_json(&after)))
+            .await?;
         tx.commit().await?;
         Ok(after)
     }
@@ -515,7 +528,11 @@ impl Store {
         for (i, s) in e.spec().site_ids.iter().enumerate() {
             match tds.get(s) {
                 None => {
-                    return Err(FieldError::new(format!("{field}.site_ids[{i}]"), format!("site {s:?} does not exist")).into());
+                    return Err(FieldError::new(
+                        format!("{field}.site_ids[{i}]"),
+                        format!("site {s:?} does not exist"),
+                    )
+                    .into());
                 }
                 Some(td) if td != e.trust_domain() => {
                     return Err(FieldError::new(
@@ -541,7 +558,11 @@ impl Store {
     }
 
     /// Creates entries, all or nothing. `fields[i]` names entry i in errors.
-    pub async fn create_entries(&self, actor: &Actor, entries: &[(String, ValidEntry)]) -> Result<(Vec<pb::Entry>, Updates)> {
+    pub async fn create_entries(
+        &self,
+        actor: &Actor,
+        entries: &[(String, ValidEntry)],
+    ) -> Result<(Vec<pb::Entry>, Updates)> {
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
         let insert = tx
@@ -550,7 +571,8 @@ impl Store {
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 1, $12) RETURNING *",
             )
             .await?;
-        let insert_site = tx.prepare("INSERT INTO entry_sites (entry_id, site_id, state) VALUES ($1, $2, 'PENDING')").await?;
+        let insert_site =
+            tx.prepare("INSERT INTO entry_sites (entry_id, site_id, state) VALUES ($1, $2, 'PENDING')").await?;
         let mut created = Vec::with_capacity(entries.len());
         let mut updates = Vec::new();
         let mut touched = std::collections::BTreeSet::new();
@@ -558,13 +580,24 @@ impl Store {
             Self::check_sites(&tx, field, e).await?;
             let s = e.spec();
             let id = Uuid::now_v7();
-            let selectors = Value::Array(s.selectors.iter().map(|x| json!({"type": x.r#type, "value": x.value})).collect());
+            let selectors =
+                Value::Array(s.selectors.iter().map(|x| json!({"type": x.r#type, "value": x.value})).collect());
             let row = tx
                 .query_one(
                     &insert,
                     &[
-                        &id, &s.spiffe_id, &s.parent_id, &selectors, &selector_key(s), &s.x509_svid_ttl, &s.jwt_svid_ttl,
-                        &s.dns_names, &s.admin, &s.downstream, &s.hint, &actor.name,
+                        &id,
+                        &s.spiffe_id,
+                        &s.parent_id,
+                        &selectors,
+                        &selector_key(s),
+                        &s.x509_svid_ttl,
+                        &s.jwt_svid_ttl,
+                        &s.dns_names,
+                        &s.admin,
+                        &s.downstream,
+                        &s.hint,
+                        &actor.name,
                     ],
                 )
                 .await
@@ -602,7 +635,13 @@ impl Store {
     }
 
     /// Replaces an entry's fields if `revision` is current.
-    pub async fn update_entry(&self, actor: &Actor, id: &str, revision: i64, e: &ValidEntry) -> Result<(pb::Entry, Updates)> {
+    pub async fn update_entry(
+        &self,
+        actor: &Actor,
+        id: &str,
+        revision: i64,
+        e: &ValidEntry,
+    ) -> Result<(pb::Entry, Updates)> {
         let uuid = parse_uuid("id", id)?;
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
@@ -658,7 +697,8 @@ impl Store {
         }
         let row = tx.query_one("SELECT * FROM entries WHERE id = $1", &[&uuid]).await?;
         let after = Self::load_entries(&tx, &[row]).await?.remove(0);
-        Self::audit(&tx, actor, "entry.update", "entry", id, Some(entry_json(&before)), Some(entry_json(&after))).await?;
+        Self::audit(&tx, actor, "entry.update", "entry", id, Some(entry_json(&before)), Some(entry_json(&after)))
+            .await?;
         Self::bump_sites(&tx, &touched).await?;
         tx.commit().await?;
         Ok((after, updates))
@@ -701,7 +741,12 @@ impl Store {
     }
 
     /// Lists entries by `filter`, ordered by ID (creation order), after `page_token`.
-    pub async fn list_entries(&self, filter: &EntryFilter, page_size: usize, page_token: &str) -> Result<(Vec<pb::Entry>, String)> {
+    pub async fn list_entries(
+        &self,
+        filter: &EntryFilter,
+        page_size: usize,
+        page_token: &str,
+    ) -> Result<(Vec<pb::Entry>, String)> {
         let mut sql = String::from("SELECT e.* FROM entries e WHERE true");
         let mut params: Vec<Box<dyn tokio_postgres::types::ToSql + Sync + Send>> = Vec::new();
         let mut add = |cond: &str, p: Box<dyn tokio_postgres::types::ToSql + Sync + Send>| {
@@ -726,13 +771,20 @@ impl Store {
         }
         match (&filter.site_id, filter.state) {
             (Some(site), Some(state)) => {
-                add(" AND EXISTS (SELECT 1 FROM entry_sites s WHERE s.entry_id = e.id AND s.site_id = $$", Box::new(site.clone()));
+                add(
+                    " AND EXISTS (SELECT 1 FROM entry_sites s WHERE s.entry_id = e.id AND s.site_id = $$",
+                    Box::new(site.clone()),
+                );
                 add(" AND s.state = $$)", Box::new(state_name(state).to_owned()));
             }
-            (Some(site), None) => add(" AND EXISTS (SELECT 1 FROM entry_sites s WHERE s.entry_id = e.id AND s.site_id = $$)", Box::new(site.clone())),
-            (None, Some(state)) => {
-                add(" AND EXISTS (SELECT 1 FROM entry_sites s WHERE s.entry_id = e.id AND s.state = $$)", Box::new(state_name(state).to_owned()))
-            }
+            (Some(site), None) => add(
+                " AND EXISTS (SELECT 1 FROM entry_sites s WHERE s.entry_id = e.id AND s.site_id = $$)",
+                Box::new(site.clone()),
+            ),
+            (None, Some(state)) => add(
+                " AND EXISTS (SELECT 1 FROM entry_sites s WHERE s.entry_id = e.id AND s.state = $$)",
+                Box::new(state_name(state).to_owned()),
+            ),
             (None, None) => {}
         }
         params.push(Box::new(page_size as i64 + 1));
@@ -825,7 +877,10 @@ impl Store {
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
         let found = tx
-            .execute("UPDATE sites SET last_contact_at = now(), unmanaged_entry_ids = $2 WHERE id = $1", &[&site, &unmanaged])
+            .execute(
+                "UPDATE sites SET last_contact_at = now(), unmanaged_entry_ids = $2 WHERE id = $1",
+                &[&site, &unmanaged],
+            )
             .await?;
         if found == 0 {
             return Err(StoreError::NotFound(format!("site {site:?} does not exist")));
@@ -916,7 +971,12 @@ impl Store {
     // ---------------------------------------------------------------- audit
 
     /// Audit events, newest first.
-    pub async fn list_audit(&self, f: &AuditFilter, page_size: usize, page_token: &str) -> Result<(Vec<pb::AuditEvent>, String)> {
+    pub async fn list_audit(
+        &self,
+        f: &AuditFilter,
+        page_size: usize,
+        page_token: &str,
+    ) -> Result<(Vec<pb::AuditEvent>, String)> {
         let before: i64 = if page_token.is_empty() {
             i64::MAX
         } else {
@@ -962,7 +1022,13 @@ impl Store {
     // ------------------------------------------------------------- api keys
 
     /// Stores a new API key (its secret's hash only).
-    pub async fn create_api_key(&self, actor: &Actor, key: &pb::ApiKey, role: &str, secret_sha256: &[u8]) -> Result<pb::ApiKey> {
+    pub async fn create_api_key(
+        &self,
+        actor: &Actor,
+        key: &pb::ApiKey,
+        role: &str,
+        secret_sha256: &[u8],
+    ) -> Result<pb::ApiKey> {
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
         let id = Uuid::parse_str(&key.id).map_err(|_| StoreError::Invalid(FieldError::new("id", "bad key id")))?;
@@ -977,7 +1043,16 @@ impl Store {
         let mut out = key.clone();
         out.created_by = actor.name.clone();
         out.created_at = Some(ts(row.get(0)));
-        Self::audit(&tx, actor, "apikey.create", "apikey", &key.name, None, Some(json!({"name": key.name, "role": role, "path_prefixes": key.path_prefixes}))).await?;
+        Self::audit(
+            &tx,
+            actor,
+            "apikey.create",
+            "apikey",
+            &key.name,
+            None,
+            Some(json!({"name": key.name, "role": role, "path_prefixes": key.path_prefixes})),
+        )
+        .await?;
         tx.commit().await?;
         Ok(out)
     }
@@ -1024,7 +1099,10 @@ impl Store {
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
         let name: String = tx
-            .query_opt("UPDATE api_keys SET revoked_at = COALESCE(revoked_at, now()) WHERE id = $1 RETURNING name", &[&uuid])
+            .query_opt(
+                "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, now()) WHERE id = $1 RETURNING name",
+                &[&uuid],
+            )
             .await?
             .ok_or_else(|| StoreError::NotFound(format!("API key {id} does not exist")))?
             .get(0);

@@ -32,11 +32,7 @@ pub struct Config {
 
 impl Default for Config {
     fn default() -> Self {
-        Self {
-            workload: WorkloadSettings::default(),
-            listen_addr: "127.0.0.1:8181".into(),
-            allowed_clients: vec![],
-        }
+        Self { workload: WorkloadSettings::default(), listen_addr: "127.0.0.1:8181".into(), allowed_clients: vec![] }
     }
 }
 
@@ -64,19 +60,10 @@ impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let rule = config.client_rule()?;
         let td = config.workload.trust_domain()?;
-        let listeners = Listeners::bind(
-            "listen_addr",
-            &config.listen_addr,
-            &config.workload.ops_addr,
-        )
-        .await?;
+        let listeners = Listeners::bind("listen_addr", &config.listen_addr, &config.workload.ops_addr).await?;
         let source = config.workload.connect().await?;
         let server = MtlsServer::new(&source, &td, Arc::new(rule))?;
-        Ok(Self {
-            listeners,
-            server,
-            source,
-        })
+        Ok(Self { listeners, server, source })
     }
 
     /// The mTLS address.
@@ -89,15 +76,9 @@ impl Application {
     where
         F: std::future::Future<Output = ()> + Send + 'static,
     {
-        let ops = zt_service::ops::router(
-            "opa",
-            self.source.clone(),
-            zt_service::ops::install_metrics(),
-        );
+        let ops = zt_service::ops::router("opa", self.source.clone(), zt_service::ops::install_metrics());
         let _svid = zt_tls::source::watch_svid(&self.source);
-        self.listeners
-            .serve(self.server, router(), ops, shutdown)
-            .await
+        self.listeners.serve(self.server, router(), ops, shutdown).await
     }
 }
 

@@ -95,10 +95,7 @@ struct ServicePorts {
 }
 
 /// The services `ztlab up` runs, in start order: (name, SPIFFE path, site).
-const SERVICES: &[(&str, &str, &str)] = &[
-    ("opa", "/ns/demo/sa/opa", "a"),
-    ("document", "/ns/demo/sa/document", "a"),
-];
+const SERVICES: &[(&str, &str, &str)] = &[("opa", "/ns/demo/sa/opa", "a"), ("document", "/ns/demo/sa/document", "a")];
 
 impl LabConfig {
     fn load(path: Option<&Path>) -> anyhow::Result<Self> {
@@ -113,28 +110,17 @@ impl LabConfig {
     }
 
     fn spec(&self, state_dir: Option<PathBuf>) -> anyhow::Result<LabSpec> {
-        let bin_dir = std::env::current_exe()?
-            .parent()
-            .map(Path::to_path_buf)
-            .unwrap_or_default();
+        let bin_dir = std::env::current_exe()?.parent().map(Path::to_path_buf).unwrap_or_default();
         let mut workloads = Vec::new();
         for (name, path, site) in SERVICES {
-            let ports = self.services.get(*name).with_context(|| {
-                format!("invalid lab config: services.{name}: missing (listen and ops ports)")
-            })?;
-            let mut env = BTreeMap::from([(
-                "ZT_LISTEN_ADDR".to_owned(),
-                format!("127.0.0.1:{}", ports.listen),
-            )]);
+            let ports = self
+                .services
+                .get(*name)
+                .with_context(|| format!("invalid lab config: services.{name}: missing (listen and ops ports)"))?;
+            let mut env = BTreeMap::from([("ZT_LISTEN_ADDR".to_owned(), format!("127.0.0.1:{}", ports.listen))]);
             if *name == "document" {
-                let opa = self
-                    .services
-                    .get("opa")
-                    .context("invalid lab config: services.opa: missing")?;
-                env.insert(
-                    "ZT_OPA_URL".into(),
-                    format!("https://127.0.0.1:{}", opa.listen),
-                );
+                let opa = self.services.get("opa").context("invalid lab config: services.opa: missing")?;
+                env.insert("ZT_OPA_URL".into(), format!("https://127.0.0.1:{}", opa.listen));
             }
             workloads.push(WorkloadSpec {
                 name: (*name).into(),
@@ -148,19 +134,11 @@ impl LabConfig {
                 x509_svid_ttl_secs: 0,
             });
         }
-        if let Some(extra) = self
-            .services
-            .keys()
-            .find(|k| !SERVICES.iter().any(|(n, _, _)| n == k))
-        {
-            anyhow::bail!(
-                "invalid lab config: services.{extra}: unknown service (known: opa, document)"
-            );
+        if let Some(extra) = self.services.keys().find(|k| !SERVICES.iter().any(|(n, _, _)| n == k)) {
+            anyhow::bail!("invalid lab config: services.{extra}: unknown service (known: opa, document)");
         }
         Ok(LabSpec {
-            state_dir: state_dir
-                .or_else(|| self.state_dir.clone())
-                .unwrap_or_else(default_state_dir),
+            state_dir: state_dir.or_else(|| self.state_dir.clone()).unwrap_or_else(default_state_dir),
             log_level: self.log_level.clone(),
             ready_timeout_secs: self.ready_timeout_secs,
             sites: self.sites.clone(),
@@ -177,9 +155,7 @@ fn state_dir(cli: Option<PathBuf>) -> PathBuf {
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .without_time()
         .with_target(false)
         .with_writer(std::io::stderr)
@@ -200,10 +176,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let lab = Lab::up(spec, false).await?;
             let status = lab.status().await;
             print_table(&status);
-            eprintln!(
-                "lab state: {}  (logs: ztlab logs <component>; stop: ztlab down)",
-                lab.state_dir().display()
-            );
+            eprintln!("lab state: {}  (logs: ztlab logs <component>; stop: ztlab down)", lab.state_dir().display());
             lab.detach();
             Ok(ExitCode::SUCCESS)
         }
@@ -217,8 +190,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Err(_) => eprintln!("no lab recorded in {}; nothing to stop", dir.display()),
             }
             if purge && dir.exists() {
-                std::fs::remove_dir_all(&dir)
-                    .with_context(|| format!("removing {}", dir.display()))?;
+                std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
                 eprintln!("removed {}", dir.display());
             }
             Ok(ExitCode::SUCCESS)
@@ -230,17 +202,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Output::Json => println!("{}", serde_json::to_string_pretty(&status)?),
                 Output::Table => print_table(&status),
             }
-            Ok(if status.iter().all(|s| s.health == "healthy") {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(1)
-            })
+            Ok(if status.iter().all(|s| s.health == "healthy") { ExitCode::SUCCESS } else { ExitCode::from(1) })
         }
-        Command::Logs {
-            component,
-            lines,
-            follow,
-        } => {
+        Command::Logs { component, lines, follow } => {
             let lab = Lab::open(&state_dir(cli.state_dir))?;
             let path = lab.log_path(&component)?;
             print_log(&path, lines, follow).await?;
@@ -266,15 +230,7 @@ fn print_table(status: &[ComponentStatus]) {
             ]
         })
         .collect();
-    let header = [
-        "COMPONENT",
-        "PID",
-        "HEALTH",
-        "SPIFFE ID",
-        "SVID EXPIRES",
-        "DETAIL",
-    ]
-    .map(String::from);
+    let header = ["COMPONENT", "PID", "HEALTH", "SPIFFE ID", "SVID EXPIRES", "DETAIL"].map(String::from);
     let mut widths = header.clone().map(|h| h.len());
     for r in &rows {
         for (w, c) in widths.iter_mut().zip(r) {
@@ -283,18 +239,13 @@ fn print_table(status: &[ComponentStatus]) {
     }
     let mut out = std::io::stdout().lock();
     for r in std::iter::once(&header).chain(&rows) {
-        let line: Vec<String> = r
-            .iter()
-            .zip(widths)
-            .map(|(c, w)| format!("{c:<w$}"))
-            .collect();
+        let line: Vec<String> = r.iter().zip(widths).map(|(c, w)| format!("{c:<w$}")).collect();
         let _ = writeln!(out, "{}", line.join("  ").trim_end());
     }
 }
 
 async fn print_log(path: &Path, lines: usize, follow: bool) -> anyhow::Result<()> {
-    let mut file =
-        std::fs::File::open(path).with_context(|| format!("no log yet at {}", path.display()))?;
+    let mut file = std::fs::File::open(path).with_context(|| format!("no log yet at {}", path.display()))?;
     let mut text = String::new();
     file.read_to_string(&mut text)?;
     let all: Vec<&str> = text.lines().collect();
@@ -332,23 +283,15 @@ mod tests {
         let cfg = LabConfig::load(None).expect("built-in config");
         let names: Vec<&str> = cfg.sites.iter().map(|s| s.name.as_str()).collect();
         assert_eq!(names, ["a", "b"]);
-        assert!(
-            cfg.sites
-                .iter()
-                .all(|s| s.trust_domain == "ztlab.test" && s.shared_root)
-        );
+        assert!(cfg.sites.iter().all(|s| s.trust_domain == "ztlab.test" && s.shared_root));
         let spec = cfg.spec(Some("/tmp/ztlab-test".into())).expect("spec");
         assert_eq!(spec.workloads.len(), 2);
-        assert_eq!(
-            spec.workloads[1].env["ZT_OPA_URL"],
-            "https://127.0.0.1:8181"
-        );
+        assert_eq!(spec.workloads[1].env["ZT_OPA_URL"], "https://127.0.0.1:8181");
     }
 
     #[test]
     fn unknown_fields_and_services_are_named() {
-        let err = toml::from_str::<LabConfig>("sites = []\nservices = {}\nbogus = 1\n")
-            .expect_err("unknown field");
+        let err = toml::from_str::<LabConfig>("sites = []\nservices = {}\nbogus = 1\n").expect_err("unknown field");
         assert!(err.to_string().contains("bogus"), "{err}");
         let cfg: LabConfig = toml::from_str(
             "sites = []\n[services.opa]\nlisten = 1\nops = 2\n[services.document]\nlisten = 3\nops = 4\n[services.redis]\nlisten = 5\nops = 6\n",

@@ -255,7 +255,8 @@ mod tests {
     #[test]
     fn bad_inputs_name_their_field() {
         let long = format!("spiffe://ztlab.test/{}", "a".repeat(2100));
-        let cases: Vec<(&str, Box<dyn Fn(&mut pb::EntrySpec)>)> = vec![
+        type Mutate = Box<dyn Fn(&mut pb::EntrySpec)>;
+        let cases: Vec<(&str, Mutate)> = vec![
             ("entry.spiffe_id", Box::new(|s| s.spiffe_id = String::new())),
             ("entry.spiffe_id", Box::new(|s| s.spiffe_id = "http://ztlab.test/x".into())),
             ("entry.spiffe_id", Box::new(|s| s.spiffe_id = "spiffe://ZTLAB.test/x".into())),

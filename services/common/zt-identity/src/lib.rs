@@ -92,11 +92,7 @@ pub struct Denied {
 
 impl fmt::Display for Denied {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "SPIFFE ID {} is not authorized: {}",
-            self.peer, self.rule
-        )
+        write!(f, "SPIFFE ID {} is not authorized: {}", self.peer, self.rule)
     }
 }
 
@@ -153,19 +149,14 @@ impl Rule {
             set.insert(parse_id(&format!("{field}[{i}]"), id.as_ref())?);
         }
         if set.is_empty() {
-            return Err(Error::EmptyAllowList {
-                field: field.to_owned(),
-            });
+            return Err(Error::EmptyAllowList { field: field.to_owned() });
         }
         Ok(Self::AllowList(set))
     }
 
     /// Allows every ID of a trust domain. Only use this when that is really meant.
     pub fn member_of(trust_domain: &str) -> Result<Self, Error> {
-        Ok(Self::MemberOf(parse_trust_domain(
-            "trust domain",
-            trust_domain,
-        )?))
+        Ok(Self::MemberOf(parse_trust_domain("trust domain", trust_domain)?))
     }
 
     fn describe(&self) -> String {
@@ -187,14 +178,7 @@ impl Authorizer for Rule {
             Rule::AllowList(ids) => ids.contains(peer),
             Rule::MemberOf(td) => peer.is_member_of(td),
         };
-        if ok {
-            Ok(())
-        } else {
-            Err(Denied {
-                peer: peer.to_string(),
-                rule: self.describe(),
-            })
-        }
+        if ok { Ok(()) } else { Err(Denied { peer: peer.to_string(), rule: self.describe() }) }
     }
 }
 
@@ -236,47 +220,22 @@ mod tests {
     #[test]
     fn exact_allows_only_that_id() {
         let rule = Rule::exact("spiffe://ztlab.test/ns/demo/sa/document").expect("rule");
-        assert!(
-            rule.authorize(&id("spiffe://ztlab.test/ns/demo/sa/document"))
-                .is_ok()
-        );
-        let denied = rule
-            .authorize(&id("spiffe://ztlab.test/ns/demo/sa/documentx"))
-            .expect_err("prefix must not match");
+        assert!(rule.authorize(&id("spiffe://ztlab.test/ns/demo/sa/document")).is_ok());
+        let denied =
+            rule.authorize(&id("spiffe://ztlab.test/ns/demo/sa/documentx")).expect_err("prefix must not match");
         assert_eq!(denied.peer, "spiffe://ztlab.test/ns/demo/sa/documentx");
-        assert!(
-            denied
-                .to_string()
-                .contains("only spiffe://ztlab.test/ns/demo/sa/document is allowed")
-        );
+        assert!(denied.to_string().contains("only spiffe://ztlab.test/ns/demo/sa/document is allowed"));
         // Same path, other trust domain.
-        assert!(
-            rule.authorize(&id("spiffe://other.test/ns/demo/sa/document"))
-                .is_err()
-        );
+        assert!(rule.authorize(&id("spiffe://other.test/ns/demo/sa/document")).is_err());
     }
 
     #[test]
     fn allow_list_allows_members_only() {
-        let rule = Rule::allow_list(
-            "allow",
-            [
-                "spiffe://ztlab.test/agent/gpt4",
-                "spiffe://ztlab.test/agent/claude",
-            ],
-        )
-        .expect("rule");
-        assert!(
-            rule.authorize(&id("spiffe://ztlab.test/agent/gpt4"))
-                .is_ok()
-        );
-        assert!(
-            rule.authorize(&id("spiffe://ztlab.test/agent/claude"))
-                .is_ok()
-        );
-        let denied = rule
-            .authorize(&id("spiffe://ztlab.test/agent/summarizer"))
-            .expect_err("not listed");
+        let rule = Rule::allow_list("allow", ["spiffe://ztlab.test/agent/gpt4", "spiffe://ztlab.test/agent/claude"])
+            .expect("rule");
+        assert!(rule.authorize(&id("spiffe://ztlab.test/agent/gpt4")).is_ok());
+        assert!(rule.authorize(&id("spiffe://ztlab.test/agent/claude")).is_ok());
+        let denied = rule.authorize(&id("spiffe://ztlab.test/agent/summarizer")).expect_err("not listed");
         assert!(denied.rule.contains("spiffe://ztlab.test/agent/claude"));
     }
 
@@ -284,25 +243,15 @@ mod tests {
     fn member_of_checks_trust_domain_exactly() {
         let rule = Rule::member_of("ztlab.test").expect("rule");
         assert!(rule.authorize(&id("spiffe://ztlab.test/anything")).is_ok());
-        assert!(
-            rule.authorize(&id("spiffe://ztlab.test.evil/anything"))
-                .is_err()
-        );
+        assert!(rule.authorize(&id("spiffe://ztlab.test.evil/anything")).is_err());
         assert!(rule.authorize(&id("spiffe://other.test/anything")).is_err());
     }
 
     #[test]
     fn bad_input_names_the_field() {
-        let err = Rule::allow_list(
-            "opa.allowed_clients",
-            ["spiffe://ztlab.test/ok", "http://x/y"],
-        )
-        .expect_err("bad scheme");
-        assert!(
-            err.to_string()
-                .starts_with("opa.allowed_clients[1]: invalid SPIFFE ID"),
-            "{err}"
-        );
+        let err =
+            Rule::allow_list("opa.allowed_clients", ["spiffe://ztlab.test/ok", "http://x/y"]).expect_err("bad scheme");
+        assert!(err.to_string().starts_with("opa.allowed_clients[1]: invalid SPIFFE ID"), "{err}");
         let err = Rule::allow_list::<_, &str>("opa.allowed_clients", []).expect_err("empty");
         assert!(matches!(err, Error::EmptyAllowList { .. }));
         let err = Rule::member_of("spiffe://ztlab.test").expect_err("scheme given");

@@ -24,9 +24,7 @@ pub fn cache_dir() -> PathBuf {
     }
     let base = std::env::var("XDG_CACHE_HOME")
         .map(PathBuf::from)
-        .unwrap_or_else(|_| {
-            PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/root".into())).join(".cache")
-        });
+        .unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/root".into())).join(".cache"));
     base.join("ztlab")
 }
 
@@ -66,23 +64,13 @@ impl Tool {
     pub fn path(self) -> PathBuf {
         let (dir, key, name) = self.parts();
         let version = versions().get(key).cloned().unwrap_or_default();
-        cache_dir()
-            .join(format!("{dir}-{version}"))
-            .join("bin")
-            .join(name)
+        cache_dir().join(format!("{dir}-{version}")).join("bin").join(name)
     }
 
     /// The binary's path, or an error that says how to install it.
     pub fn require(self) -> Result<PathBuf> {
         let path = self.path();
-        if path.is_file() {
-            Ok(path)
-        } else {
-            Err(Error::MissingBinary {
-                name: self.parts().2.to_owned(),
-                path,
-            })
-        }
+        if path.is_file() { Ok(path) } else { Err(Error::MissingBinary { name: self.parts().2.to_owned(), path }) }
     }
 }
 
@@ -93,15 +81,7 @@ mod tests {
     #[test]
     fn versions_are_pinned() {
         let v = versions();
-        assert!(
-            v.get("SPIRE_VERSION")
-                .is_some_and(|s| s.starts_with("v1.15.")),
-            "{v:?}"
-        );
-        assert!(
-            Tool::SpireServer
-                .path()
-                .ends_with(format!("spire-{}/bin/spire-server", v["SPIRE_VERSION"]))
-        );
+        assert!(v.get("SPIRE_VERSION").is_some_and(|s| s.starts_with("v1.15.")), "{v:?}");
+        assert!(Tool::SpireServer.path().ends_with(format!("spire-{}/bin/spire-server", v["SPIRE_VERSION"])));
     }
 }

@@ -45,12 +45,9 @@ pub fn default_state_dir() -> PathBuf {
     if let Ok(d) = std::env::var("ZT_STATE_DIR") {
         return PathBuf::from(d);
     }
-    let base = std::env::var("XDG_STATE_HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| {
-            PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/root".into()))
-                .join(".local/state")
-        });
+    let base = std::env::var("XDG_STATE_HOME").map(PathBuf::from).unwrap_or_else(|_| {
+        PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/root".into())).join(".local/state")
+    });
     base.join("ztlab")
 }
 
@@ -92,10 +89,7 @@ impl Default for SiteSpec {
 impl SiteSpec {
     /// A site with default settings.
     pub fn named(name: &str) -> Self {
-        Self {
-            name: name.into(),
-            ..Self::default()
-        }
+        Self { name: name.into(), ..Self::default() }
     }
 
     /// The agent's alias SPIFFE ID.
@@ -192,10 +186,7 @@ pub struct Lab {
 }
 
 fn valid_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 32
-        && s.chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+    !s.is_empty() && s.len() <= 32 && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
 }
 
 impl LabSpec {
@@ -218,26 +209,17 @@ impl LabSpec {
         for (i, s) in self.sites.iter().enumerate() {
             let f = format!("sites[{i}]");
             if !valid_name(&s.name) {
-                return Err(Error::config(
-                    format!("{f}.name"),
-                    format!("{:?}: use 1-32 of a-z, 0-9 and -", s.name),
-                ));
+                return Err(Error::config(format!("{f}.name"), format!("{:?}: use 1-32 of a-z, 0-9 and -", s.name)));
             }
             if !names.insert(s.name.clone()) {
-                return Err(Error::config(
-                    format!("{f}.name"),
-                    format!("site {:?} is listed twice", s.name),
-                ));
+                return Err(Error::config(format!("{f}.name"), format!("site {:?} is listed twice", s.name)));
             }
             zt_identity::parse_trust_domain(&format!("{f}.trust_domain"), &s.trust_domain)
                 .map_err(|e| Error::config(format!("{f}.trust_domain"), e.to_string()))?;
             zt_identity::parse_id(&format!("{f}.node_alias_path"), &s.node_alias())
                 .map_err(|e| Error::config(format!("{f}.node_alias_path"), e.to_string()))?;
             if s.x509_svid_ttl_secs < 10 || s.jwt_svid_ttl_secs < 10 {
-                return Err(Error::config(
-                    format!("{f}.x509_svid_ttl_secs"),
-                    "SVID TTLs must be at least 10 s",
-                ));
+                return Err(Error::config(format!("{f}.x509_svid_ttl_secs"), "SVID TTLs must be at least 10 s"));
             }
         }
         let mut wnames = std::collections::BTreeSet::new();
@@ -246,25 +228,17 @@ impl LabSpec {
             if !valid_name(&w.name) || w.name.starts_with("spire-") {
                 return Err(Error::config(
                     format!("{f}.name"),
-                    format!(
-                        "{:?}: use 1-32 of a-z, 0-9 and -, not starting with spire-",
-                        w.name
-                    ),
+                    format!("{:?}: use 1-32 of a-z, 0-9 and -, not starting with spire-", w.name),
                 ));
             }
             if !wnames.insert(w.name.clone()) {
-                return Err(Error::config(
-                    format!("{f}.name"),
-                    format!("workload {:?} is listed twice", w.name),
-                ));
+                return Err(Error::config(format!("{f}.name"), format!("workload {:?} is listed twice", w.name)));
             }
             let site = self
                 .sites
                 .iter()
                 .find(|s| s.name == w.site)
-                .ok_or_else(|| {
-                    Error::config(format!("{f}.site"), format!("no site named {:?}", w.site))
-                })?;
+                .ok_or_else(|| Error::config(format!("{f}.site"), format!("no site named {:?}", w.site)))?;
             zt_identity::parse_id(
                 &format!("{f}.spiffe_path"),
                 &format!("spiffe://{}{}", site.trust_domain, w.spiffe_path),
@@ -273,10 +247,7 @@ impl LabSpec {
             if !w.program.is_file() {
                 return Err(Error::config(
                     format!("{f}.program"),
-                    format!(
-                        "{} does not exist (build it with cargo build --workspace)",
-                        w.program.display()
-                    ),
+                    format!("{} does not exist (build it with cargo build --workspace)", w.program.display()),
                 ));
             }
         }
@@ -292,32 +263,19 @@ impl Lab {
     /// Opens the lab recorded in `state_dir` without starting anything.
     pub fn open(state_dir: &Path) -> Result<Self> {
         let file = Self::state_file(state_dir);
-        let text = std::fs::read_to_string(&file).map_err(Error::io(format!(
-            "reading {} (has `ztlab up` run?)",
-            file.display()
-        )))?;
-        let state = serde_json::from_str(&text)
-            .map_err(|e| Error::config(file.display().to_string(), e.to_string()))?;
-        Ok(Self {
-            state,
-            owned: false,
-        })
+        let text = std::fs::read_to_string(&file)
+            .map_err(Error::io(format!("reading {} (has `ztlab up` run?)", file.display())))?;
+        let state =
+            serde_json::from_str(&text).map_err(|e| Error::config(file.display().to_string(), e.to_string()))?;
+        Ok(Self { state, owned: false })
     }
 
     /// Starts whatever of `spec` is not already running, in order, each with a readiness
     /// check. On failure, stops what this call started and returns the error.
     pub async fn up(spec: LabSpec, owned: bool) -> Result<Self> {
         spec.validate()?;
-        let previous = Self::open(&spec.state_dir)
-            .map(|l| l.state.clone())
-            .unwrap_or_default();
-        let mut lab = Self {
-            state: LabState {
-                spec: spec.clone(),
-                ..previous
-            },
-            owned: false,
-        };
+        let previous = Self::open(&spec.state_dir).map(|l| l.state.clone()).unwrap_or_default();
+        let mut lab = Self { state: LabState { spec: spec.clone(), ..previous }, owned: false };
         let mut started = Vec::new();
         let result = lab.bring_up(&mut started).await;
         if let Err(e) = result {
@@ -338,23 +296,14 @@ impl Lab {
         let timeout = Duration::from_secs(spec.ready_timeout_secs);
         // Pre-flight: pinned ports of everything that is not running must be free.
         for (i, s) in spec.sites.iter().enumerate() {
-            let running = self
-                .state
-                .sites
-                .get(&s.name)
-                .and_then(|st| st.server.as_ref())
-                .is_some_and(ProcessRecord::is_alive);
+            let running =
+                self.state.sites.get(&s.name).and_then(|st| st.server.as_ref()).is_some_and(ProcessRecord::is_alive);
             if let (Some(p), false) = (s.server_port, running) {
                 ensure_free(&format!("sites[{i}].server_port"), p)?;
             }
         }
         for (i, w) in spec.workloads.iter().enumerate() {
-            if self
-                .state
-                .workloads
-                .get(&w.name)
-                .is_some_and(ProcessRecord::is_alive)
-            {
+            if self.state.workloads.get(&w.name).is_some_and(ProcessRecord::is_alive) {
                 continue;
             }
             ensure_free(&format!("workloads[{i}].ops_port ({})", w.name), w.ops_port)?;
@@ -370,8 +319,7 @@ impl Lab {
             None
         };
         for s in &spec.sites {
-            self.bring_up_site(s, root.clone(), timeout, started)
-                .await?;
+            self.bring_up_site(s, root.clone(), timeout, started).await?;
         }
         for w in &spec.workloads {
             self.bring_up_workload(w, timeout, started).await?;
@@ -388,14 +336,8 @@ impl Lab {
     ) -> Result<()> {
         let paths = SitePaths::new(&self.state.spec.state_dir, &s.name);
         let prev = self.state.sites.get(&s.name).cloned();
-        let server_alive = prev
-            .as_ref()
-            .and_then(|p| p.server.as_ref())
-            .is_some_and(ProcessRecord::is_alive);
-        let agent_alive = prev
-            .as_ref()
-            .and_then(|p| p.agent.as_ref())
-            .is_some_and(ProcessRecord::is_alive);
+        let server_alive = prev.as_ref().and_then(|p| p.server.as_ref()).is_some_and(ProcessRecord::is_alive);
+        let agent_alive = prev.as_ref().and_then(|p| p.agent.as_ref()).is_some_and(ProcessRecord::is_alive);
         // Keep earlier ports across restarts when they are still free.
         let keep = |old: Option<u16>, running: bool| -> Result<u16> {
             match old {
@@ -411,14 +353,8 @@ impl Lab {
             server_port,
             server_health_port: keep(prev.as_ref().map(|p| p.server_health_port), server_alive)?,
             agent_health_port: keep(prev.as_ref().map(|p| p.agent_health_port), agent_alive)?,
-            server: prev
-                .as_ref()
-                .and_then(|p| p.server.clone())
-                .filter(ProcessRecord::is_alive),
-            agent: prev
-                .as_ref()
-                .and_then(|p| p.agent.clone())
-                .filter(ProcessRecord::is_alive),
+            server: prev.as_ref().and_then(|p| p.server.clone()).filter(ProcessRecord::is_alive),
+            agent: prev.as_ref().and_then(|p| p.agent.clone()).filter(ProcessRecord::is_alive),
         };
         self.state.sites.insert(s.name.clone(), st.clone());
         let values = SiteConfigValues {
@@ -467,23 +403,14 @@ impl Lab {
         timeout: Duration,
         started: &mut Vec<String>,
     ) -> Result<()> {
-        if self
-            .state
-            .workloads
-            .get(&w.name)
-            .is_some_and(ProcessRecord::is_alive)
-        {
+        if self.state.workloads.get(&w.name).is_some_and(ProcessRecord::is_alive) {
             return Ok(());
         }
         let exe = self.install_binary(&w.name, &w.program)?;
-        self.register(&w.site, &w.name, &w.spiffe_path, &exe, w.x509_svid_ttl_secs)
-            .await?;
+        self.register(&w.site, &w.name, &w.spiffe_path, &exe, w.x509_svid_ttl_secs).await?;
         let site = self.site_spec(&w.site)?.clone();
         let mut env: Vec<(String, String)> = vec![
-            (
-                "SPIFFE_ENDPOINT_SOCKET".into(),
-                format!("unix://{}", self.workload_socket(&w.site)?.display()),
-            ),
+            ("SPIFFE_ENDPOINT_SOCKET".into(), format!("unix://{}", self.workload_socket(&w.site)?.display())),
             ("ZT_TRUST_DOMAIN".into(), site.trust_domain.clone()),
             ("ZT_OPS_ADDR".into(), format!("127.0.0.1:{}", w.ops_port)),
         ];
@@ -510,17 +437,13 @@ impl Lab {
         std::fs::create_dir_all(&dir).map_err(Error::io(format!("creating {}", dir.display())))?;
         let dest = dir.join(name);
         let same = match (std::fs::metadata(program), std::fs::metadata(&dest)) {
-            (Ok(a), Ok(b)) => {
-                a.len() == b.len() && std::fs::read(program).ok() == std::fs::read(&dest).ok()
-            }
+            (Ok(a), Ok(b)) => a.len() == b.len() && std::fs::read(program).ok() == std::fs::read(&dest).ok(),
             _ => false,
         };
         if !same {
             let tmp = dir.join(format!(".{name}.tmp"));
-            std::fs::copy(program, &tmp)
-                .map_err(Error::io(format!("copying {}", program.display())))?;
-            std::fs::rename(&tmp, &dest)
-                .map_err(Error::io(format!("installing {}", dest.display())))?;
+            std::fs::copy(program, &tmp).map_err(Error::io(format!("copying {}", program.display())))?;
+            std::fs::rename(&tmp, &dest).map_err(Error::io(format!("installing {}", dest.display())))?;
         }
         Ok(dest)
     }
@@ -549,36 +472,21 @@ impl Lab {
     }
 
     fn site_mut(&mut self, name: &str) -> &mut SiteState {
-        self.state
-            .sites
-            .entry(name.to_owned())
-            .or_insert_with(|| SiteState {
-                server_port: 0,
-                server_health_port: 0,
-                agent_health_port: 0,
-                server: None,
-                agent: None,
-            })
+        self.state.sites.entry(name.to_owned()).or_insert_with(|| SiteState {
+            server_port: 0,
+            server_health_port: 0,
+            agent_health_port: 0,
+            server: None,
+            agent: None,
+        })
     }
 
     /// The spec of site `name`.
     pub fn site_spec(&self, name: &str) -> Result<&SiteSpec> {
-        self.state
-            .spec
-            .sites
-            .iter()
-            .find(|s| s.name == name)
-            .ok_or_else(|| Error::UnknownComponent {
-                name: format!("site {name}"),
-                known: self
-                    .state
-                    .spec
-                    .sites
-                    .iter()
-                    .map(|s| s.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            })
+        self.state.spec.sites.iter().find(|s| s.name == name).ok_or_else(|| Error::UnknownComponent {
+            name: format!("site {name}"),
+            known: self.state.spec.sites.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", "),
+        })
     }
 
     /// The file layout of site `name`.
@@ -595,10 +503,7 @@ impl Lab {
     /// The running state of site `name`.
     pub fn site_state(&self, name: &str) -> Result<&SiteState> {
         self.site_spec(name)?;
-        self.state
-            .sites
-            .get(name)
-            .ok_or_else(|| Error::config("sites", format!("site {name} has not been started")))
+        self.state.sites.get(name).ok_or_else(|| Error::config("sites", format!("site {name} has not been started")))
     }
 
     /// The state dir.
@@ -612,11 +517,7 @@ impl Lab {
     }
 
     fn log_path_for(&self, component: &str) -> PathBuf {
-        self.state
-            .spec
-            .state_dir
-            .join("logs")
-            .join(format!("{component}.log"))
+        self.state.spec.state_dir.join("logs").join(format!("{component}.log"))
     }
 
     /// Every component name, in start order.
@@ -634,10 +535,7 @@ impl Lab {
         if self.component_names().iter().any(|n| n == name) {
             Ok(())
         } else {
-            Err(Error::UnknownComponent {
-                name: name.to_owned(),
-                known: self.component_names().join(", "),
-            })
+            Err(Error::UnknownComponent { name: name.to_owned(), known: self.component_names().join(", ") })
         }
     }
 
@@ -702,8 +600,7 @@ impl Lab {
     pub fn save(&self) -> Result<()> {
         let file = Self::state_file(&self.state.spec.state_dir);
         let tmp = file.with_extension("json.tmp");
-        let text = serde_json::to_string_pretty(&self.state)
-            .map_err(|e| Error::config("lab.json", e.to_string()))?;
+        let text = serde_json::to_string_pretty(&self.state).map_err(|e| Error::config("lab.json", e.to_string()))?;
         std::fs::write(&tmp, text).map_err(Error::io(format!("writing {}", tmp.display())))?;
         std::fs::rename(&tmp, &file).map_err(Error::io(format!("writing {}", file.display())))
     }
@@ -725,24 +622,13 @@ impl Lab {
                     st.map(|x| x.server_health_port),
                     format!("spiffe://{}/spire/server", s.trust_domain),
                 ),
-                (
-                    "spire-agent",
-                    st.and_then(|x| x.agent.as_ref()),
-                    st.map(|x| x.agent_health_port),
-                    s.node_alias(),
-                ),
+                ("spire-agent", st.and_then(|x| x.agent.as_ref()), st.map(|x| x.agent_health_port), s.node_alias()),
             ] {
                 let (pid, health, detail) = match rec {
-                    Some(r) if r.is_alive() => {
-                        match crate::health::http_get(port.unwrap_or(0), "/ready").await {
-                            Some((200, _)) => (Some(r.pid), "healthy", None),
-                            other => (
-                                Some(r.pid),
-                                "unhealthy",
-                                Some(format!("/ready answered {:?}", other.map(|o| o.0))),
-                            ),
-                        }
-                    }
+                    Some(r) if r.is_alive() => match crate::health::http_get(port.unwrap_or(0), "/ready").await {
+                        Some((200, _)) => (Some(r.pid), "healthy", None),
+                        other => (Some(r.pid), "unhealthy", Some(format!("/ready answered {:?}", other.map(|o| o.0)))),
+                    },
                     _ => (None, "stopped", None),
                 };
                 out.push(ComponentStatus {
@@ -782,13 +668,8 @@ impl Lab {
                         if let Some(id) = v.get("spiffe_id").and_then(|x| x.as_str()) {
                             st.spiffe_id = Some(id.to_owned());
                         }
-                        st.svid_expires_at = v
-                            .get("svid_expires_at")
-                            .and_then(|x| x.as_str())
-                            .map(str::to_owned);
-                        st.svid_seconds_left = v
-                            .get("svid_seconds_left")
-                            .and_then(serde_json::Value::as_i64);
+                        st.svid_expires_at = v.get("svid_expires_at").and_then(|x| x.as_str()).map(str::to_owned);
+                        st.svid_seconds_left = v.get("svid_seconds_left").and_then(serde_json::Value::as_i64);
                         st.detail = v.get("reason").and_then(|x| x.as_str()).map(str::to_owned);
                     }
                     None => {
@@ -812,32 +693,17 @@ impl Drop for Lab {
 }
 
 /// Waits until `GET /healthz` on `ops_port` answers 200, failing early if the process exits.
-pub async fn wait_healthz(
-    component: &str,
-    rec: &ProcessRecord,
-    ops_port: u16,
-    timeout: Duration,
-) -> Result<()> {
+pub async fn wait_healthz(component: &str, rec: &ProcessRecord, ops_port: u16, timeout: Duration) -> Result<()> {
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
         if !rec.is_alive() {
-            return Err(spire::not_ready(
-                component,
-                rec,
-                timeout,
-                "the process exited",
-            ));
+            return Err(spire::not_ready(component, rec, timeout, "the process exited"));
         }
         if let Some((200, _)) = crate::health::http_get(ops_port, "/healthz").await {
             return Ok(());
         }
         if tokio::time::Instant::now() >= deadline {
-            return Err(spire::not_ready(
-                component,
-                rec,
-                timeout,
-                "its /healthz never answered 200",
-            ));
+            return Err(spire::not_ready(component, rec, timeout, "its /healthz never answered 200"));
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

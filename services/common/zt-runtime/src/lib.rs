@@ -34,9 +34,7 @@ use std::path::PathBuf;
 #[non_exhaustive]
 pub enum Error {
     /// A pinned binary is not installed.
-    #[error(
-        "{name} is not installed at {path}: run ./scripts/install-infra.sh (or ./scripts/setup.sh)"
-    )]
+    #[error("{name} is not installed at {path}: run ./scripts/install-infra.sh (or ./scripts/setup.sh)")]
     MissingBinary {
         /// The binary.
         name: String,
@@ -108,10 +106,7 @@ impl Error {
     }
 
     pub(crate) fn config(field: impl Into<String>, message: impl Into<String>) -> Error {
-        Error::Config {
-            field: field.into(),
-            message: message.into(),
-        }
+        Error::Config { field: field.into(), message: message.into() }
     }
 }
 
@@ -126,14 +121,8 @@ pub fn render(template_name: &str, template: &str, values: &[(&str, String)]) ->
         out = out.replace(&format!("{{{{{k}}}}}"), v);
     }
     if let Some(start) = out.find("{{") {
-        let end = out[start..]
-            .find("}}")
-            .map(|e| start + e + 2)
-            .unwrap_or(out.len());
-        return Err(Error::config(
-            template_name,
-            format!("placeholder {} has no value", &out[start..end]),
-        ));
+        let end = out[start..].find("}}").map(|e| start + e + 2).unwrap_or(out.len());
+        return Err(Error::config(template_name, format!("placeholder {} has no value", &out[start..end])));
     }
     Ok(out)
 }
@@ -144,12 +133,7 @@ mod tests {
 
     #[test]
     fn render_fills_and_refuses_leftovers() {
-        let out = render(
-            "t",
-            "a={{a}} b={{b}}",
-            &[("a", "1".into()), ("b", "2".into())],
-        )
-        .expect("render");
+        let out = render("t", "a={{a}} b={{b}}", &[("a", "1".into()), ("b", "2".into())]).expect("render");
         assert_eq!(out, "a=1 b=2");
         let err = render("t", "a={{a}} c={{c}}", &[("a", "1".into())]).expect_err("leftover");
         assert!(err.to_string().contains("{{c}}"), "{err}");

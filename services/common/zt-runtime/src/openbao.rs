@@ -31,8 +31,7 @@ use crate::binaries::Tool;
 use crate::process::{Launch, ProcessRecord};
 use crate::{Error, Result, render};
 
-const SERVER_TEMPLATE: &str =
-    include_str!("../../../../infrastructure/local/openbao/server.hcl.tmpl");
+const SERVER_TEMPLATE: &str = include_str!("../../../../infrastructure/local/openbao/server.hcl.tmpl");
 
 /// The component name used in errors.
 const COMPONENT: &str = "openbao";
@@ -45,12 +44,7 @@ const ACTIVE_TIMEOUT: Duration = Duration::from_secs(30);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The identity groups of the lab, from most to least privileged.
-pub const LAB_GROUPS: [&str; 4] = [
-    "ztlab-admins",
-    "ztlab-operators",
-    "ztlab-developers",
-    "ztlab-viewers",
-];
+pub const LAB_GROUPS: [&str; 4] = ["ztlab-admins", "ztlab-operators", "ztlab-developers", "ztlab-viewers"];
 /// The role whose tokens the entry-manager accepts.
 pub const DEFAULT_ROLE: &str = "entry-manager";
 /// The audience (`aud`, the role's `client_id`) of the entry-manager's tokens.
@@ -152,8 +146,7 @@ fn cluster_port(dir: &Path, api_port: u16) -> Result<u16> {
     while p == api_port {
         p = crate::ports::free_port()?;
     }
-    std::fs::write(&file, p.to_string())
-        .map_err(Error::io(format!("writing {}", file.display())))?;
+    std::fs::write(&file, p.to_string()).map_err(Error::io(format!("writing {}", file.display())))?;
     Ok(p)
 }
 
@@ -182,12 +175,7 @@ pub async fn start(dir: &Path, port: u16, log: PathBuf) -> Result<OpenBao> {
         log,
         user: None,
     })?;
-    let bao = OpenBao {
-        addr: format!("http://127.0.0.1:{port}"),
-        port,
-        dir: dir.to_path_buf(),
-        record,
-    };
+    let bao = OpenBao { addr: format!("http://127.0.0.1:{port}"), port, dir: dir.to_path_buf(), record };
     match bao.bring_up().await {
         Ok(()) => Ok(bao),
         Err(e) => {
@@ -215,24 +203,15 @@ impl OpenBao {
 
     /// `GET /v1/sys/health` now.
     pub async fn health(&self) -> Result<Health> {
-        let (status, body) = self
-            .client()
-            .send("GET", "/v1/sys/health", None, None)
-            .await?;
+        let (status, body) = self.client().send("GET", "/v1/sys/health", None, None).await?;
         serde_json::from_value(body).map_err(|e| Error::Command {
             command: format!("OpenBao GET {}/v1/sys/health", self.addr),
-            message: format!(
-                "HTTP {status}: unexpected body: {e}\n  log: {}",
-                self.record.log.display()
-            ),
+            message: format!("HTTP {status}: unexpected body: {e}\n  log: {}", self.record.log.display()),
         })
     }
 
     fn client(&self) -> Client<'_> {
-        Client {
-            port: self.port,
-            record: &self.record,
-        }
+        Client { port: self.port, record: &self.record }
     }
 
     /// Waits for the API, initialises if needed, unseals, waits until active.
@@ -245,32 +224,21 @@ impl OpenBao {
         if health.sealed {
             self.unseal().await?;
         }
-        self.wait_health(ACTIVE_TIMEOUT, |h| !h.sealed && !h.standby)
-            .await?;
+        self.wait_health(ACTIVE_TIMEOUT, |h| !h.sealed && !h.standby).await?;
         Ok(())
     }
 
     /// Polls `/v1/sys/health` until it answers with one of the statuses OpenBao uses (200
     /// active, 429 standby, 472/473 replication standbys, 501 not initialised, 503 sealed) and
     /// `done` holds. Fails early if the process exits.
-    async fn wait_health(
-        &self,
-        timeout: Duration,
-        done: impl Fn(&Health) -> bool,
-    ) -> Result<Health> {
+    async fn wait_health(&self, timeout: Duration, done: impl Fn(&Health) -> bool) -> Result<Health> {
         let deadline = tokio::time::Instant::now() + timeout;
         let mut last = "it never answered".to_owned();
         loop {
             if !self.record.is_alive() {
-                return Err(crate::spire::not_ready(
-                    COMPONENT,
-                    &self.record,
-                    timeout,
-                    "the process exited",
-                ));
+                return Err(crate::spire::not_ready(COMPONENT, &self.record, timeout, "the process exited"));
             }
-            if let Some((status, body)) = crate::health::http_get(self.port, "/v1/sys/health").await
-            {
+            if let Some((status, body)) = crate::health::http_get(self.port, "/v1/sys/health").await {
                 if matches!(status, 200 | 429 | 472 | 473 | 501 | 503) {
                     match serde_json::from_str::<Health>(&body) {
                         Ok(h) if done(&h) => return Ok(h),
@@ -287,12 +255,7 @@ impl OpenBao {
                 }
             }
             if tokio::time::Instant::now() >= deadline {
-                return Err(crate::spire::not_ready(
-                    COMPONENT,
-                    &self.record,
-                    timeout,
-                    &last,
-                ));
+                return Err(crate::spire::not_ready(COMPONENT, &self.record, timeout, &last));
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -309,19 +272,11 @@ impl OpenBao {
         }
         let body = self
             .client()
-            .call(
-                "PUT",
-                "/v1/sys/init",
-                None,
-                Some(&json!({"secret_shares": 1, "secret_threshold": 1})),
-            )
+            .call("PUT", "/v1/sys/init", None, Some(&json!({"secret_shares": 1, "secret_threshold": 1})))
             .await?;
         let keys: Keys = serde_json::from_value(body).map_err(|e| Error::Command {
             command: format!("OpenBao PUT {}/v1/sys/init", self.addr),
-            message: format!(
-                "unexpected answer: {e}\n  log: {}",
-                self.record.log.display()
-            ),
+            message: format!("unexpected answer: {e}\n  log: {}", self.record.log.display()),
         })?;
         write_private(&file, &keys)?;
         tracing::info!(file = %file.display(), "OpenBao initialised; unseal key and root token written");
@@ -337,10 +292,7 @@ impl OpenBao {
                 message: format!("{} holds no unseal key", self.key_file().display()),
             });
         };
-        let body = self
-            .client()
-            .call("PUT", "/v1/sys/unseal", None, Some(&json!({ "key": key })))
-            .await?;
+        let body = self.client().call("PUT", "/v1/sys/unseal", None, Some(&json!({ "key": key }))).await?;
         if body.get("sealed").and_then(Value::as_bool) != Some(false) {
             return Err(Error::Command {
                 command: format!("OpenBao PUT {}/v1/sys/unseal", self.addr),
@@ -369,11 +321,7 @@ impl OpenBao {
     ///
     /// Returns where relying parties find the issuer, after checking that the discovery
     /// document and the JWKS answer without a token.
-    pub async fn configure_identity(
-        &self,
-        root_token: &str,
-        cfg: &IdentityConfig,
-    ) -> Result<OidcInfo> {
+    pub async fn configure_identity(&self, root_token: &str, cfg: &IdentityConfig) -> Result<OidcInfo> {
         cfg.validate()?;
         let c = self.client();
         let t = Some(root_token);
@@ -408,13 +356,7 @@ impl OpenBao {
              path \"identity/oidc/token/{role}\" {{\n  capabilities = [\"read\"]\n}}\n",
             role = cfg.role
         );
-        c.call(
-            "PUT",
-            &format!("/v1/sys/policies/acl/{policy}"),
-            t,
-            Some(&json!({ "policy": rules })),
-        )
-        .await?;
+        c.call("PUT", &format!("/v1/sys/policies/acl/{policy}"), t, Some(&json!({ "policy": rules }))).await?;
 
         // 3. Users, their entities and aliases.
         let mut entity_ids = Vec::with_capacity(cfg.users.len());
@@ -431,9 +373,7 @@ impl OpenBao {
                 })),
             )
             .await?;
-            let id = self
-                .ensure_entity(root_token, &accessor, &u.username)
-                .await?;
+            let id = self.ensure_entity(root_token, &accessor, &u.username).await?;
             entity_ids.push((u, id));
         }
 
@@ -458,22 +398,12 @@ impl OpenBao {
         }
 
         // 5. Issuer, key, role.
-        c.call(
-            "POST",
-            "/v1/identity/oidc/config",
-            t,
-            Some(&json!({ "issuer": self.addr })),
-        )
-        .await?;
+        c.call("POST", "/v1/identity/oidc/config", t, Some(&json!({ "issuer": self.addr }))).await?;
         let key_path = format!("/v1/identity/oidc/key/{}", cfg.key);
         let mut client_ids: Vec<String> = match c.send("GET", &key_path, t, None).await? {
             (200, body) => body["data"]["allowed_client_ids"]
                 .as_array()
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|v| v.as_str().map(str::to_owned))
-                        .collect()
-                })
+                .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
                 .unwrap_or_default(),
             _ => Vec::new(),
         };
@@ -514,14 +444,7 @@ impl OpenBao {
 
         // 6. What relying parties see, without a token.
         let info = OidcInfo::for_addr(&self.addr, &cfg.audience);
-        let discovery = c
-            .call(
-                "GET",
-                "/v1/identity/oidc/.well-known/openid-configuration",
-                None,
-                None,
-            )
-            .await?;
+        let discovery = c.call("GET", "/v1/identity/oidc/.well-known/openid-configuration", None, None).await?;
         if discovery["issuer"].as_str() != Some(info.issuer.as_str())
             || discovery["jwks_uri"].as_str() != Some(info.jwks_url.as_str())
         {
@@ -535,28 +458,18 @@ impl OpenBao {
                 ),
             });
         }
-        let jwks = c
-            .call("GET", "/v1/identity/oidc/.well-known/keys", None, None)
-            .await?;
+        let jwks = c.call("GET", "/v1/identity/oidc/.well-known/keys", None, None).await?;
         if jwks["keys"].as_array().is_none_or(Vec::is_empty) {
             return Err(Error::Command {
                 command: format!("OpenBao GET {}", info.jwks_url),
-                message: format!(
-                    "the JWKS has no keys: {jwks}\n  log: {}",
-                    self.record.log.display()
-                ),
+                message: format!("the JWKS has no keys: {jwks}\n  log: {}", self.record.log.display()),
             });
         }
         Ok(info)
     }
 
     /// The entity named `username` with an alias `username` on the userpass mount; its id.
-    async fn ensure_entity(
-        &self,
-        root_token: &str,
-        accessor: &str,
-        username: &str,
-    ) -> Result<String> {
+    async fn ensure_entity(&self, root_token: &str, accessor: &str, username: &str) -> Result<String> {
         let c = self.client();
         let t = Some(root_token);
         // An alias exists already (a previous run, or a login before the lab configured
@@ -592,25 +505,12 @@ impl OpenBao {
             Some(&json!({"metadata": {"managed-by": "ztlab"}})),
         )
         .await?;
-        let entity = c
-            .call(
-                "GET",
-                &format!("/v1/identity/entity/name/{username}"),
-                t,
-                None,
-            )
-            .await?;
+        let entity = c.call("GET", &format!("/v1/identity/entity/name/{username}"), t, None).await?;
         let id = entity["data"]["id"]
             .as_str()
             .ok_or_else(|| Error::Command {
-                command: format!(
-                    "OpenBao GET {}/v1/identity/entity/name/{username}",
-                    self.addr
-                ),
-                message: format!(
-                    "no entity id in {entity}\n  log: {}",
-                    self.record.log.display()
-                ),
+                command: format!("OpenBao GET {}/v1/identity/entity/name/{username}", self.addr),
+                message: format!("no entity id in {entity}\n  log: {}", self.record.log.display()),
             })?
             .to_owned();
         c.call(
@@ -628,51 +528,29 @@ impl OpenBao {
     pub async fn user_token(&self, username: &str, password: &str, role: &str) -> Result<String> {
         let c = self.client();
         let login_path = format!("/v1/auth/userpass/login/{username}");
-        let (status, body) = c
-            .send(
-                "POST",
-                &login_path,
-                None,
-                Some(&json!({ "password": password })),
-            )
-            .await?;
+        let (status, body) = c.send("POST", &login_path, None, Some(&json!({ "password": password }))).await?;
         if status != 200 {
             return Err(Error::Command {
                 command: format!("OpenBao userpass login of {username:?} at {}", self.addr),
-                message: format!(
-                    "HTTP {status}: {}\n  log: {}",
-                    api_errors(&body),
-                    self.record.log.display()
-                ),
+                message: format!("HTTP {status}: {}\n  log: {}", api_errors(&body), self.record.log.display()),
             });
         }
         let token = body["auth"]["client_token"]
             .as_str()
             .ok_or_else(|| Error::Command {
                 command: format!("OpenBao userpass login of {username:?} at {}", self.addr),
-                message: format!(
-                    "no auth.client_token in the answer\n  log: {}",
-                    self.record.log.display()
-                ),
+                message: format!("no auth.client_token in the answer\n  log: {}", self.record.log.display()),
             })?
             .to_owned();
         let path = format!("/v1/identity/oidc/token/{role}");
         let result = c.call("GET", &path, Some(&token), None).await;
         // Best effort: the JWT is what the caller wants; the OpenBao token has no further use.
-        let _ = c
-            .send("POST", "/v1/auth/token/revoke-self", Some(&token), None)
-            .await;
+        let _ = c.send("POST", "/v1/auth/token/revoke-self", Some(&token), None).await;
         let body = result?;
-        body["data"]["token"]
-            .as_str()
-            .map(str::to_owned)
-            .ok_or_else(|| Error::Command {
-                command: format!("OpenBao GET {}{path}", self.addr),
-                message: format!(
-                    "no data.token in the answer\n  log: {}",
-                    self.record.log.display()
-                ),
-            })
+        body["data"]["token"].as_str().map(str::to_owned).ok_or_else(|| Error::Command {
+            command: format!("OpenBao GET {}{path}", self.addr),
+            message: format!("no data.token in the answer\n  log: {}", self.record.log.display()),
+        })
     }
 }
 
@@ -743,14 +621,9 @@ impl IdentityConfig {
     fn validate(&self) -> Result<()> {
         fn name_ok(s: &str) -> bool {
             !s.is_empty()
-                && s.chars().all(|c| {
-                    c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-')
-                })
+                && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-'))
         }
-        for (field, value) in [
-            ("openbao.identity.role", &self.role),
-            ("openbao.identity.key", &self.key),
-        ] {
+        for (field, value) in [("openbao.identity.role", &self.role), ("openbao.identity.key", &self.key)] {
             if !name_ok(value) {
                 return Err(Error::config(
                     field,
@@ -765,10 +638,7 @@ impl IdentityConfig {
             ));
         }
         if self.ttl < Duration::from_secs(1) {
-            return Err(Error::config(
-                "openbao.identity.ttl",
-                "must be at least 1 s",
-            ));
+            return Err(Error::config("openbao.identity.ttl", "must be at least 1 s"));
         }
         for g in &self.groups {
             if !name_ok(g) {
@@ -850,10 +720,7 @@ impl OidcInfo {
 
 /// The accessor of the auth mount `path` (e.g. `userpass/`) in a `GET /v1/sys/auth` answer.
 fn mount_accessor(auths: &Value, path: &str) -> Option<String> {
-    auths["data"][path]["accessor"]
-        .as_str()
-        .or_else(|| auths[path]["accessor"].as_str())
-        .map(str::to_owned)
+    auths["data"][path]["accessor"].as_str().or_else(|| auths[path]["accessor"].as_str()).map(str::to_owned)
 }
 
 /// Writes `value` as JSON to `path` with mode 0600 (through a temporary file and a rename, so a
@@ -861,24 +728,16 @@ fn mount_accessor(auths: &Value, path: &str) -> Option<String> {
 fn write_private(path: &Path, value: &impl Serialize) -> Result<()> {
     let tmp = path.with_extension("json.tmp");
     let _ = std::fs::remove_file(&tmp);
-    let text = serde_json::to_vec_pretty(value).map_err(|e| Error::Io {
-        context: format!("encoding {}", path.display()),
-        source: e.into(),
-    })?;
+    let text = serde_json::to_vec_pretty(value)
+        .map_err(|e| Error::Io { context: format!("encoding {}", path.display()), source: e.into() })?;
     let mut f = OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
         .open(&tmp)
         .map_err(Error::io(format!("creating {}", tmp.display())))?;
-    f.write_all(&text)
-        .and_then(|()| f.sync_all())
-        .map_err(Error::io(format!("writing {}", tmp.display())))?;
-    std::fs::rename(&tmp, path).map_err(Error::io(format!(
-        "renaming {} to {}",
-        tmp.display(),
-        path.display()
-    )))
+    f.write_all(&text).and_then(|()| f.sync_all()).map_err(Error::io(format!("writing {}", tmp.display())))?;
+    std::fs::rename(&tmp, path).map_err(Error::io(format!("renaming {} to {}", tmp.display(), path.display())))
 }
 
 fn read_keys(dir: &Path, record: &ProcessRecord) -> Result<Keys> {
@@ -916,11 +775,7 @@ fn api_errors(body: &Value) -> String {
                 let lines: Vec<&str> = s
                     .lines()
                     .map(|l| l.trim().trim_start_matches("* "))
-                    .filter(|l| {
-                        !l.is_empty()
-                            && !l.ends_with("error occurred:")
-                            && !l.ends_with("errors occurred:")
-                    })
+                    .filter(|l| !l.is_empty() && !l.ends_with("error occurred:") && !l.ends_with("errors occurred:"))
                     .collect();
                 lines.join("; ")
             })
@@ -940,19 +795,10 @@ struct Client<'a> {
 impl Client<'_> {
     /// One request; the status and the JSON body (`null` when empty). Errors only when nothing
     /// (or garbage) answered.
-    async fn send(
-        &self,
-        method: &str,
-        path: &str,
-        token: Option<&str>,
-        body: Option<&Value>,
-    ) -> Result<(u16, Value)> {
+    async fn send(&self, method: &str, path: &str, token: Option<&str>, body: Option<&Value>) -> Result<(u16, Value)> {
         let command = format!("OpenBao {method} http://127.0.0.1:{}{path}", self.port);
         let payload = body.map(Value::to_string).unwrap_or_default();
-        let mut req = format!(
-            "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\n",
-            self.port
-        );
+        let mut req = format!("{method} {path} HTTP/1.0\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\n", self.port);
         if let Some(t) = token {
             req.push_str(&format!("X-Vault-Token: {t}\r\n"));
         }
@@ -972,21 +818,14 @@ impl Client<'_> {
             Ok(Ok(raw)) => raw,
             Ok(Err(e)) => return Err(self.failed(command, format!("no answer: {e}"))),
             Err(_) => {
-                return Err(self.failed(
-                    command,
-                    format!("no answer within {} s", REQUEST_TIMEOUT.as_secs()),
-                ));
+                return Err(self.failed(command, format!("no answer within {} s", REQUEST_TIMEOUT.as_secs())));
             }
         };
         let text = String::from_utf8_lossy(&raw);
         let Some((head, body)) = text.split_once("\r\n\r\n") else {
             return Err(self.failed(command, "the answer is not HTTP".into()));
         };
-        let Some(status) = head
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse::<u16>().ok())
-        else {
+        let Some(status) = head.split_whitespace().nth(1).and_then(|s| s.parse::<u16>().ok()) else {
             return Err(self.failed(command, "the answer has no HTTP status".into()));
         };
         let body = body.trim();
@@ -999,19 +838,9 @@ impl Client<'_> {
     }
 
     /// [`Client::send`], and any status but 2xx is an error with OpenBao's messages.
-    async fn call(
-        &self,
-        method: &str,
-        path: &str,
-        token: Option<&str>,
-        body: Option<&Value>,
-    ) -> Result<Value> {
+    async fn call(&self, method: &str, path: &str, token: Option<&str>, body: Option<&Value>) -> Result<Value> {
         let (status, value) = self.send(method, path, token, body).await?;
-        if (200..300).contains(&status) {
-            Ok(value)
-        } else {
-            Err(self.api_error(method, path, status, &value))
-        }
+        if (200..300).contains(&status) { Ok(value) } else { Err(self.api_error(method, path, status, &value)) }
     }
 
     fn api_error(&self, method: &str, path: &str, status: u16, body: &Value) -> Error {
@@ -1022,10 +851,7 @@ impl Client<'_> {
     }
 
     fn failed(&self, command: String, message: String) -> Error {
-        Error::Command {
-            command,
-            message: format!("{message}\n  log: {}", self.record.log.display()),
-        }
+        Error::Command { command, message: format!("{message}\n  log: {}", self.record.log.display()) }
     }
 }
 
@@ -1039,18 +865,9 @@ mod tests {
         let path = write_config(dir.path(), 18200, 18201).expect("config");
         let text = std::fs::read_to_string(path).expect("read");
         assert!(text.contains("storage \"raft\""), "{text}");
-        assert!(
-            text.contains("address         = \"127.0.0.1:18200\""),
-            "{text}"
-        );
-        assert!(
-            text.contains("api_addr     = \"http://127.0.0.1:18200\""),
-            "{text}"
-        );
-        assert!(
-            text.contains(&format!("path    = \"{}\"", data_dir(dir.path()).display())),
-            "{text}"
-        );
+        assert!(text.contains("address         = \"127.0.0.1:18200\""), "{text}");
+        assert!(text.contains("api_addr     = \"http://127.0.0.1:18200\""), "{text}");
+        assert!(text.contains(&format!("path    = \"{}\"", data_dir(dir.path()).display())), "{text}");
     }
 
     #[test]
@@ -1077,13 +894,7 @@ mod tests {
     fn oidc_urls() {
         let info = OidcInfo::for_addr("http://127.0.0.1:8200", "aud");
         assert_eq!(info.issuer, "http://127.0.0.1:8200/v1/identity/oidc");
-        assert_eq!(
-            info.discovery_url,
-            "http://127.0.0.1:8200/v1/identity/oidc/.well-known/openid-configuration"
-        );
-        assert_eq!(
-            info.jwks_url,
-            "http://127.0.0.1:8200/v1/identity/oidc/.well-known/keys"
-        );
+        assert_eq!(info.discovery_url, "http://127.0.0.1:8200/v1/identity/oidc/.well-known/openid-configuration");
+        assert_eq!(info.jwks_url, "http://127.0.0.1:8200/v1/identity/oidc/.well-known/keys");
     }
 }

@@ -6,11 +6,8 @@ use crate::{Error, Result};
 
 /// A port that was free a moment ago.
 pub fn free_port() -> Result<u16> {
-    let l =
-        TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).map_err(Error::io("finding a free port"))?;
-    l.local_addr()
-        .map(|a| a.port())
-        .map_err(Error::io("finding a free port"))
+    let l = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).map_err(Error::io("finding a free port"))?;
+    l.local_addr().map(|a| a.port()).map_err(Error::io("finding a free port"))
 }
 
 /// Whether `port` can be bound on 127.0.0.1 now.
@@ -20,14 +17,7 @@ pub fn is_free(port: u16) -> bool {
 
 /// `Ok` if `port` is free; otherwise an error naming the field that pinned it.
 pub fn ensure_free(field: &str, port: u16) -> Result<()> {
-    if is_free(port) {
-        Ok(())
-    } else {
-        Err(Error::PortTaken {
-            field: field.to_owned(),
-            port,
-        })
-    }
+    if is_free(port) { Ok(()) } else { Err(Error::PortTaken { field: field.to_owned(), port }) }
 }
 
 #[cfg(test)]
@@ -39,10 +29,7 @@ mod tests {
         let l = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind");
         let port = l.local_addr().expect("addr").port();
         let err = ensure_free("sites.a.server_port", port).expect_err("taken");
-        assert!(
-            err.to_string().contains("sites.a.server_port: port"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("sites.a.server_port: port"), "{err}");
         drop(l);
         assert!(ensure_free("x", port).is_ok());
     }

@@ -43,7 +43,10 @@ pub fn bin_dir() -> Result<PathBuf> {
             return Ok(dir);
         }
     }
-    Err(Error::MissingBinary { name: "PostgreSQL (initdb, postgres)".into(), path: "/usr/lib/postgresql/<version>/bin".into() })
+    Err(Error::MissingBinary {
+        name: "PostgreSQL (initdb, postgres)".into(),
+        path: "/usr/lib/postgresql/<version>/bin".into(),
+    })
 }
 
 /// The (uid, gid) to run PostgreSQL as: `None` when the lab does not run as root.
@@ -117,9 +120,19 @@ impl Cluster {
             return Ok(());
         }
         let mut cmd = tokio::process::Command::new(bin.join("initdb"));
-        cmd.args(["-D", &self.data_dir().display().to_string(), "-U", SUPERUSER, "--auth-local=trust", "--auth-host=reject", "-E", "UTF8", "--no-instructions"])
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped());
+        cmd.args([
+            "-D",
+            &self.data_dir().display().to_string(),
+            "-U",
+            SUPERUSER,
+            "--auth-local=trust",
+            "--auth-host=reject",
+            "-E",
+            "UTF8",
+            "--no-instructions",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
         if let Some((uid, gid)) = user {
             cmd.uid(uid).gid(gid);
         }
@@ -169,7 +182,15 @@ impl Cluster {
                 return Err(crate::spire::not_ready(component, record, timeout, "the process exited"));
             }
             let ok = tokio::process::Command::new(bin.join("pg_isready"))
-                .args(["-q", "-h", &self.socket_dir().display().to_string(), "-p", &self.port.to_string(), "-U", SUPERUSER])
+                .args([
+                    "-q",
+                    "-h",
+                    &self.socket_dir().display().to_string(),
+                    "-p",
+                    &self.port.to_string(),
+                    "-U",
+                    SUPERUSER,
+                ])
                 .status()
                 .await
                 .is_ok_and(|s| s.success());
@@ -188,12 +209,22 @@ impl Cluster {
         let bin = bin_dir()?;
         let out = tokio::process::Command::new(bin.join("psql"))
             .args([
-                "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1",
-                "-h", &self.socket_dir().display().to_string(),
-                "-p", &self.port.to_string(),
-                "-U", SUPERUSER,
-                "-d", database,
-                "-c", sql,
+                "-X",
+                "-q",
+                "-A",
+                "-t",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-h",
+                &self.socket_dir().display().to_string(),
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                SUPERUSER,
+                "-d",
+                database,
+                "-c",
+                sql,
             ])
             .output()
             .await
@@ -201,7 +232,10 @@ impl Cluster {
         if out.status.success() {
             Ok(String::from_utf8_lossy(&out.stdout).into_owned())
         } else {
-            Err(Error::Command { command: format!("psql -c {sql:?}"), message: String::from_utf8_lossy(&out.stderr).trim().to_owned() })
+            Err(Error::Command {
+                command: format!("psql -c {sql:?}"),
+                message: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+            })
         }
     }
 

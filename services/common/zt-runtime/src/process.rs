@@ -54,9 +54,7 @@ pub fn spawn(launch: &Launch) -> Result<ProcessRecord> {
         .append(true)
         .open(&launch.log)
         .map_err(Error::io(format!("opening {}", launch.log.display())))?;
-    let err = log
-        .try_clone()
-        .map_err(Error::io("duplicating the log handle"))?;
+    let err = log.try_clone().map_err(Error::io("duplicating the log handle"))?;
     let mut cmd = Command::new(&launch.program);
     cmd.args(&launch.args)
         .envs(launch.env.iter().map(|(k, v)| (k, v)))
@@ -70,18 +68,12 @@ pub fn spawn(launch: &Launch) -> Result<ProcessRecord> {
     if let Some((uid, gid)) = launch.user {
         cmd.uid(uid).gid(gid);
     }
-    let child = cmd
-        .spawn()
-        .map_err(Error::io(format!("starting {}", launch.program.display())))?;
+    let child = cmd.spawn().map_err(Error::io(format!("starting {}", launch.program.display())))?;
     let pid = child.id();
     // The child is reaped by `wait_gone` (tests) or by init once `ztlab` exits (CLI).
     std::mem::forget(child);
     let start_time = start_time(pid).unwrap_or(0);
-    Ok(ProcessRecord {
-        pid,
-        start_time,
-        log: launch.log.clone(),
-    })
+    Ok(ProcessRecord { pid, start_time, log: launch.log.clone() })
 }
 
 /// The start time of `pid`, if it exists and is not a zombie.
@@ -113,10 +105,7 @@ impl ProcessRecord {
         let pid = Pid::from_raw(self.pid as i32);
         let _ = kill(pid, Signal::SIGTERM);
         if !self.wait_gone(grace) {
-            tracing::warn!(
-                pid = self.pid,
-                "did not stop after SIGTERM; sending SIGKILL"
-            );
+            tracing::warn!(pid = self.pid, "did not stop after SIGTERM; sending SIGKILL");
             let _ = kill(pid, Signal::SIGKILL);
             self.wait_gone(Duration::from_secs(5));
         }
@@ -190,16 +179,10 @@ mod tests {
         .expect("spawn");
         assert!(rec.is_alive());
         // A record with the right pid but another start time is not "alive": never signalled.
-        let impostor = ProcessRecord {
-            start_time: rec.start_time + 1,
-            ..rec.clone()
-        };
+        let impostor = ProcessRecord { start_time: rec.start_time + 1, ..rec.clone() };
         assert!(!impostor.is_alive());
         impostor.stop(Duration::from_millis(100));
-        assert!(
-            rec.is_alive(),
-            "stopping an impostor record must not touch the process"
-        );
+        assert!(rec.is_alive(), "stopping an impostor record must not touch the process");
         rec.stop(Duration::from_secs(5));
         assert!(!rec.is_alive());
     }

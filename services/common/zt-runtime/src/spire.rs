@@ -9,10 +9,8 @@ use crate::binaries::Tool;
 use crate::process::{Launch, ProcessRecord};
 use crate::{Error, Result, render};
 
-const SERVER_TEMPLATE: &str =
-    include_str!("../../../../infrastructure/local/spire/server.conf.tmpl");
-const UPSTREAM_TEMPLATE: &str =
-    include_str!("../../../../infrastructure/local/spire/upstream-disk.conf.tmpl");
+const SERVER_TEMPLATE: &str = include_str!("../../../../infrastructure/local/spire/server.conf.tmpl");
+const UPSTREAM_TEMPLATE: &str = include_str!("../../../../infrastructure/local/spire/upstream-disk.conf.tmpl");
 const AGENT_TEMPLATE: &str = include_str!("../../../../infrastructure/local/spire/agent.conf.tmpl");
 
 /// Where one site's files live under the lab's state dir.
@@ -25,9 +23,7 @@ pub struct SitePaths {
 impl SitePaths {
     /// Paths for site `name` under `state_dir`.
     pub fn new(state_dir: &Path, name: &str) -> Self {
-        Self {
-            root: state_dir.join("sites").join(name),
-        }
+        Self { root: state_dir.join("sites").join(name) }
     }
     /// The server's rendered config.
     pub fn server_conf(&self) -> PathBuf {
@@ -86,22 +82,16 @@ fn secs(d: Duration) -> String {
 
 /// Writes the server's and the agent's config files.
 pub fn write_configs(paths: &SitePaths, v: &SiteConfigValues) -> Result<()> {
-    for dir in [
-        paths.server_data(),
-        paths.agent_data(),
-        paths.root.join("server/private"),
-        paths.root.join("agent/public"),
-    ] {
+    for dir in
+        [paths.server_data(), paths.agent_data(), paths.root.join("server/private"), paths.root.join("agent/public")]
+    {
         std::fs::create_dir_all(&dir).map_err(Error::io(format!("creating {}", dir.display())))?;
     }
     let upstream = match &v.upstream {
         Some((cert, key)) => render(
             "upstream-disk.conf.tmpl",
             UPSTREAM_TEMPLATE,
-            &[
-                ("upstream_cert", cert.display().to_string()),
-                ("upstream_key", key.display().to_string()),
-            ],
+            &[("upstream_cert", cert.display().to_string()), ("upstream_key", key.display().to_string())],
         )?,
         None => String::new(),
     };
@@ -132,10 +122,7 @@ pub fn write_configs(paths: &SitePaths, v: &SiteConfigValues) -> Result<()> {
             ("data_dir", paths.agent_data().display().to_string()),
             ("log_level", v.log_level.clone()),
             ("server_port", v.server_port.to_string()),
-            (
-                "workload_socket",
-                paths.workload_socket().display().to_string(),
-            ),
+            ("workload_socket", paths.workload_socket().display().to_string()),
             ("trust_domain", v.trust_domain.clone()),
             ("trust_bundle_path", paths.bundle().display().to_string()),
             ("sync_interval", "1s".into()),
@@ -153,11 +140,7 @@ fn write(path: &Path, text: &str) -> Result<()> {
 pub fn spawn_server(paths: &SitePaths, log: PathBuf) -> Result<ProcessRecord> {
     crate::process::spawn(&Launch {
         program: Tool::SpireServer.require()?,
-        args: vec![
-            "run".into(),
-            "-config".into(),
-            paths.server_conf().display().to_string(),
-        ],
+        args: vec!["run".into(), "-config".into(), paths.server_conf().display().to_string()],
         env: vec![],
         cwd: Some(paths.root.clone()),
         log,
@@ -167,16 +150,8 @@ pub fn spawn_server(paths: &SitePaths, log: PathBuf) -> Result<ProcessRecord> {
 
 /// Starts the SPIRE agent of a site, with a join token unless it already attested once (its
 /// data dir then holds its SVID, which it renews by itself).
-pub fn spawn_agent(
-    paths: &SitePaths,
-    join_token: Option<&str>,
-    log: PathBuf,
-) -> Result<ProcessRecord> {
-    let mut args = vec![
-        "run".into(),
-        "-config".into(),
-        paths.agent_conf().display().to_string(),
-    ];
+pub fn spawn_agent(paths: &SitePaths, join_token: Option<&str>, log: PathBuf) -> Result<ProcessRecord> {
+    let mut args = vec!["run".into(), "-config".into(), paths.agent_conf().display().to_string()];
     if let Some(token) = join_token {
         args.push("-joinToken".into());
         args.push(token.to_owned());
@@ -197,12 +172,7 @@ pub fn agent_attested(paths: &SitePaths) -> bool {
 }
 
 /// Waits until `GET /ready` on `health_port` answers 200, failing early if the process exits.
-pub async fn wait_ready(
-    component: &str,
-    record: &ProcessRecord,
-    health_port: u16,
-    timeout: Duration,
-) -> Result<()> {
+pub async fn wait_ready(component: &str, record: &ProcessRecord, health_port: u16, timeout: Duration) -> Result<()> {
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
         if !record.is_alive() {
@@ -212,23 +182,13 @@ pub async fn wait_ready(
             return Ok(());
         }
         if tokio::time::Instant::now() >= deadline {
-            return Err(not_ready(
-                component,
-                record,
-                timeout,
-                "its /ready endpoint never answered 200",
-            ));
+            return Err(not_ready(component, record, timeout, "its /ready endpoint never answered 200"));
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
-pub(crate) fn not_ready(
-    component: &str,
-    record: &ProcessRecord,
-    timeout: Duration,
-    reason: &str,
-) -> Error {
+pub(crate) fn not_ready(component: &str, record: &ProcessRecord, timeout: Duration, reason: &str) -> Error {
     Error::NotReady {
         component: component.to_owned(),
         seconds: timeout.as_secs(),
@@ -271,18 +231,11 @@ pub async fn export_bundle(paths: &SitePaths) -> Result<()> {
 
 /// Creates a one-use join token whose agent also gets `alias` as a stable SPIFFE ID.
 pub async fn join_token(paths: &SitePaths, alias: &str) -> Result<String> {
-    let out = server_cli(
-        paths,
-        &["token", "generate", "-spiffeID", alias, "-ttl", "600"],
-    )
-    .await?;
-    out.lines()
-        .find_map(|l| l.strip_prefix("Token: "))
-        .map(|t| t.trim().to_owned())
-        .ok_or_else(|| Error::Command {
-            command: "spire-server token generate".into(),
-            message: format!("no token in {out:?}"),
-        })
+    let out = server_cli(paths, &["token", "generate", "-spiffeID", alias, "-ttl", "600"]).await?;
+    out.lines().find_map(|l| l.strip_prefix("Token: ")).map(|t| t.trim().to_owned()).ok_or_else(|| Error::Command {
+        command: "spire-server token generate".into(),
+        message: format!("no token in {out:?}"),
+    })
 }
 
 /// A registration entry, as the lab bootstrap writes it with the SPIRE CLI.
@@ -306,16 +259,8 @@ pub struct Registration {
 pub async fn create_entry(paths: &SitePaths, r: &Registration) -> Result<()> {
     let x509 = r.x509_svid_ttl.to_string();
     let jwt = r.jwt_svid_ttl.to_string();
-    let mut args = vec![
-        "entry",
-        "create",
-        "-entryID",
-        &r.entry_id,
-        "-spiffeID",
-        &r.spiffe_id,
-        "-parentID",
-        &r.parent_id,
-    ];
+    let mut args =
+        vec!["entry", "create", "-entryID", &r.entry_id, "-spiffeID", &r.spiffe_id, "-parentID", &r.parent_id];
     for s in &r.selectors {
         args.push("-selector");
         args.push(s);
@@ -344,9 +289,7 @@ pub async fn show_entry(paths: &SitePaths, entry_id: &str) -> Result<String> {
 
 /// Deletes an entry by ID.
 pub async fn delete_entry(paths: &SitePaths, entry_id: &str) -> Result<()> {
-    server_cli(paths, &["entry", "delete", "-entryID", entry_id])
-        .await
-        .map(|_| ())
+    server_cli(paths, &["entry", "delete", "-entryID", entry_id]).await.map(|_| ())
 }
 
 /// Creates the lab's shared root CA (EC P-256, one year) unless it exists. The key is 0600.
@@ -358,23 +301,14 @@ pub fn ensure_root_ca(dir: &Path) -> Result<(PathBuf, PathBuf)> {
         return Ok((cert_path, key_path));
     }
     std::fs::create_dir_all(dir).map_err(Error::io(format!("creating {}", dir.display())))?;
-    let fail = |e: rcgen::Error| Error::Command {
-        command: "generating the lab root CA".into(),
-        message: e.to_string(),
-    };
+    let fail =
+        |e: rcgen::Error| Error::Command { command: "generating the lab root CA".into(), message: e.to_string() };
     let key = rcgen::KeyPair::generate().map_err(fail)?;
     let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).map_err(fail)?;
     params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    params.key_usages = vec![
-        rcgen::KeyUsagePurpose::KeyCertSign,
-        rcgen::KeyUsagePurpose::CrlSign,
-    ];
-    params
-        .distinguished_name
-        .push(rcgen::DnType::OrganizationName, "ztlab");
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "ztlab lab root CA");
+    params.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign, rcgen::KeyUsagePurpose::CrlSign];
+    params.distinguished_name.push(rcgen::DnType::OrganizationName, "ztlab");
+    params.distinguished_name.push(rcgen::DnType::CommonName, "ztlab lab root CA");
     let now = time::OffsetDateTime::now_utc();
     params.not_before = now - time::Duration::minutes(5);
     params.not_after = now + time::Duration::days(365);

@@ -34,10 +34,7 @@ impl Drop for Guard {
 }
 
 fn temp_dir() -> TempDir {
-    tempfile::Builder::new()
-        .prefix("ztl")
-        .tempdir_in("/tmp")
-        .expect("temp dir")
+    tempfile::Builder::new().prefix("ztl").tempdir_in("/tmp").expect("temp dir")
 }
 
 async fn start(dir: &Path, port: u16) -> Guard {
@@ -51,11 +48,7 @@ async fn start(dir: &Path, port: u16) -> Guard {
 
 fn users() -> IdentityConfig {
     IdentityConfig::lab(vec![
-        UserSpec::new(
-            "alice",
-            "alice-password",
-            &["ztlab-admins", "ztlab-viewers"],
-        ),
+        UserSpec::new("alice", "alice-password", &["ztlab-admins", "ztlab-viewers"]),
         UserSpec::new("bob", "bob-password", &["ztlab-viewers"]),
         UserSpec::new("dora", "dora-password", &["ztlab-developers"]),
     ])
@@ -68,16 +61,11 @@ async fn configured(dir: &Path) -> (Guard, OidcInfo) {
     let root = bao.root_token().expect("root token");
     let cfg = users();
     let t = Instant::now();
-    let first = bao
-        .configure_identity(&root, &cfg)
-        .await
-        .unwrap_or_else(|e| panic!("configure_identity: {e}"));
+    let first = bao.configure_identity(&root, &cfg).await.unwrap_or_else(|e| panic!("configure_identity: {e}"));
     eprintln!("configure_identity (first run) took {:?}", t.elapsed());
     let t = Instant::now();
-    let second = bao
-        .configure_identity(&root, &cfg)
-        .await
-        .unwrap_or_else(|e| panic!("configure_identity, second run: {e}"));
+    let second =
+        bao.configure_identity(&root, &cfg).await.unwrap_or_else(|e| panic!("configure_identity, second run: {e}"));
     eprintln!("configure_identity (second run) took {:?}", t.elapsed());
     assert_eq!(first, second, "configure_identity is idempotent");
     (guard, first)
@@ -115,9 +103,8 @@ fn jwt_part(jwt: &str, i: usize) -> Value {
 }
 
 async fn get_json(port: u16, path: &str) -> Value {
-    let (status, body) = zt_runtime::health::http_get(port, path)
-        .await
-        .unwrap_or_else(|| panic!("no answer from GET {path}"));
+    let (status, body) =
+        zt_runtime::health::http_get(port, path).await.unwrap_or_else(|| panic!("no answer from GET {path}"));
     assert_eq!(status, 200, "GET {path} without a token: {body}");
     serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {path}: {e}: {body}"))
 }
@@ -140,15 +127,9 @@ async fn starts_initialised_unsealed_and_unseals_itself_after_restart() {
     assert!(!health.sealed, "{health:?}");
     assert!(!health.standby, "{health:?}");
     assert_eq!(health.version, "2.7.2");
-    assert!(
-        bao.dir.join("openbao.hcl").is_file(),
-        "the rendered config is kept"
-    );
+    assert!(bao.dir.join("openbao.hcl").is_file(), "the rendered config is kept");
     let key_file = bao.key_file();
-    let mode = std::fs::metadata(&key_file)
-        .expect("key file")
-        .permissions()
-        .mode();
+    let mode = std::fs::metadata(&key_file).expect("key file").permissions().mode();
     assert_eq!(mode & 0o777, 0o600, "{} mode {mode:o}", key_file.display());
     let keys_before = std::fs::read_to_string(&key_file).expect("read key file");
     let root = bao.root_token().expect("root token");
@@ -160,10 +141,7 @@ async fn starts_initialised_unsealed_and_unseals_itself_after_restart() {
     let mut guard = start(dir.path(), port).await;
     let bao = guard.bao();
     let health = bao.health().await.expect("health after restart");
-    assert!(
-        health.initialized && !health.sealed && !health.standby,
-        "{health:?}"
-    );
+    assert!(health.initialized && !health.sealed && !health.standby, "{health:?}");
     assert_eq!(
         std::fs::read_to_string(bao.key_file()).expect("key file"),
         keys_before,
@@ -215,11 +193,7 @@ async fn identity_tokens_carry_issuer_audience_and_groups() {
     // The token's key is published.
     let jwks = get_json(bao.port, "/v1/identity/oidc/.well-known/keys").await;
     assert!(
-        jwks["keys"]
-            .as_array()
-            .expect("keys")
-            .iter()
-            .any(|k| k["kid"] == header["kid"]),
+        jwks["keys"].as_array().expect("keys").iter().any(|k| k["kid"] == header["kid"]),
         "kid {} not in {jwks}",
         header["kid"]
     );
@@ -230,30 +204,18 @@ async fn identity_tokens_carry_issuer_audience_and_groups() {
         .await
         .unwrap_or_else(|e| panic!("user_token for bob: {e}"));
     let claims = jwt_part(&jwt, 1);
-    assert_eq!(
-        claims["groups"],
-        serde_json::json!(["ztlab-viewers"]),
-        "{claims}"
-    );
+    assert_eq!(claims["groups"], serde_json::json!(["ztlab-viewers"]), "{claims}");
     assert_ne!(claims["sub"], Value::Null);
 
     // A wrong password fails clearly.
-    let err = bao
-        .user_token("alice", "not-alices-password", "entry-manager")
-        .await
-        .expect_err("a wrong password must fail");
+    let err =
+        bao.user_token("alice", "not-alices-password", "entry-manager").await.expect_err("a wrong password must fail");
     let msg = err.to_string();
     eprintln!("wrong password: {msg}");
     assert!(msg.contains("userpass login of \"alice\""), "{msg}");
     assert!(msg.contains("invalid username or password"), "{msg}");
-    assert!(
-        msg.contains("openbao.log"),
-        "the error names the log: {msg}"
-    );
-    assert!(
-        !msg.contains("not-alices-password"),
-        "no password in errors: {msg}"
-    );
+    assert!(msg.contains("openbao.log"), "the error names the log: {msg}");
+    assert!(!msg.contains("not-alices-password"), "no password in errors: {msg}");
 
     // A role the user may not read is refused by policy.
     let err = bao
@@ -270,30 +232,19 @@ async fn discovery_and_jwks_are_public_and_consistent() {
     let bao = guard.bao();
     let prefix = format!("http://127.0.0.1:{}", bao.port);
     let path = |url: &str| -> String {
-        url.strip_prefix(&prefix)
-            .unwrap_or_else(|| panic!("{url} is not on {prefix}"))
-            .to_owned()
+        url.strip_prefix(&prefix).unwrap_or_else(|| panic!("{url} is not on {prefix}")).to_owned()
     };
     let discovery = get_json(bao.port, &path(&info.discovery_url)).await;
     eprintln!("discovery {discovery}");
     assert_eq!(discovery["issuer"], info.issuer.as_str(), "{discovery}");
     assert_eq!(discovery["jwks_uri"], info.jwks_url.as_str(), "{discovery}");
-    assert_eq!(
-        info.discovery_url,
-        format!("{}/.well-known/openid-configuration", info.issuer)
-    );
-    let algs = discovery["id_token_signing_alg_values_supported"]
-        .as_array()
-        .expect("algs");
+    assert_eq!(info.discovery_url, format!("{}/.well-known/openid-configuration", info.issuer));
+    let algs = discovery["id_token_signing_alg_values_supported"].as_array().expect("algs");
     assert!(algs.iter().any(|a| a == "ES256"), "{discovery}");
 
     let jwks_url = discovery["jwks_uri"].as_str().expect("jwks_uri");
     let jwks = get_json(bao.port, &path(jwks_url)).await;
     let keys = jwks["keys"].as_array().expect("keys");
     assert!(!keys.is_empty(), "{jwks}");
-    assert!(
-        keys.iter()
-            .all(|k| k["kty"] == "EC" && k["crv"] == "P-256" && k["use"] == "sig"),
-        "{jwks}"
-    );
+    assert!(keys.iter().all(|k| k["kty"] == "EC" && k["crv"] == "P-256" && k["use"] == "sig"), "{jwks}");
 }

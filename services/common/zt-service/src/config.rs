@@ -27,10 +27,7 @@ where
     let mut figment = Figment::from(Serialized::defaults(T::default()));
     if let Some(file) = file {
         if !file.exists() {
-            return Err(ConfigError(format!(
-                "config file {} does not exist",
-                file.display()
-            )));
+            return Err(ConfigError(format!("config file {} does not exist", file.display())));
         }
         figment = figment.merge(Toml::file(file));
     }
@@ -39,11 +36,7 @@ where
         let mut msgs = Vec::new();
         for err in e {
             let path = err.path.join(".");
-            let source = err
-                .metadata
-                .as_ref()
-                .map(|m| m.name.to_string())
-                .unwrap_or_default();
+            let source = err.metadata.as_ref().map(|m| m.name.to_string()).unwrap_or_default();
             msgs.push(format!("{path}: {} (from {source})", err.kind));
         }
         ConfigError(msgs.join("; "))
@@ -62,10 +55,7 @@ mod tests {
     }
     impl Default for Cfg {
         fn default() -> Self {
-            Self {
-                listen_addr: "127.0.0.1:1".into(),
-                port: 1,
-            }
+            Self { listen_addr: "127.0.0.1:1".into(), port: 1 }
         }
     }
 
@@ -75,13 +65,7 @@ mod tests {
         let file = dir.path().join("c.toml");
         std::fs::write(&file, "port = 7\n").expect("write");
         let cfg: Cfg = load(Some(&file)).expect("load");
-        assert_eq!(
-            cfg,
-            Cfg {
-                listen_addr: "127.0.0.1:1".into(),
-                port: 7
-            }
-        );
+        assert_eq!(cfg, Cfg { listen_addr: "127.0.0.1:1".into(), port: 7 });
 
         std::fs::write(&file, "port = \"seven\"\n").expect("write");
         let err = load::<Cfg>(Some(&file)).expect_err("bad type");

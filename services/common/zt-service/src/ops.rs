@@ -9,23 +9,14 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use zt_tls::X509Source;
 
 /// `/healthz` and `/metrics` for a workload whose identity is `source`.
-pub fn router(
-    component: &'static str,
-    source: X509Source,
-    metrics: Option<PrometheusHandle>,
-) -> Router {
-    Router::new()
-        .route("/healthz", get(move || healthz(component, source.clone())))
-        .route(
-            "/metrics",
-            get(move || {
-                let body = metrics
-                    .as_ref()
-                    .map(PrometheusHandle::render)
-                    .unwrap_or_default();
-                async move { ([("content-type", "text/plain; version=0.0.4")], body) }
-            }),
-        )
+pub fn router(component: &'static str, source: X509Source, metrics: Option<PrometheusHandle>) -> Router {
+    Router::new().route("/healthz", get(move || healthz(component, source.clone()))).route(
+        "/metrics",
+        get(move || {
+            let body = metrics.as_ref().map(PrometheusHandle::render).unwrap_or_default();
+            async move { ([("content-type", "text/plain; version=0.0.4")], body) }
+        }),
+    )
 }
 
 async fn healthz(component: &'static str, source: X509Source) -> impl IntoResponse {
@@ -64,7 +55,5 @@ async fn healthz(component: &'static str, source: X509Source) -> impl IntoRespon
 
 /// Installs the Prometheus recorder for this process and returns its handle.
 pub fn install_metrics() -> Option<PrometheusHandle> {
-    metrics_exporter_prometheus::PrometheusBuilder::new()
-        .install_recorder()
-        .ok()
+    metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder().ok()
 }

@@ -69,12 +69,9 @@ impl WorkloadSettings {
 
 /// Binds `addr`, naming the setting in the error (for example when the port is taken).
 pub async fn bind(field: &str, addr: &str) -> anyhow::Result<TcpListener> {
-    let parsed: SocketAddr = addr
-        .parse()
-        .map_err(|e| ConfigError::field(field, format!("{addr:?} is not host:port ({e})")))?;
-    TcpListener::bind(parsed)
-        .await
-        .with_context(|| format!("{field}: cannot listen on {addr}"))
+    let parsed: SocketAddr =
+        addr.parse().map_err(|e| ConfigError::field(field, format!("{addr:?} is not host:port ({e})")))?;
+    TcpListener::bind(parsed).await.with_context(|| format!("{field}: cannot listen on {addr}"))
 }
 
 /// A workload's mTLS listener and ops listener, bound and ready to serve.
@@ -89,34 +86,21 @@ pub struct Listeners {
 impl Listeners {
     /// Binds both.
     pub async fn bind(app_field: &str, app_addr: &str, ops_addr: &str) -> anyhow::Result<Self> {
-        Ok(Self {
-            app: bind(app_field, app_addr).await?,
-            ops: bind("ops_addr", ops_addr).await?,
-        })
+        Ok(Self { app: bind(app_field, app_addr).await?, ops: bind("ops_addr", ops_addr).await? })
     }
 
     /// The application listener's address.
     pub fn app_addr(&self) -> SocketAddr {
-        self.app
-            .local_addr()
-            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+        self.app.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
     }
 
     /// The ops listener's address.
     pub fn ops_addr(&self) -> SocketAddr {
-        self.ops
-            .local_addr()
-            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+        self.ops.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
     }
 
     /// Serves `app` over mTLS and `ops` in plain HTTP until `shutdown` resolves.
-    pub async fn serve<F>(
-        self,
-        server: MtlsServer,
-        app: Router,
-        ops: Router,
-        shutdown: F,
-    ) -> anyhow::Result<()>
+    pub async fn serve<F>(self, server: MtlsServer, app: Router, ops: Router, shutdown: F) -> anyhow::Result<()>
     where
         F: std::future::Future<Output = ()> + Send + 'static,
     {
@@ -138,11 +122,7 @@ impl Listeners {
             let _ = stop_tx.send(true);
         });
         tracing::info!(app = %self.app_addr(), ops = %self.ops_addr(), "serving");
-        let ops_task = tokio::spawn(async move {
-            axum::serve(self.ops, ops)
-                .with_graceful_shutdown(ops_stop)
-                .await
-        });
+        let ops_task = tokio::spawn(async move { axum::serve(self.ops, ops).with_graceful_shutdown(ops_stop).await });
         server.serve(self.app, app, app_stop).await?;
         ops_task.await??;
         tracing::info!("stopped");

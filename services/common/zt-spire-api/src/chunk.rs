@@ -21,10 +21,7 @@ pub struct ChunkLimits {
 
 impl Default for ChunkLimits {
     fn default() -> Self {
-        Self {
-            max_bytes: 1024 * 1024,
-            max_items: 500,
-        }
+        Self { max_bytes: 1024 * 1024, max_items: 500 }
     }
 }
 
@@ -95,10 +92,7 @@ mod tests {
     }
 
     fn sizes(entries: &[Entry]) -> Vec<usize> {
-        entries
-            .iter()
-            .map(|e| prost::encoding::message::encoded_len(1, e))
-            .collect()
+        entries.iter().map(|e| prost::encoding::message::encoded_len(1, e)).collect()
     }
 
     fn sends(plan: &[Planned]) -> Vec<Range<usize>> {
@@ -120,14 +114,8 @@ mod tests {
         let ranges = sends(&plan);
         assert_eq!(ranges.len(), plan.len(), "nothing is too large");
         let total: usize = sizes.iter().sum();
-        assert!(
-            total > 4 * 1024 * 1024,
-            "the input is over the 4 MiB gRPC limit: {total}"
-        );
-        assert!(
-            ranges.len() >= total.div_ceil(limits.max_bytes),
-            "split into several requests: {ranges:?}"
-        );
+        assert!(total > 4 * 1024 * 1024, "the input is over the 4 MiB gRPC limit: {total}");
+        assert!(ranges.len() >= total.div_ceil(limits.max_bytes), "split into several requests: {ranges:?}");
         // Order preserved and every index covered exactly once.
         let flat: Vec<usize> = ranges.iter().flat_map(Clone::clone).collect();
         assert_eq!(flat, (0..entries.len()).collect::<Vec<_>>());
@@ -137,11 +125,7 @@ mod tests {
                 entries: entries[r.clone()].to_vec(),
                 output_mask: None,
             };
-            assert!(
-                req.encoded_len() <= limits.max_bytes,
-                "{r:?}: {}",
-                req.encoded_len()
-            );
+            assert!(req.encoded_len() <= limits.max_bytes, "{r:?}: {}", req.encoded_len());
             assert!(r.len() <= limits.max_items);
         }
     }
@@ -150,44 +134,23 @@ mod tests {
     fn many_small_entries_split_by_count() {
         let entries: Vec<Entry> = (0..1234).map(|i| entry(i, 0)).collect();
         let plan = plan_chunks(&sizes(&entries), 0, ChunkLimits::default());
-        assert_eq!(
-            sends(&plan),
-            vec![0..500, 500..1000, 1000..1234],
-            "500 per request"
-        );
+        assert_eq!(sends(&plan), vec![0..500, 500..1000, 1000..1234], "500 per request");
     }
 
     #[test]
     fn overhead_counts_against_the_budget() {
-        let plan = plan_chunks(
-            &[40, 40, 40],
-            30,
-            ChunkLimits {
-                max_bytes: 110,
-                max_items: 10,
-            },
-        );
+        let plan = plan_chunks(&[40, 40, 40], 30, ChunkLimits { max_bytes: 110, max_items: 10 });
         assert_eq!(plan, vec![Planned::Send(0..2), Planned::Send(2..3)]);
     }
 
     #[test]
     fn oversized_item_is_isolated_and_order_kept() {
-        let plan = plan_chunks(
-            &[10, 10, 500, 10, 10, 10],
-            0,
-            ChunkLimits {
-                max_bytes: 25,
-                max_items: 10,
-            },
-        );
+        let plan = plan_chunks(&[10, 10, 500, 10, 10, 10], 0, ChunkLimits { max_bytes: 25, max_items: 10 });
         assert_eq!(
             plan,
             vec![
                 Planned::Send(0..2),
-                Planned::TooLarge {
-                    index: 2,
-                    size: 500
-                },
+                Planned::TooLarge { index: 2, size: 500 },
                 Planned::Send(3..5),
                 Planned::Send(5..6),
             ]
@@ -201,14 +164,7 @@ mod tests {
 
     #[test]
     fn exact_fit_stays_in_one_request() {
-        let plan = plan_chunks(
-            &[5, 5, 5],
-            0,
-            ChunkLimits {
-                max_bytes: 15,
-                max_items: 3,
-            },
-        );
+        let plan = plan_chunks(&[5, 5, 5], 0, ChunkLimits { max_bytes: 15, max_items: 3 });
         assert_eq!(plan, vec![Planned::Send(0..3)]);
     }
 }

@@ -86,17 +86,9 @@ impl SpireEntryClient {
             .connect_with_connector(connector)
             .await
             .map_err(|source| match io_cause(&source) {
-                Some(io) if io.kind() == io::ErrorKind::NotFound => Error::SocketMissing {
-                    path: socket.clone(),
-                },
-                Some(io) => Error::Connect {
-                    path: socket.clone(),
-                    source: io::Error::new(io.kind(), io.to_string()),
-                },
-                None => Error::Transport {
-                    path: socket.clone(),
-                    source,
-                },
+                Some(io) if io.kind() == io::ErrorKind::NotFound => Error::SocketMissing { path: socket.clone() },
+                Some(io) => Error::Connect { path: socket.clone(), source: io::Error::new(io.kind(), io.to_string()) },
+                None => Error::Transport { path: socket.clone(), source },
             })?;
         tracing::debug!(socket = %socket.display(), "connected to the SPIRE server Entry API");
         Ok(Self {
@@ -132,11 +124,7 @@ impl SpireEntryClient {
     }
 
     fn rpc_error(&self, method: &'static str) -> impl FnOnce(tonic::Status) -> Error + '_ {
-        move |status| Error::Rpc {
-            path: self.socket.clone(),
-            method,
-            status: Box::new(status),
-        }
+        move |status| Error::Rpc { path: self.socket.clone(), method, status: Box::new(status) }
     }
 
     /// Lists every entry matching `filter` (all entries for `None`), following page tokens.
@@ -150,13 +138,7 @@ impl SpireEntryClient {
                 page_size: self.page_size,
                 page_token: token.clone(),
             };
-            let resp = self
-                .inner
-                .clone()
-                .list_entries(req)
-                .await
-                .map_err(self.rpc_error("ListEntries"))?
-                .into_inner();
+            let resp = self.inner.clone().list_entries(req).await.map_err(self.rpc_error("ListEntries"))?.into_inner();
             out.extend(resp.entries);
             if resp.next_page_token.is_empty() {
                 return Ok(out);
@@ -194,10 +176,7 @@ impl SpireEntryClient {
 
     /// Gets one entry by ID; `None` when SPIRE answers `NotFound`.
     pub async fn get(&self, id: &str) -> Result<Option<Entry>, Error> {
-        let req = pb::GetEntryRequest {
-            id: id.to_owned(),
-            output_mask: None,
-        };
+        let req = pb::GetEntryRequest { id: id.to_owned(), output_mask: None };
         match self.inner.clone().get_entry(req).await {
             Ok(resp) => Ok(Some(resp.into_inner())),
             Err(s) if s.code() == tonic::Code::NotFound => Ok(None),
@@ -214,10 +193,7 @@ impl SpireEntryClient {
     /// and [`get`](Self::get) return the stored order, which is the order SVIDs use (the first
     /// DNS name becomes the certificate's CN): compare against those.
     pub async fn batch_create(&self, entries: &[Entry]) -> Result<Vec<BatchResult<Entry>>, Error> {
-        let sizes: Vec<usize> = entries
-            .iter()
-            .map(|e| prost::encoding::message::encoded_len(1, e))
-            .collect();
+        let sizes: Vec<usize> = entries.iter().map(|e| prost::encoding::message::encoded_len(1, e)).collect();
         let client = self.inner.clone();
         self.chunked(
             "BatchCreateEntry",
@@ -226,10 +202,7 @@ impl SpireEntryClient {
             |i| entries[i].id.clone(),
             |range| {
                 let mut client = client.clone();
-                let req = pb::BatchCreateEntryRequest {
-                    entries: entries[range.clone()].to_vec(),
-                    output_mask: None,
-                };
+                let req = pb::BatchCreateEntryRequest { entries: entries[range.clone()].to_vec(), output_mask: None };
                 async move {
                     let results = client.batch_create_entry(req).await?.into_inner().results;
                     Ok(results
@@ -239,19 +212,13 @@ impl SpireEntryClient {
                             let status = status_or_unknown(r.status);
                             let requested = &entries[index].id;
                             match (status.is_ok(), status.is_already_exists(), r.entry) {
-                                (true, _, Some(e)) => BatchResult {
-                                    index,
-                                    id: e.id.clone(),
-                                    result: Ok(e),
-                                    existing: None,
-                                },
+                                (true, _, Some(e)) => {
+                                    BatchResult { index, id: e.id.clone(), result: Ok(e), existing: None }
+                                }
                                 (true, _, None) => missing_entry(index, requested),
-                                (false, true, existing) => BatchResult {
-                                    index,
-                                    id: requested.clone(),
-                                    result: Err(status),
-                                    existing,
-                                },
+                                (false, true, existing) => {
+                                    BatchResult { index, id: requested.clone(), result: Err(status), existing }
+                                }
                                 (false, false, _) => failed(index, requested, status),
                             }
                         })
@@ -272,10 +239,7 @@ impl SpireEntryClient {
         entries: &[Entry],
         input_mask: Option<&EntryMask>,
     ) -> Result<Vec<BatchResult<Entry>>, Error> {
-        let sizes: Vec<usize> = entries
-            .iter()
-            .map(|e| prost::encoding::message::encoded_len(1, e))
-            .collect();
+        let sizes: Vec<usize> = entries.iter().map(|e| prost::encoding::message::encoded_len(1, e)).collect();
         let overhead = input_mask.map_or(0, |m| prost::encoding::message::encoded_len(2, m));
         let client = self.inner.clone();
         self.chunked(
@@ -299,12 +263,9 @@ impl SpireEntryClient {
                             let status = status_or_unknown(r.status);
                             let requested = &entries[index].id;
                             match (status.is_ok(), r.entry) {
-                                (true, Some(e)) => BatchResult {
-                                    index,
-                                    id: requested.clone(),
-                                    result: Ok(e),
-                                    existing: None,
-                                },
+                                (true, Some(e)) => {
+                                    BatchResult { index, id: requested.clone(), result: Ok(e), existing: None }
+                                }
                                 (true, None) => missing_entry(index, requested),
                                 (false, _) => failed(index, requested, status),
                             }
@@ -317,10 +278,7 @@ impl SpireEntryClient {
     }
 
     /// Deletes entries by ID. One result per input, in order; a missing ID gets `NotFound`.
-    pub async fn batch_delete<S: AsRef<str>>(
-        &self,
-        ids: &[S],
-    ) -> Result<Vec<BatchResult<()>>, Error> {
+    pub async fn batch_delete<S: AsRef<str>>(&self, ids: &[S]) -> Result<Vec<BatchResult<()>>, Error> {
         let sizes: Vec<usize> = ids
             .iter()
             .map(|id| {
@@ -337,10 +295,7 @@ impl SpireEntryClient {
             |range| {
                 let mut client = client.clone();
                 let req = pb::BatchDeleteEntryRequest {
-                    ids: ids[range.clone()]
-                        .iter()
-                        .map(|s| s.as_ref().to_owned())
-                        .collect(),
+                    ids: ids[range.clone()].iter().map(|s| s.as_ref().to_owned()).collect(),
                 };
                 async move {
                     let results = client.batch_delete_entry(req).await?.into_inner().results;
@@ -428,18 +383,9 @@ fn status_or_unknown(status: Option<Status>) -> Status {
 }
 
 fn failed<T>(index: usize, id: &str, status: Status) -> BatchResult<T> {
-    BatchResult {
-        index,
-        id: id.to_owned(),
-        result: Err(status),
-        existing: None,
-    }
+    BatchResult { index, id: id.to_owned(), result: Err(status), existing: None }
 }
 
 fn missing_entry<T>(index: usize, id: &str) -> BatchResult<T> {
-    failed(
-        index,
-        id,
-        Status::new(tonic::Code::Internal, "ztlab: OK result without an entry"),
-    )
+    failed(index, id, Status::new(tonic::Code::Internal, "ztlab: OK result without an entry"))
 }

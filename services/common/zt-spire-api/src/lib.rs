@@ -27,13 +27,7 @@ pub mod chunk;
 pub mod client;
 pub mod error;
 
-#[allow(
-    missing_docs,
-    missing_debug_implementations,
-    clippy::all,
-    clippy::pedantic,
-    clippy::unwrap_used
-)]
+#[allow(missing_docs, missing_debug_implementations, clippy::all, clippy::pedantic, clippy::unwrap_used)]
 mod generated {
     include!(concat!(env!("OUT_DIR"), "/spire_api.rs"));
 }
@@ -60,10 +54,7 @@ impl SpiffeId {
         if td.is_empty() {
             return None;
         }
-        Some(Self {
-            trust_domain: td.to_owned(),
-            path: path.to_owned(),
-        })
+        Some(Self { trust_domain: td.to_owned(), path: path.to_owned() })
     }
 }
 
@@ -76,10 +67,7 @@ impl fmt::Display for SpiffeId {
 impl Selector {
     /// A selector from its type and value, e.g. `("unix", "path:/usr/bin/opa")`.
     pub fn new(r#type: impl Into<String>, value: impl Into<String>) -> Self {
-        Self {
-            r#type: r#type.into(),
-            value: value.into(),
-        }
+        Self { r#type: r#type.into(), value: value.into() }
     }
 
     /// Parses the CLI form `type:value` (split at the first `:`).
@@ -98,10 +86,7 @@ impl fmt::Display for Selector {
 impl Status {
     /// A status with a gRPC code and a message.
     pub fn new(code: tonic::Code, message: impl Into<String>) -> Self {
-        Self {
-            code: code as i32,
-            message: message.into(),
-        }
+        Self { code: code as i32, message: message.into() }
     }
 
     /// The gRPC code (unknown numbers map to `Unknown`).
@@ -127,13 +112,7 @@ impl Status {
 
 impl fmt::Display for Status {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{:?} ({}): {}",
-            self.grpc_code(),
-            self.code,
-            self.message
-        )
+        write!(f, "{:?} ({}): {}", self.grpc_code(), self.code, self.message)
     }
 }
 
@@ -173,13 +152,6 @@ mod tests {
     fn status_codes() {
         assert!(Status::new(tonic::Code::AlreadyExists, "x").is_already_exists());
         assert!(Status::new(tonic::Code::NotFound, "x").is_not_found());
-        assert_eq!(
-            Status {
-                code: 99,
-                message: String::new()
-            }
-            .grpc_code(),
-            tonic::Code::Unknown
-        );
+        assert_eq!(Status { code: 99, message: String::new() }.grpc_code(), tonic::Code::Unknown);
     }
 }

@@ -28,10 +28,7 @@ pub struct ClientOptions {
 
 impl Default for ClientOptions {
     fn default() -> Self {
-        Self {
-            reuse_connections: true,
-            timeout: Duration::from_secs(10),
-        }
+        Self { reuse_connections: true, timeout: Duration::from_secs(10) }
     }
 }
 
@@ -117,10 +114,7 @@ impl MtlsClient {
         if !options.reuse_connections {
             builder.pool_max_idle_per_host(0);
         }
-        Ok(Self {
-            http: builder.build(connector),
-            timeout: options.timeout,
-        })
+        Ok(Self { http: builder.build(connector), timeout: options.timeout })
     }
 
     /// Sends a request with an optional JSON body.
@@ -138,30 +132,16 @@ impl MtlsClient {
         if json.is_some() {
             req = req.header("content-type", "application/json");
         }
-        let req = req
-            .body(Full::new(body))
-            .map_err(|_| ClientError::InvalidUrl(url.to_owned()))?;
+        let req = req.body(Full::new(body)).map_err(|_| ClientError::InvalidUrl(url.to_owned()))?;
         let send = async {
-            let resp = self
-                .http
-                .request(req)
-                .await
-                .map_err(|e| classify(url, &e))?;
+            let resp = self.http.request(req).await.map_err(|e| classify(url, &e))?;
             let status = resp.status();
-            let body = resp
-                .into_body()
-                .collect()
-                .await
-                .map_err(|e| classify(url, &e))?
-                .to_bytes();
+            let body = resp.into_body().collect().await.map_err(|e| classify(url, &e))?.to_bytes();
             Ok(Response { status, body })
         };
         tokio::time::timeout(self.timeout, send)
             .await
-            .map_err(|_| ClientError::Timeout {
-                url: url.to_owned(),
-                timeout: self.timeout,
-            })?
+            .map_err(|_| ClientError::Timeout { url: url.to_owned(), timeout: self.timeout })?
     }
 
     /// `GET url`.
@@ -187,11 +167,7 @@ fn client_config(
                 false
             }
         });
-    let builder = if alpn.is_empty() {
-        builder
-    } else {
-        builder.with_alpn_protocols(alpn)
-    };
+    let builder = if alpn.is_empty() { builder } else { builder.with_alpn_protocols(alpn) };
     builder.build().map_err(|e| Error::Config(e.to_string()))
 }
 
@@ -209,25 +185,27 @@ pub fn grpc_channel(
     let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
         .map_err(|e| Error::Config(format!("invalid gRPC address {addr:?}: {e}")))?;
     let addr = addr.to_owned();
-    Ok(
-        endpoint.connect_with_connector_lazy(tower::service_fn(move |_: hyper::Uri| {
-            let (connector, addr) = (connector.clone(), addr.clone());
-            async move {
-                let tcp = tokio::net::TcpStream::connect(&addr).await?;
-                // The SPIFFE verifier checks the URI SAN, not the name; any valid name does.
-                let name = rustls::pki_types::ServerName::try_from("spiffe.invalid")
-                    .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
-                let tls = connector.connect(name, tcp).await?;
-                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(tls))
-            }
-        })),
-    )
+    Ok(endpoint.connect_with_connector_lazy(tower::service_fn(move |_: hyper::Uri| {
+        let (connector, addr) = (connector.clone(), addr.clone());
+        async move {
+            let tcp = tokio::net::TcpStream::connect(&addr).await?;
+            // The SPIFFE verifier checks the URI SAN, not the name; any valid name does.
+            let name = rustls::pki_types::ServerName::try_from("spiffe.invalid")
+                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+            let tls = connector.connect(name, tcp).await?;
+            Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(tls))
+        }
+    })))
 }
 
 /// A tonic channel to `addr` over ordinary TLS: the server's certificate must chain to a root
 /// in `bundle_pem` (the SPIRE trust bundle) and carry `server_name` as a DNS name. For callers
 /// without an SVID (people, CI) that authenticate with bearer tokens.
-pub fn grpc_channel_with_roots(bundle_pem: &[u8], server_name: &str, addr: &str) -> Result<tonic::transport::Channel, Error> {
+pub fn grpc_channel_with_roots(
+    bundle_pem: &[u8],
+    server_name: &str,
+    addr: &str,
+) -> Result<tonic::transport::Channel, Error> {
     use rustls::pki_types::pem::PemObject;
     let mut roots = rustls::RootCertStore::empty();
     for cert in rustls::pki_types::CertificateDer::pem_slice_iter(bundle_pem) {
@@ -260,25 +238,17 @@ fn classify(url: &str, err: &(dyn std::error::Error + 'static)) -> ClientError {
     let mut chain = Vec::new();
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
     while let Some(e) = cur {
-        let tls = e.downcast_ref::<rustls::Error>().or_else(|| {
-            e.downcast_ref::<std::io::Error>()
-                .and_then(|io| io.get_ref())
-                .and_then(|i| i.downcast_ref())
-        });
+        let tls = e
+            .downcast_ref::<rustls::Error>()
+            .or_else(|| e.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()).and_then(|i| i.downcast_ref()));
         if let Some(tls) = tls {
-            return ClientError::Tls {
-                url: url.to_owned(),
-                reason: describe_tls(tls),
-            };
+            return ClientError::Tls { url: url.to_owned(), reason: describe_tls(tls) };
         }
         chain.push(e.to_string());
         cur = e.source();
     }
     chain.dedup();
-    ClientError::Connect {
-        url: url.to_owned(),
-        reason: chain.join(": "),
-    }
+    ClientError::Connect { url: url.to_owned(), reason: chain.join(": ") }
 }
 
 fn describe_tls(e: &rustls::Error) -> String {

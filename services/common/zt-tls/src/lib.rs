@@ -40,9 +40,7 @@ pub fn install_crypto_provider() {
 #[non_exhaustive]
 pub enum Error {
     /// The Workload API address is not a valid `unix://` or `tcp://` URI or absolute path.
-    #[error(
-        "invalid Workload API endpoint {0:?}: use unix:///path/to/agent.sock or an absolute socket path"
-    )]
+    #[error("invalid Workload API endpoint {0:?}: use unix:///path/to/agent.sock or an absolute socket path")]
     InvalidEndpoint(String),
     /// The Workload API socket does not exist.
     #[error(

@@ -22,24 +22,14 @@ pub struct CertInfo {
 impl CertInfo {
     /// Parses a DER certificate that carries a SPIFFE ID.
     pub fn from_der(der: &[u8]) -> Result<Self, Error> {
-        let id =
-            spiffe::cert::spiffe_id_from_der(der).map_err(|e| Error::Certificate(e.to_string()))?;
-        let (_, cert) =
-            X509Certificate::from_der(der).map_err(|e| Error::Certificate(e.to_string()))?;
+        let id = spiffe::cert::spiffe_id_from_der(der).map_err(|e| Error::Certificate(e.to_string()))?;
+        let (_, cert) = X509Certificate::from_der(der).map_err(|e| Error::Certificate(e.to_string()))?;
         let not_after = cert.validity().not_after.timestamp();
         let expires_at = time::OffsetDateTime::from_unix_timestamp(not_after)
             .ok()
-            .and_then(|t| {
-                t.format(&time::format_description::well_known::Rfc3339)
-                    .ok()
-            })
+            .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
             .unwrap_or_default();
-        Ok(Self {
-            spiffe_id: id.to_string(),
-            serial: cert.raw_serial_as_string(),
-            not_after,
-            expires_at,
-        })
+        Ok(Self { spiffe_id: id.to_string(), serial: cert.raw_serial_as_string(), not_after, expires_at })
     }
 
     /// Seconds until expiry (negative once expired).
@@ -67,8 +57,7 @@ impl PeerIdentity {
     /// From the peer's leaf certificate.
     pub fn from_der(der: &[u8]) -> Result<Self, Error> {
         let cert = CertInfo::from_der(der)?;
-        let spiffe_id =
-            SpiffeId::new(&cert.spiffe_id).map_err(|e| Error::Certificate(e.to_string()))?;
+        let spiffe_id = SpiffeId::new(&cert.spiffe_id).map_err(|e| Error::Certificate(e.to_string()))?;
         Ok(Self { spiffe_id, cert })
     }
 }
@@ -76,13 +65,11 @@ impl PeerIdentity {
 impl<S: Send + Sync> axum::extract::FromRequestParts<S> for PeerIdentity {
     type Rejection = (axum::http::StatusCode, &'static str);
 
-    async fn from_request_parts(
-        parts: &mut axum::http::request::Parts,
-        _: &S,
-    ) -> Result<Self, Self::Rejection> {
-        parts.extensions.get::<PeerIdentity>().cloned().ok_or((
-            axum::http::StatusCode::UNAUTHORIZED,
-            "no peer SPIFFE ID: this route is served only over mTLS",
-        ))
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, _: &S) -> Result<Self, Self::Rejection> {
+        parts
+            .extensions
+            .get::<PeerIdentity>()
+            .cloned()
+            .ok_or((axum::http::StatusCode::UNAUTHORIZED, "no peer SPIFFE ID: this route is served only over mTLS"))
     }
 }

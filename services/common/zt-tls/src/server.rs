@@ -45,9 +45,7 @@ pub struct MtlsServer {
 
 impl std::fmt::Debug for MtlsServer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MtlsServer")
-            .field("authorizer", &self.authorizer)
-            .finish_non_exhaustive()
+        f.debug_struct("MtlsServer").field("authorizer", &self.authorizer).finish_non_exhaustive()
     }
 }
 
@@ -81,11 +79,7 @@ impl MtlsServer {
             .with_alpn_protocols(alpn.iter().map(|p| p.to_vec()))
             .build()
             .map_err(|e| Error::Config(e.to_string()))?;
-        Ok(Self {
-            config: Arc::new(config),
-            authorizer,
-            client_auth: true,
-        })
+        Ok(Self { config: Arc::new(config), authorizer, client_auth: true })
     }
 
     /// A server that presents this workload's SVID but asks for no client certificate (callers
@@ -93,29 +87,15 @@ impl MtlsServer {
     /// TLS: chain to the SPIRE bundle, and a DNS name from the entry's `dns_names`. For gRPC
     /// (ALPN `h2`).
     pub fn server_auth_only_grpc(source: &X509Source) -> Self {
-        let resolver = Arc::new(SvidResolver {
-            source: source.clone(),
-            cache: std::sync::Mutex::new(None),
-        });
-        let mut config = ServerConfig::builder()
-            .with_no_client_auth()
-            .with_cert_resolver(resolver);
+        let resolver = Arc::new(SvidResolver { source: source.clone(), cache: std::sync::Mutex::new(None) });
+        let mut config = ServerConfig::builder().with_no_client_auth().with_cert_resolver(resolver);
         config.alpn_protocols = vec![b"h2".to_vec()];
-        Self {
-            config: Arc::new(config),
-            authorizer: Arc::new(NoClientCert),
-            client_auth: false,
-        }
+        Self { config: Arc::new(config), authorizer: Arc::new(NoClientCert), client_auth: false }
     }
 
     /// Serves `router` on `listener` until `shutdown` resolves, then drains open connections
     /// (up to 10 s). Handlers can take [`PeerIdentity`] as an extractor.
-    pub async fn serve<F>(
-        self,
-        listener: TcpListener,
-        router: Router,
-        shutdown: F,
-    ) -> io::Result<()>
+    pub async fn serve<F>(self, listener: TcpListener, router: Router, shutdown: F) -> io::Result<()>
     where
         F: std::future::Future<Output = ()> + Send,
     {
@@ -139,9 +119,7 @@ impl MtlsServer {
             let authorizer = self.authorizer.clone();
             let watcher = graceful.watcher();
             tokio::spawn(async move {
-                let Some((tls, info)) =
-                    handshake(&acceptor, tcp, remote, &*authorizer, true).await
-                else {
+                let Some((tls, info)) = handshake(&acceptor, tcp, remote, &*authorizer, true).await else {
                     return;
                 };
                 let service = match (info.decision, info.peer) {
@@ -150,10 +128,7 @@ impl MtlsServer {
                     (Err(denied), _) => denial_router(denied),
                 };
                 let conn = auto::Builder::new(TokioExecutor::new())
-                    .serve_connection_with_upgrades(
-                        TokioIo::new(tls),
-                        TowerToHyperService::new(service),
-                    )
+                    .serve_connection_with_upgrades(TokioIo::new(tls), TowerToHyperService::new(service))
                     .into_owned();
                 if let Err(e) = watcher.watch(conn).await {
                     tracing::debug!(%remote, error = %e, "connection ended with an error");
@@ -161,10 +136,7 @@ impl MtlsServer {
             });
         }
         drop(listener);
-        if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
-            .await
-            .is_err()
-        {
+        if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown()).await.is_err() {
             tracing::warn!("connections still open after {DRAIN_TIMEOUT:?}; closing them");
         }
         Ok(())
@@ -188,13 +160,10 @@ impl MtlsServer {
                 if tx.is_closed() {
                     break;
                 }
-                let (acceptor, authorizer, tx) =
-                    (acceptor.clone(), self.authorizer.clone(), tx.clone());
+                let (acceptor, authorizer, tx) = (acceptor.clone(), self.authorizer.clone(), tx.clone());
                 let client_auth = self.client_auth;
                 tokio::spawn(async move {
-                    if let Some((tls, info)) =
-                        handshake(&acceptor, tcp, remote, &*authorizer, client_auth).await
-                    {
+                    if let Some((tls, info)) = handshake(&acceptor, tcp, remote, &*authorizer, client_auth).await {
                         let _ = tx.send(Ok(TlsConn { inner: tls, info })).await;
                     }
                 });
@@ -224,11 +193,7 @@ async fn handshake(
             return None;
         }
     };
-    let leaf = tls
-        .get_ref()
-        .1
-        .peer_certificates()
-        .and_then(|c| c.first().cloned());
+    let leaf = tls.get_ref().1.peer_certificates().and_then(|c| c.first().cloned());
     let peer = match leaf.map(|der| PeerIdentity::from_der(der.as_ref())) {
         Some(Ok(peer)) => peer,
         Some(Err(e)) => {
@@ -236,14 +201,7 @@ async fn handshake(
             return None;
         }
         None if !client_auth => {
-            return Some((
-                tls,
-                PeerInfo {
-                    remote,
-                    peer: None,
-                    decision: Ok(()),
-                },
-            ));
+            return Some((tls, PeerInfo { remote, peer: None, decision: Ok(()) }));
         }
         None => {
             tracing::warn!(%remote, "peer presented no certificate");
@@ -259,24 +217,12 @@ async fn handshake(
             tracing::warn!(%remote, peer = %peer.spiffe_id, reason = %denied, "mTLS peer refused")
         }
     }
-    Some((
-        tls,
-        PeerInfo {
-            remote,
-            peer: Some(peer),
-            decision,
-        },
-    ))
+    Some((tls, PeerInfo { remote, peer: Some(peer), decision }))
 }
 
 fn describe_handshake_error(e: &io::Error) -> String {
-    match e
-        .get_ref()
-        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-    {
-        Some(rustls::Error::NoCertificatesPresented) => {
-            "the client presented no certificate".into()
-        }
+    match e.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()) {
+        Some(rustls::Error::NoCertificatesPresented) => "the client presented no certificate".into(),
         Some(rustls::Error::InvalidCertificate(c)) => {
             format!(
                 "the client certificate is not trusted here ({c:?}): wrong trust domain or not issued by this SPIRE"
@@ -325,21 +271,13 @@ impl tonic::transport::server::Connected for TlsConn {
 }
 
 impl AsyncRead for TlsConn {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.inner).poll_read(cx, buf)
     }
 }
 
 impl AsyncWrite for TlsConn {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.inner).poll_write(cx, buf)
     }
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -364,15 +302,12 @@ impl AsyncWrite for TlsConn {
 /// (`UNAUTHENTICATED` outside mTLS, `PERMISSION_DENIED` naming the peer and the rule).
 #[allow(clippy::result_large_err)]
 pub fn authorized_peer<T>(request: &tonic::Request<T>) -> Result<PeerIdentity, tonic::Status> {
-    let info = request.extensions().get::<PeerInfo>().ok_or_else(|| {
-        tonic::Status::unauthenticated("no peer SPIFFE ID: this service is served only over mTLS")
-    })?;
-    info.decision
-        .clone()
-        .map_err(|d| tonic::Status::permission_denied(d.to_string()))?;
-    info.peer
-        .clone()
-        .ok_or_else(|| tonic::Status::unauthenticated("no client certificate on this connection"))
+    let info = request
+        .extensions()
+        .get::<PeerInfo>()
+        .ok_or_else(|| tonic::Status::unauthenticated("no peer SPIFFE ID: this service is served only over mTLS"))?;
+    info.decision.clone().map_err(|d| tonic::Status::permission_denied(d.to_string()))?;
+    info.peer.clone().ok_or_else(|| tonic::Status::unauthenticated("no client certificate on this connection"))
 }
 
 /// Serves this workload's current SVID as the server certificate (follows rotation).
@@ -383,10 +318,7 @@ struct SvidResolver {
 }
 
 impl rustls::server::ResolvesServerCert for SvidResolver {
-    fn resolve(
-        &self,
-        _: rustls::server::ClientHello<'_>,
-    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+    fn resolve(&self, _: rustls::server::ClientHello<'_>) -> Option<Arc<rustls::sign::CertifiedKey>> {
         let svid = self.source.try_svid()?;
         let leaf = svid.cert_chain().first()?.as_bytes().to_vec();
         let mut cache = self.cache.lock().ok()?;
@@ -395,13 +327,9 @@ impl rustls::server::ResolvesServerCert for SvidResolver {
         {
             return Some(key.clone());
         }
-        let chain = svid
-            .cert_chain()
-            .iter()
-            .map(|c| rustls::pki_types::CertificateDer::from(c.as_bytes().to_vec()))
-            .collect();
-        let der =
-            rustls::pki_types::PrivateKeyDer::Pkcs8(svid.private_key().as_bytes().to_vec().into());
+        let chain =
+            svid.cert_chain().iter().map(|c| rustls::pki_types::CertificateDer::from(c.as_bytes().to_vec())).collect();
+        let der = rustls::pki_types::PrivateKeyDer::Pkcs8(svid.private_key().as_bytes().to_vec().into());
         let signer = rustls::crypto::ring::sign::any_supported_type(&der).ok()?;
         let key = Arc::new(rustls::sign::CertifiedKey::new(chain, signer));
         *cache = Some((leaf, key.clone()));
@@ -415,9 +343,6 @@ struct NoClientCert;
 
 impl Authorizer for NoClientCert {
     fn authorize(&self, peer: &zt_identity::SpiffeId) -> Result<(), Denied> {
-        Err(Denied {
-            peer: peer.to_string(),
-            rule: "this listener does not take client certificates".into(),
-        })
+        Err(Denied { peer: peer.to_string(), rule: "this listener does not take client certificates".into() })
     }
 }

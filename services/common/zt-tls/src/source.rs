@@ -33,9 +33,7 @@ fn socket_path(endpoint: &str) -> Option<&str> {
 }
 
 fn this_exe() -> String {
-    std::env::current_exe()
-        .map(|p| p.display().to_string())
-        .unwrap_or_else(|_| "?".into())
+    std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_else(|_| "?".into())
 }
 
 /// Fetches this workload's X.509-SVID once, waiting up to `wait` for the agent to issue one.
@@ -60,28 +58,16 @@ pub async fn check_identity(endpoint: &str, wait: Duration) -> Result<spiffe::X5
         };
         if tokio::time::Instant::now() >= deadline {
             return Err(match err {
-                WorkloadApiError::NoIdentityIssued => Error::NoIdentity {
-                    endpoint,
-                    pid: std::process::id(),
-                    exe: this_exe(),
-                },
-                WorkloadApiError::EmptyResponse => Error::AgentUnreachable {
-                    endpoint,
-                    reason: "no answer within 5 s".into(),
-                },
-                other
-                    if other.to_string().contains("transport")
-                        || other.to_string().contains("connect") =>
-                {
-                    Error::AgentUnreachable {
-                        endpoint,
-                        reason: other.to_string(),
-                    }
+                WorkloadApiError::NoIdentityIssued => {
+                    Error::NoIdentity { endpoint, pid: std::process::id(), exe: this_exe() }
                 }
-                other => Error::WorkloadApi {
-                    endpoint,
-                    reason: other.to_string(),
-                },
+                WorkloadApiError::EmptyResponse => {
+                    Error::AgentUnreachable { endpoint, reason: "no answer within 5 s".into() }
+                }
+                other if other.to_string().contains("transport") || other.to_string().contains("connect") => {
+                    Error::AgentUnreachable { endpoint, reason: other.to_string() }
+                }
+                other => Error::WorkloadApi { endpoint, reason: other.to_string() },
             });
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
@@ -100,10 +86,7 @@ pub async fn connect(endpoint: &str, wait: Duration) -> Result<X509Source, Error
         .reconnect_backoff(Duration::from_millis(200), Duration::from_secs(5))
         .build()
         .await
-        .map_err(|e| Error::WorkloadApi {
-            endpoint,
-            reason: e.to_string(),
-        })
+        .map_err(|e| Error::WorkloadApi { endpoint, reason: e.to_string() })
 }
 
 /// This workload's current SVID, if it has one.
@@ -141,24 +124,13 @@ pub async fn fetch_jwt_svid(endpoint: &str, audience: &str) -> Result<spiffe::Jw
     let endpoint = normalize_endpoint(endpoint)?;
     let client = WorkloadApiClient::connect_to(&endpoint)
         .await
-        .map_err(|e| Error::AgentUnreachable {
-            endpoint: endpoint.clone(),
-            reason: e.to_string(),
-        })?;
-    client
-        .fetch_jwt_svid(&[audience], None)
-        .await
-        .map_err(|e| match e {
-            WorkloadApiError::NoIdentityIssued => Error::NoIdentity {
-                endpoint: endpoint.clone(),
-                pid: std::process::id(),
-                exe: this_exe(),
-            },
-            other => Error::WorkloadApi {
-                endpoint: endpoint.clone(),
-                reason: other.to_string(),
-            },
-        })
+        .map_err(|e| Error::AgentUnreachable { endpoint: endpoint.clone(), reason: e.to_string() })?;
+    client.fetch_jwt_svid(&[audience], None).await.map_err(|e| match e {
+        WorkloadApiError::NoIdentityIssued => {
+            Error::NoIdentity { endpoint: endpoint.clone(), pid: std::process::id(), exe: this_exe() }
+        }
+        other => Error::WorkloadApi { endpoint: endpoint.clone(), reason: other.to_string() },
+    })
 }
 
 #[cfg(test)]
@@ -167,41 +139,19 @@ mod tests {
 
     #[test]
     fn endpoints_normalize() {
-        assert_eq!(
-            normalize_endpoint("/tmp/a.sock").expect("ok"),
-            "unix:///tmp/a.sock"
-        );
-        assert_eq!(
-            normalize_endpoint("unix:/tmp/a.sock").expect("ok"),
-            "unix:///tmp/a.sock"
-        );
-        assert_eq!(
-            normalize_endpoint("unix:///tmp/a.sock").expect("ok"),
-            "unix:///tmp/a.sock"
-        );
-        assert_eq!(
-            normalize_endpoint("tcp://127.0.0.1:1").expect("ok"),
-            "tcp://127.0.0.1:1"
-        );
-        assert!(matches!(
-            normalize_endpoint("tmp/a.sock"),
-            Err(Error::InvalidEndpoint(_))
-        ));
-        assert!(matches!(
-            normalize_endpoint("http://x"),
-            Err(Error::InvalidEndpoint(_))
-        ));
+        assert_eq!(normalize_endpoint("/tmp/a.sock").expect("ok"), "unix:///tmp/a.sock");
+        assert_eq!(normalize_endpoint("unix:/tmp/a.sock").expect("ok"), "unix:///tmp/a.sock");
+        assert_eq!(normalize_endpoint("unix:///tmp/a.sock").expect("ok"), "unix:///tmp/a.sock");
+        assert_eq!(normalize_endpoint("tcp://127.0.0.1:1").expect("ok"), "tcp://127.0.0.1:1");
+        assert!(matches!(normalize_endpoint("tmp/a.sock"), Err(Error::InvalidEndpoint(_))));
+        assert!(matches!(normalize_endpoint("http://x"), Err(Error::InvalidEndpoint(_))));
     }
 
     #[tokio::test]
     async fn missing_socket_is_named() {
-        let err = check_identity("/nonexistent/ztlab/agent.sock", Duration::from_millis(10))
-            .await
-            .expect_err("no socket");
-        assert!(
-            matches!(err, Error::SocketMissing(ref p) if p == "/nonexistent/ztlab/agent.sock"),
-            "{err}"
-        );
+        let err =
+            check_identity("/nonexistent/ztlab/agent.sock", Duration::from_millis(10)).await.expect_err("no socket");
+        assert!(matches!(err, Error::SocketMissing(ref p) if p == "/nonexistent/ztlab/agent.sock"), "{err}");
         assert!(err.to_string().contains("is the agent running"));
     }
 }

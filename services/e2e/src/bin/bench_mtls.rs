@@ -37,7 +37,13 @@ fn stats(mut lat: Vec<Duration>, errors: usize, elapsed: Duration) -> Stats {
         let i = ((lat.len() as f64 * p).ceil() as usize).clamp(1, lat.len()) - 1;
         lat[i].as_secs_f64() * 1000.0
     };
-    Stats { requests: lat.len(), errors, rps: lat.len() as f64 / elapsed.as_secs_f64(), p50_ms: pct(0.50), p99_ms: pct(0.99) }
+    Stats {
+        requests: lat.len(),
+        errors,
+        rps: lat.len() as f64 / elapsed.as_secs_f64(),
+        p50_ms: pct(0.50),
+        p99_ms: pct(0.99),
+    }
 }
 
 /// Runs `concurrency` workers calling `call` for `duration`.
@@ -85,11 +91,7 @@ async fn main() -> anyhow_free::Result {
 
     eprintln!("starting a SPIRE site (server + agent) in a temp dir ...");
     let dir = e2e::state_dir();
-    let spec = LabSpec {
-        state_dir: dir.path().to_path_buf(),
-        sites: vec![SiteSpec::named("a")],
-        ..LabSpec::default()
-    };
+    let spec = LabSpec { state_dir: dir.path().to_path_buf(), sites: vec![SiteSpec::named("a")], ..LabSpec::default() };
     let lab = Lab::up(spec, true).await.map_err(|e| format!("lab: {e}"))?;
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     lab.register("a", "bench", PATH, &exe, 0).await.map_err(|e| e.to_string())?;
@@ -102,7 +104,10 @@ async fn main() -> anyhow_free::Result {
     let router = Router::new().route("/bench", get(|| async { r#"{"ok":true}"# }));
     let plain_l = tokio::net::TcpListener::bind("127.0.0.1:0").await.map_err(|e| e.to_string())?;
     let mtls_l = tokio::net::TcpListener::bind("127.0.0.1:0").await.map_err(|e| e.to_string())?;
-    let (plain_port, mtls_port) = (plain_l.local_addr().map_err(|e| e.to_string())?.port(), mtls_l.local_addr().map_err(|e| e.to_string())?.port());
+    let (plain_port, mtls_port) = (
+        plain_l.local_addr().map_err(|e| e.to_string())?.port(),
+        mtls_l.local_addr().map_err(|e| e.to_string())?.port(),
+    );
     tokio::spawn(axum::serve(plain_l, router.clone()).into_future());
     let server = zt_tls::MtlsServer::new(&source, &td, me.clone()).map_err(|e| e.to_string())?;
     tokio::spawn(server.serve(mtls_l, router, std::future::pending()));
