@@ -41,13 +41,7 @@ pub fn site(name: &str, td: &str, shared_root: bool) -> SiteSpec {
 
 /// A spec with these sites and no workloads, in `dir`.
 pub fn spec(dir: &TempDir, sites: Vec<SiteSpec>) -> LabSpec {
-    LabSpec {
-        state_dir: dir.path().to_path_buf(),
-        sites,
-        workloads: vec![],
-        log_level: "INFO".into(),
-        ready_timeout_secs: 60,
-    }
+    LabSpec { state_dir: dir.path().to_path_buf(), sites, ..LabSpec::default() }
 }
 
 /// A ztlab service (`opa` or `document`) as a workload of `site`, on free ports. Returns the
@@ -65,6 +59,9 @@ pub fn service(binary: &str, name: &str, site: &str, spiffe_path: &str, x509_ttl
         ops_port: ops,
         ports: BTreeMap::from([("listen".to_owned(), listen)]),
         x509_svid_ttl_secs: x509_ttl,
+        bootstrap_entry: true,
+        dns_names: vec![],
+        config: None,
     };
     (spec, listen)
 }
@@ -129,4 +126,100 @@ impl Probe<'_> {
         let report = serde_json::from_str(stdout.trim()).unwrap_or_default();
         (report, stderr, out.status.code().unwrap_or(-1))
     }
+}
+
+/// A lab with entry management: the mgmt PostgreSQL, sites `a` and `b` (one trust domain,
+/// shared root), entry-manager (at `a`) and a site agent per site.
+#[derive(Debug)]
+pub struct EntryLab {
+    /// The lab (stops everything when dropped).
+    pub lab: Lab,
+    /// An Admin client (the bootstrap admin API key) on the operator listener.
+    pub admin: zt_entry_api::client::Client,
+    /// The operator listener, `127.0.0.1:<port>`.
+    pub operator_addr: String,
+    /// The mTLS listener, `127.0.0.1:<port>`.
+    pub mtls_addr: String,
+    /// Site a's trust bundle (PEM).
+    pub bundle: Vec<u8>,
+}
+
+/// Starts an [`EntryLab`] in `dir`; site agents resync fully every `full_resync_secs`.
+pub async fn entry_lab(dir: &TempDir, full_resync_secs: u64) -> EntryLab {
+    use zt_runtime::entrymgmt::{self, EntryMgmtSpec};
+    let mut spec = spec(dir, vec![site("a", "ztlab.test", true), site("b", "ztlab.test", true)]);
+    spec.mgmt_db = true;
+    let port = || free_port().expect("port");
+    let em = EntryMgmtSpec {
+        site: "a".into(),
+        entry_manager: bin("entry-manager"),
+        site_agent: bin("site-agent"),
+        listen_port: port(),
+        operator_port: port(),
+        ops_port: port(),
+        agent_ops_ports: BTreeMap::from([("a".to_owned(), port()), ("b".to_owned(), port())]),
+        full_resync_secs,
+        oidc: None,
+    };
+    spec.workloads = entrymgmt::workloads(&spec, &em);
+    let lab = Lab::up(spec, true).await.unwrap_or_else(|e| panic!("entry lab did not start: {e}"));
+    let bundle = std::fs::read(lab.site_paths("a").expect("site").bundle()).expect("bundle");
+    let key = std::fs::read_to_string(entrymgmt::admin_key_file(dir.path())).expect("admin key");
+    let operator_addr = format!("127.0.0.1:{}", em.operator_port);
+    let admin = zt_entry_api::client::Client::operator(&bundle, "entry-manager.ztlab.test", &operator_addr, Some(&key))
+        .expect("client");
+    EntryLab { lab, admin, operator_addr, mtls_addr: format!("127.0.0.1:{}", em.listen_port), bundle }
+}
+
+impl EntryLab {
+    /// A client on the operator listener with another token.
+    pub fn client(&self, token: Option<&str>) -> zt_entry_api::client::Client {
+        zt_entry_api::client::Client::operator(&self.bundle, "entry-manager.ztlab.test", &self.operator_addr, token)
+            .expect("client")
+    }
+
+    /// Waits until `check` holds for the entry (polling `GetEntry` every 50 ms), or panics
+    /// with the last state after `timeout`.
+    pub async fn wait_entry<F>(&self, id: &str, timeout: Duration, check: F) -> zt_entry_api::pb::Entry
+    where
+        F: Fn(&zt_entry_api::pb::Entry) -> bool,
+    {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let got = self.admin.entries().get_entry(zt_entry_api::pb::GetEntryRequest { id: id.to_owned() }).await;
+            if let Ok(e) = &got
+                && check(e.get_ref())
+            {
+                return e.get_ref().clone();
+            }
+            if tokio::time::Instant::now() >= deadline {
+                panic!("entry {id} did not reach the expected state in {timeout:?}; last: {got:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// `spire-server entry show -entryID <id> -output json` at `site`: the entry, or `None`.
+    pub async fn spire_entry(&self, site: &str, spire_id: &str) -> Option<serde_json::Value> {
+        let paths = self.lab.site_paths(site).expect("site");
+        let out = zt_runtime::spire::server_cli(&paths, &["entry", "show", "-entryID", spire_id, "-output", "json"])
+            .await
+            .ok()?;
+        let v: serde_json::Value = serde_json::from_str(&out).ok()?;
+        v["entries"].as_array().and_then(|a| a.first().cloned())
+    }
+
+    /// Every entry on `site`'s SPIRE server (`spire-server entry show -output json`).
+    pub async fn spire_entries(&self, site: &str) -> Vec<serde_json::Value> {
+        let paths = self.lab.site_paths(site).expect("site");
+        let out =
+            zt_runtime::spire::server_cli(&paths, &["entry", "show", "-output", "json"]).await.expect("entry show");
+        let v: serde_json::Value = serde_json::from_str(&out).expect("json");
+        v["entries"].as_array().cloned().unwrap_or_default()
+    }
+}
+
+/// All sites of an entry in `state`.
+pub fn all_sites(e: &zt_entry_api::pb::Entry, state: zt_entry_api::pb::SyncState) -> bool {
+    !e.site_status.is_empty() && e.site_status.iter().all(|s| s.state == state as i32)
 }

@@ -63,6 +63,18 @@ pub struct Config {
     pub group_roles: Vec<GroupRule>,
     /// Where to write the bootstrap admin API key when it is missing; empty: never.
     pub bootstrap_admin_key_file: Option<PathBuf>,
+    /// Sites to create at start-up if they do not exist (the lab's own sites).
+    pub sites: Vec<SeedSite>,
+}
+
+/// A site created at start-up when missing.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SeedSite {
+    /// Site ID.
+    pub id: String,
+    /// Its trust domain.
+    pub trust_domain: String,
 }
 
 impl Default for Config {
@@ -77,6 +89,7 @@ impl Default for Config {
             oidc: None,
             group_roles: vec![],
             bootstrap_admin_key_file: None,
+            sites: vec![],
         }
     }
 }
@@ -126,6 +139,25 @@ impl Application {
         let store = Store::connect(&config.database_url, config.db_pool_size).await?;
         if let Some(path) = &config.bootstrap_admin_key_file {
             service::bootstrap_admin_key(&store, path).await?;
+        }
+        let boot = store::Actor { name: "entry-manager:bootstrap".into(), trace_id: String::new() };
+        for (i, seed) in config.sites.iter().enumerate() {
+            zt_entry_api::validate::site_id(&format!("sites[{i}].id"), &seed.id)?;
+            zt_entry_api::validate::trust_domain(&format!("sites[{i}].trust_domain"), &seed.trust_domain)?;
+            match store.get_site(&seed.id).await {
+                Ok(existing) if existing.trust_domain != seed.trust_domain => tracing::warn!(
+                    component = "entry-manager", site = %seed.id, stored = %existing.trust_domain, configured = %seed.trust_domain,
+                    "site exists with another trust domain; keeping the stored one"
+                ),
+                Ok(_) => {}
+                Err(store::StoreError::NotFound(_)) => {
+                    let site =
+                        pb::Site { id: seed.id.clone(), trust_domain: seed.trust_domain.clone(), ..Default::default() };
+                    store.create_site(&boot, &site).await?;
+                    tracing::info!(component = "entry-manager", site = %seed.id, "created site");
+                }
+                Err(e) => return Err(e.into()),
+            }
         }
         let source = config.workload.connect().await?;
         let auth = Authenticator::new(&config.identities, &config.group_roles, config.oidc.clone(), store.clone());

@@ -409,7 +409,7 @@ impl Store {
         let rows = client
             .query(
                 "SELECT site_id, state, count(*), count(*) FILTER (WHERE attempts >= $1),
-                        COALESCE(EXTRACT(EPOCH FROM now() - min(changed_at)) FILTER (WHERE state <> 'SYNCED'), 0)::float8
+                        COALESCE(EXTRACT(EPOCH FROM now() - min(changed_at) FILTER (WHERE state <> 'SYNCED')), 0)::float8
                    FROM entry_sites GROUP BY site_id, state",
                 &[&ALERT_AFTER],
             )
@@ -887,12 +887,17 @@ impl Store {
         }
         let mut updates = Vec::new();
         let mut bump = false;
-        for (i, r) in results.iter().enumerate() {
+        // Lock entries in one global order (by ID): two sites reporting on the same entries
+        // serialize instead of deadlocking, and the last site to report a delete sees the
+        // others' and removes the entry row.
+        let mut order: Vec<(usize, &pb::SyncResult)> = results.iter().enumerate().collect();
+        order.sort_by(|a, b| a.1.entry_id.cmp(&b.1.entry_id));
+        for (i, r) in order {
             let uuid = parse_uuid(&format!("results[{i}].entry_id"), &r.entry_id)?;
             let Some(cur) = tx
                 .query_opt(
                     "SELECT e.revision, e.deleted, s.state, s.attempts FROM entry_sites s JOIN entries e ON e.id = s.entry_id
-                      WHERE s.entry_id = $1 AND s.site_id = $2 FOR UPDATE OF s",
+                      WHERE s.entry_id = $1 AND s.site_id = $2 FOR UPDATE OF s, e",
                     &[&uuid, &site],
                 )
                 .await?

@@ -132,6 +132,9 @@ impl LabConfig {
                 ops_port: ports.ops,
                 ports: BTreeMap::from([("listen".to_owned(), ports.listen)]),
                 x509_svid_ttl_secs: 0,
+                bootstrap_entry: true,
+                dns_names: vec![],
+                config: None,
             });
         }
         if let Some(extra) = self.services.keys().find(|k| !SERVICES.iter().any(|(n, _, _)| n == k)) {
@@ -143,6 +146,7 @@ impl LabConfig {
             ready_timeout_secs: self.ready_timeout_secs,
             sites: self.sites.clone(),
             workloads,
+            mgmt_db: false,
         })
     }
 }

@@ -2,9 +2,11 @@
 //!
 //! - [`pb`]: the generated messages, clients and servers (tonic), and
 //!   [`FILE_DESCRIPTOR_SET`] for gRPC reflection.
+//! - [`client`]: TLS + bearer-token clients for people and tools.
 //! - [`validate`]: every input goes through here before anything is written. Each type can only
 //!   be built valid, and every error names its field (`entry.spiffe_id`, `entries[3].selectors[0]`).
 
+pub mod client;
 pub mod validate;
 
 /// Generated from `proto/ztlab/entry/v1/entry.proto`.

@@ -24,8 +24,10 @@ pub struct LabSpec {
     pub ready_timeout_secs: u64,
     /// The SPIRE sites.
     pub sites: Vec<SiteSpec>,
-    /// The workloads (ztlab services), started after the sites.
+    /// The workloads (ztlab services), started after the sites, in order.
     pub workloads: Vec<WorkloadSpec>,
+    /// Start the `mgmt` PostgreSQL (unix socket only) before anything else.
+    pub mgmt_db: bool,
 }
 
 impl Default for LabSpec {
@@ -36,6 +38,7 @@ impl Default for LabSpec {
             ready_timeout_secs: 60,
             sites: vec![SiteSpec::named("a"), SiteSpec::named("b")],
             workloads: vec![],
+            mgmt_db: false,
         }
     }
 }
@@ -98,6 +101,11 @@ impl SiteSpec {
     }
 }
 
+/// The component name of the `mgmt` PostgreSQL.
+pub const MGMT_DB: &str = "postgres-mgmt";
+/// The database entry-manager uses in it.
+pub const MGMT_DATABASE: &str = "ztlab_mgmt";
+
 /// A ztlab service started as a workload of one site.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -126,6 +134,20 @@ pub struct WorkloadSpec {
     /// X.509-SVID TTL for its entry, seconds (0: the site default).
     #[serde(default)]
     pub x509_svid_ttl_secs: u64,
+    /// Register it with the SPIRE CLI (entry `bootstrap.<name>`). Off: its entry comes from the
+    /// central entry-management API (the lab catalogue), and it only waits for its SVID.
+    #[serde(default = "yes")]
+    pub bootstrap_entry: bool,
+    /// DNS names for its bootstrap entry (the first becomes the SVID's CN).
+    #[serde(default)]
+    pub dns_names: Vec<String>,
+    /// A TOML config file to write to `<state>/config/<name>.toml` and pass as `ZT_CONFIG`.
+    #[serde(default)]
+    pub config: Option<String>,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// A site as it runs: chosen ports and processes.
@@ -318,6 +340,9 @@ impl Lab {
         } else {
             None
         };
+        if spec.mgmt_db {
+            self.bring_up_mgmt_db(timeout, started).await?;
+        }
         for s in &spec.sites {
             self.bring_up_site(s, root.clone(), timeout, started).await?;
         }
@@ -407,13 +432,23 @@ impl Lab {
             return Ok(());
         }
         let exe = self.install_binary(&w.name, &w.program)?;
-        self.register(&w.site, &w.name, &w.spiffe_path, &exe, w.x509_svid_ttl_secs).await?;
+        if w.bootstrap_entry {
+            let r = self.registration(&w.site, &w.name, &w.spiffe_path, &exe, w.x509_svid_ttl_secs, &w.dns_names)?;
+            spire::create_entry(&self.site_paths(&w.site)?, &r).await?;
+        }
         let site = self.site_spec(&w.site)?.clone();
         let mut env: Vec<(String, String)> = vec![
             ("SPIFFE_ENDPOINT_SOCKET".into(), format!("unix://{}", self.workload_socket(&w.site)?.display())),
             ("ZT_TRUST_DOMAIN".into(), site.trust_domain.clone()),
             ("ZT_OPS_ADDR".into(), format!("127.0.0.1:{}", w.ops_port)),
         ];
+        if let Some(text) = &w.config {
+            let dir = self.state.spec.state_dir.join("config");
+            std::fs::create_dir_all(&dir).map_err(Error::io(format!("creating {}", dir.display())))?;
+            let file = dir.join(format!("{}.toml", w.name));
+            std::fs::write(&file, text).map_err(Error::io(format!("writing {}", file.display())))?;
+            env.push(("ZT_CONFIG".into(), file.display().to_string()));
+        }
         env.extend(w.env.iter().map(|(k, v)| (k.clone(), v.clone())));
         tracing::info!(component = %w.name, "starting");
         let rec = crate::process::spawn(&Launch {
@@ -448,6 +483,29 @@ impl Lab {
         Ok(dest)
     }
 
+    /// The bootstrap registration of `exe` (by `unix:path`) as `spiffe://<site td><spiffe_path>`
+    /// at `site`, under entry ID `bootstrap.<name>`.
+    pub fn registration(
+        &self,
+        site: &str,
+        name: &str,
+        spiffe_path: &str,
+        exe: &Path,
+        x509_ttl: u64,
+        dns_names: &[String],
+    ) -> Result<Registration> {
+        let s = self.site_spec(site)?;
+        Ok(Registration {
+            entry_id: format!("bootstrap.{name}"),
+            spiffe_id: format!("spiffe://{}{}", s.trust_domain, spiffe_path),
+            parent_id: s.node_alias(),
+            selectors: vec![format!("unix:path:{}", exe.display())],
+            x509_svid_ttl: x509_ttl,
+            jwt_svid_ttl: 0,
+            dns_names: dns_names.to_vec(),
+        })
+    }
+
     /// Registers `exe` (by `unix:path`) as `spiffe://<site td><spiffe_path>` at `site`, with the
     /// SPIRE CLI, under entry ID `bootstrap.<name>`. Idempotent.
     pub async fn register(
@@ -458,17 +516,34 @@ impl Lab {
         exe: &Path,
         x509_ttl: u64,
     ) -> Result<Registration> {
-        let s = self.site_spec(site)?;
-        let r = Registration {
-            entry_id: format!("bootstrap.{name}"),
-            spiffe_id: format!("spiffe://{}{}", s.trust_domain, spiffe_path),
-            parent_id: s.node_alias(),
-            selectors: vec![format!("unix:path:{}", exe.display())],
-            x509_svid_ttl: x509_ttl,
-            jwt_svid_ttl: 0,
-        };
+        let r = self.registration(site, name, spiffe_path, exe, x509_ttl, &[])?;
         spire::create_entry(&self.site_paths(site)?, &r).await?;
         Ok(r)
+    }
+
+    /// The `mgmt` PostgreSQL cluster of this lab.
+    pub fn mgmt_cluster(&self) -> crate::postgres::Cluster {
+        crate::postgres::Cluster::new(&self.state.spec.state_dir.join("pg-mgmt"), 5432)
+    }
+
+    async fn bring_up_mgmt_db(&mut self, timeout: Duration, started: &mut Vec<String>) -> Result<()> {
+        let name = MGMT_DB;
+        if self.state.workloads.get(name).is_some_and(ProcessRecord::is_alive) {
+            return Ok(());
+        }
+        let cluster = self.mgmt_cluster();
+        let log = self.log_path_for(name);
+        if let Some(dir) = log.parent() {
+            std::fs::create_dir_all(dir).map_err(Error::io(format!("creating {}", dir.display())))?;
+        }
+        cluster.init(&self.state.spec.state_dir.join("logs/postgres-mgmt-initdb.log")).await?;
+        tracing::info!(component = name, "starting");
+        let rec = cluster.spawn(log, &[])?;
+        self.state.workloads.insert(name.to_owned(), rec.clone());
+        started.push(name.to_owned());
+        self.save()?;
+        cluster.wait_ready(name, &rec, timeout).await?;
+        cluster.ensure_database(MGMT_DATABASE).await
     }
 
     fn site_mut(&mut self, name: &str) -> &mut SiteState {
@@ -523,6 +598,9 @@ impl Lab {
     /// Every component name, in start order.
     pub fn component_names(&self) -> Vec<String> {
         let mut names = Vec::new();
+        if self.state.spec.mgmt_db {
+            names.push(MGMT_DB.to_owned());
+        }
         for s in &self.state.spec.sites {
             names.push(format!("spire-server-{}", s.name));
             names.push(format!("spire-agent-{}", s.name));
@@ -613,6 +691,29 @@ impl Lab {
     /// Health of every component: pid, readiness, SPIFFE ID and SVID expiry.
     pub async fn status(&self) -> Vec<ComponentStatus> {
         let mut out = Vec::new();
+        if self.state.spec.mgmt_db {
+            let rec = self.state.workloads.get(MGMT_DB).filter(|r| r.is_alive());
+            let ready = match rec {
+                Some(_) => self.mgmt_cluster().psql("postgres", "SELECT 1").await.is_ok(),
+                None => false,
+            };
+            out.push(ComponentStatus {
+                name: MGMT_DB.into(),
+                kind: "postgres".into(),
+                site: String::new(),
+                pid: rec.map(|r| r.pid),
+                health: match (rec, ready) {
+                    (None, _) => "stopped",
+                    (Some(_), true) => "healthy",
+                    (Some(_), false) => "unhealthy",
+                }
+                .into(),
+                spiffe_id: None,
+                svid_expires_at: None,
+                svid_seconds_left: None,
+                detail: Some(format!("unix socket {}", self.mgmt_cluster().socket_dir().display())),
+            });
+        }
         for s in &self.state.spec.sites {
             let st = self.state.sites.get(&s.name);
             for (kind, rec, port, id) in [

@@ -15,9 +15,11 @@
 //!   [`lab::Lab`] owned by a test stops everything it started when dropped.
 //! - [`postgres`]: PostgreSQL clusters (the unix-socket-only `mgmt` database first).
 //! - [`openbao`]: the OpenBao server: init, unseal, and the lab's OIDC identity provider.
+//! - [`entrymgmt`]: entry-manager and the site agents as lab workloads (configs, bootstrap entries).
 //! - [`health`]: readiness probes (HTTP `GET` on loopback).
 
 pub mod binaries;
+pub mod entrymgmt;
 pub mod health;
 pub mod lab;
 pub mod openbao;

@@ -253,6 +253,9 @@ pub struct Registration {
     pub x509_svid_ttl: u64,
     /// JWT-SVID TTL in seconds (0: server default).
     pub jwt_svid_ttl: u64,
+    /// DNS names (the first becomes the certificate's CN).
+    #[serde(default)]
+    pub dns_names: Vec<String>,
 }
 
 /// Creates the entry; an entry with the same ID that already exists is left alone.
@@ -270,6 +273,10 @@ pub async fn create_entry(paths: &SitePaths, r: &Registration) -> Result<()> {
     }
     if r.jwt_svid_ttl > 0 {
         args.extend(["-jwtSVIDTTL", &jwt]);
+    }
+    for d in &r.dns_names {
+        args.push("-dns");
+        args.push(d);
     }
     match server_cli(paths, &args).await {
         Ok(_) => Ok(()),

@@ -1,0 +1,168 @@
+//! The entry-management components of the lab: `entry-manager` and one `site-agent` per site,
+//! as workloads with bootstrap entries (the only entries not created through the API) and
+//! config files written by the lab.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::lab::{LabSpec, MGMT_DATABASE, WorkloadSpec};
+use crate::postgres::{Cluster, SUPERUSER};
+use crate::spire::SitePaths;
+
+/// entry-manager's SPIFFE ID path.
+pub const ENTRY_MANAGER_PATH: &str = "/ns/ztlab-system/sa/entry-manager";
+
+/// A site agent's SPIFFE ID path.
+pub fn site_agent_path(site: &str) -> String {
+    format!("/ns/ztlab-system/sa/site-agent-{site}")
+}
+
+/// The DNS name in entry-manager's SVID, which bearer-token clients verify.
+pub fn entry_manager_dns(trust_domain: &str) -> String {
+    format!("entry-manager.{trust_domain}")
+}
+
+/// Where entry-manager writes the bootstrap admin API key (mode 0600).
+pub fn admin_key_file(state_dir: &Path) -> PathBuf {
+    state_dir.join("entry-manager/admin.key")
+}
+
+/// An OIDC group and the role it grants.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct GroupRole {
+    /// Group name in the token.
+    pub group: String,
+    /// `Admin`, `Operator`, `Developer` or `Viewer`.
+    pub role: String,
+    /// For Developer: SPIFFE ID path prefixes.
+    #[serde(default)]
+    pub path_prefixes: Vec<String>,
+}
+
+/// OIDC settings for entry-manager.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Oidc {
+    /// Issuer URL.
+    pub issuer: String,
+    /// Audience.
+    pub audience: String,
+    /// Groups claim.
+    pub groups_claim: String,
+    /// Username claim.
+    pub username_claim: String,
+    /// Group → role.
+    pub group_roles: Vec<GroupRole>,
+}
+
+/// How to run entry management in a lab.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct EntryMgmtSpec {
+    /// The site whose agent serves entry-manager.
+    pub site: String,
+    /// The entry-manager binary.
+    pub entry_manager: PathBuf,
+    /// The site-agent binary.
+    pub site_agent: PathBuf,
+    /// mTLS gRPC port.
+    pub listen_port: u16,
+    /// Operator (TLS + bearer) gRPC port.
+    pub operator_port: u16,
+    /// entry-manager's ops port.
+    pub ops_port: u16,
+    /// Each site agent's ops port.
+    pub agent_ops_ports: BTreeMap<String, u16>,
+    /// Site agents' full-resync interval, seconds.
+    pub full_resync_secs: u64,
+    /// OIDC for people.
+    pub oidc: Option<Oidc>,
+}
+
+fn q(s: &str) -> String {
+    // TOML basic strings accept Rust's escapes for the characters that occur here.
+    format!("{s:?}")
+}
+
+/// entry-manager and the site agents, in start order.
+pub fn workloads(lab: &LabSpec, em: &EntryMgmtSpec) -> Vec<WorkloadSpec> {
+    let td = lab.sites.iter().find(|s| s.name == em.site).map(|s| s.trust_domain.clone()).unwrap_or_default();
+    let cluster = Cluster::new(&lab.state_dir.join("pg-mgmt"), 5432);
+    let db = format!(
+        "host={} port={} user={SUPERUSER} dbname={MGMT_DATABASE}",
+        cluster.socket_dir().display(),
+        cluster.port
+    );
+    let mut cfg = format!(
+        "listen_addr = {}\noperator_addr = {}\ndatabase_url = {}\nbootstrap_admin_key_file = {}\n",
+        q(&format!("127.0.0.1:{}", em.listen_port)),
+        q(&format!("127.0.0.1:{}", em.operator_port)),
+        q(&db),
+        q(&admin_key_file(&lab.state_dir).display().to_string()),
+    );
+    for s in &lab.sites {
+        cfg.push_str(&format!("\n[[sites]]\nid = {}\ntrust_domain = {}\n", q(&s.name), q(&s.trust_domain)));
+        cfg.push_str(&format!(
+            "\n[[identities]]\nspiffe_id = {}\nrole = \"SiteAgent\"\nsite = {}\n",
+            q(&format!("spiffe://{}{}", s.trust_domain, site_agent_path(&s.name))),
+            q(&s.name)
+        ));
+    }
+    if let Some(o) = &em.oidc {
+        cfg.push_str(&format!(
+            "\n[oidc]\nissuer = {}\naudience = {}\ngroups_claim = {}\nusername_claim = {}\n",
+            q(&o.issuer),
+            q(&o.audience),
+            q(&o.groups_claim),
+            q(&o.username_claim)
+        ));
+        for g in &o.group_roles {
+            let prefixes: Vec<String> = g.path_prefixes.iter().map(|p| q(p)).collect();
+            cfg.push_str(&format!(
+                "\n[[group_roles]]\ngroup = {}\nrole = {}\npath_prefixes = [{}]\n",
+                q(&g.group),
+                q(&g.role),
+                prefixes.join(", ")
+            ));
+        }
+    }
+    let mut out = vec![WorkloadSpec {
+        name: "entry-manager".into(),
+        site: em.site.clone(),
+        spiffe_path: ENTRY_MANAGER_PATH.into(),
+        program: em.entry_manager.clone(),
+        args: vec![],
+        env: BTreeMap::new(),
+        ops_port: em.ops_port,
+        ports: BTreeMap::from([("listen".to_owned(), em.listen_port), ("operator".to_owned(), em.operator_port)]),
+        x509_svid_ttl_secs: 0,
+        bootstrap_entry: true,
+        dns_names: vec![entry_manager_dns(&td)],
+        config: Some(cfg),
+    }];
+    for s in &lab.sites {
+        let ops = em.agent_ops_ports.get(&s.name).copied().unwrap_or(0);
+        let cfg = format!(
+            "site_id = {}\nentry_manager_addr = {}\nspire_admin_socket = {}\nfull_resync_secs = {}\n",
+            q(&s.name),
+            q(&format!("127.0.0.1:{}", em.listen_port)),
+            q(&SitePaths::new(&lab.state_dir, &s.name).admin_socket().display().to_string()),
+            em.full_resync_secs,
+        );
+        out.push(WorkloadSpec {
+            name: format!("site-agent-{}", s.name),
+            site: s.name.clone(),
+            spiffe_path: site_agent_path(&s.name),
+            program: em.site_agent.clone(),
+            args: vec![],
+            env: BTreeMap::new(),
+            ops_port: ops,
+            ports: BTreeMap::new(),
+            x509_svid_ttl_secs: 0,
+            bootstrap_entry: true,
+            dns_names: vec![],
+            config: Some(cfg),
+        });
+    }
+    out
+}

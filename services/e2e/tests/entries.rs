@@ -1,0 +1,351 @@
+//! Entry management end to end: real PostgreSQL, two real SPIRE servers, entry-manager and a
+//! site agent per site, all started through zt-runtime.
+
+use std::time::Duration;
+
+use e2e::{all_sites, entry_lab, state_dir};
+use zt_entry_api::pb::{self, SyncState};
+
+fn init() {
+    zt_tls::install_crypto_provider();
+}
+
+fn spec(path: &str) -> pb::EntrySpec {
+    pb::EntrySpec {
+        spiffe_id: format!("spiffe://ztlab.test{path}"),
+        parent_id: "spiffe://ztlab.test/ztlab/nodes/local".into(),
+        selectors: vec![
+            pb::Selector { r#type: "unix".into(), value: "uid:1234".into() },
+            pb::Selector { r#type: "unix".into(), value: format!("path:/opt{path}") },
+        ],
+        x509_svid_ttl: 120,
+        jwt_svid_ttl: 60,
+        dns_names: vec!["app.ztlab.test".into()],
+        admin: false,
+        downstream: false,
+        hint: "app".into(),
+        site_ids: vec!["a".into(), "b".into()],
+    }
+}
+
+/// The SPIRE entry (as `spire-server entry show -output json` prints it) equals the central one.
+fn assert_spire_equal(site: &str, spire: &serde_json::Value, e: &pb::Entry) {
+    let id = |v: &serde_json::Value| {
+        format!("spiffe://{}{}", v["trust_domain"].as_str().unwrap_or(""), v["path"].as_str().unwrap_or(""))
+    };
+    assert_eq!(id(&spire["spiffe_id"]), e.spiffe_id, "{site}: spiffe_id");
+    assert_eq!(id(&spire["parent_id"]), e.parent_id, "{site}: parent_id");
+    let mut have: Vec<String> = spire["selectors"]
+        .as_array()
+        .expect("selectors")
+        .iter()
+        .map(|s| format!("{}:{}", s["type"].as_str().unwrap_or(""), s["value"].as_str().unwrap_or("")))
+        .collect();
+    have.sort();
+    let mut want: Vec<String> = e.selectors.iter().map(|s| format!("{}:{}", s.r#type, s.value)).collect();
+    want.sort();
+    assert_eq!(have, want, "{site}: selectors");
+    assert_eq!(spire["x509_svid_ttl"].as_i64().unwrap_or(0), i64::from(e.x509_svid_ttl), "{site}: x509_svid_ttl");
+    assert_eq!(spire["jwt_svid_ttl"].as_i64().unwrap_or(0), i64::from(e.jwt_svid_ttl), "{site}: jwt_svid_ttl");
+    let dns: Vec<String> = spire["dns_names"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|d| d.as_str().map(String::from)).collect())
+        .unwrap_or_default();
+    assert_eq!(dns, e.dns_names, "{site}: dns_names");
+    assert_eq!(spire["hint"].as_str().unwrap_or(""), e.hint, "{site}: hint");
+    assert_eq!(spire["admin"].as_bool().unwrap_or(false), e.admin, "{site}: admin");
+    assert_eq!(spire["downstream"].as_bool().unwrap_or(false), e.downstream, "{site}: downstream");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn create_update_delete_sync_to_both_spire_servers() {
+    init();
+    let dir = state_dir();
+    let lab = entry_lab(&dir, 30).await;
+
+    // Stream first, so that the create's status changes are seen.
+    let mut stream = lab
+        .admin
+        .sync()
+        .stream_sync_updates(pb::StreamSyncUpdatesRequest::default())
+        .await
+        .expect("stream")
+        .into_inner();
+
+    let created = lab
+        .admin
+        .entries()
+        .create_entry(pb::CreateEntryRequest { entry: Some(spec("/ns/e2e/sa/app")) })
+        .await
+        .expect("create")
+        .into_inner();
+    assert_eq!(created.revision, 1);
+    assert_eq!(created.created_by, "apikey:".to_owned() + created.created_by.trim_start_matches("apikey:"));
+    assert!(all_sites(&created, SyncState::Pending), "{created:?}");
+    let synced = lab.wait_entry(&created.id, Duration::from_secs(15), |e| all_sites(e, SyncState::Synced)).await;
+    let spire_id = format!("ztlab.{}", created.id);
+    for site in ["a", "b"] {
+        let s = lab.spire_entry(site, &spire_id).await.unwrap_or_else(|| panic!("{spire_id} missing on site {site}"));
+        assert_spire_equal(site, &s, &synced);
+    }
+
+    // The stream delivered PENDING then SYNCED for both sites.
+    let mut seen = std::collections::BTreeSet::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while seen.len() < 4 {
+        let u = tokio::time::timeout_at(deadline, stream.message())
+            .await
+            .expect("stream updates in time")
+            .expect("ok")
+            .expect("open");
+        if u.entry_id == created.id {
+            seen.insert((u.site_id.clone(), u.state));
+        }
+    }
+    for site in ["a", "b"] {
+        assert!(seen.contains(&(site.to_owned(), SyncState::Pending as i32)), "{seen:?}");
+        assert!(seen.contains(&(site.to_owned(), SyncState::Synced as i32)), "{seen:?}");
+    }
+
+    // Update propagates.
+    let mut changed = spec("/ns/e2e/sa/app");
+    changed.x509_svid_ttl = 240;
+    changed.selectors.push(pb::Selector { r#type: "unix".into(), value: "gid:55".into() });
+    let updated = lab
+        .admin
+        .entries()
+        .update_entry(pb::UpdateEntryRequest { id: created.id.clone(), revision: 1, entry: Some(changed.clone()) })
+        .await
+        .expect("update")
+        .into_inner();
+    assert_eq!(updated.revision, 2);
+    let synced = lab
+        .wait_entry(&created.id, Duration::from_secs(15), |e| {
+            all_sites(e, SyncState::Synced) && e.site_status.iter().all(|s| s.synced_revision == 2)
+        })
+        .await;
+    for site in ["a", "b"] {
+        let s = lab.spire_entry(site, &spire_id).await.expect("present");
+        assert_spire_equal(site, &s, &synced);
+    }
+
+    // A stale revision is rejected, and nothing changes.
+    let audit_before = lab
+        .admin
+        .audit()
+        .list_audit_events(pb::ListAuditEventsRequest::default())
+        .await
+        .expect("audit")
+        .into_inner()
+        .events
+        .len();
+    let mut stale = changed.clone();
+    stale.x509_svid_ttl = 999;
+    let err = lab
+        .admin
+        .entries()
+        .update_entry(pb::UpdateEntryRequest { id: created.id.clone(), revision: 1, entry: Some(stale) })
+        .await
+        .expect_err("stale revision");
+    assert_eq!(err.code(), tonic::Code::Aborted, "{err:?}");
+    assert!(err.message().contains("revision 2, not 1"), "{}", err.message());
+    let now =
+        lab.admin.entries().get_entry(pb::GetEntryRequest { id: created.id.clone() }).await.expect("get").into_inner();
+    assert_eq!((now.revision, now.x509_svid_ttl), (2, 240));
+    let audit_after = lab
+        .admin
+        .audit()
+        .list_audit_events(pb::ListAuditEventsRequest::default())
+        .await
+        .expect("audit")
+        .into_inner()
+        .events
+        .len();
+    assert_eq!(audit_before, audit_after, "a rejected update writes no audit event");
+
+    // Delete cascades: DELETING, then gone from both servers and from the store.
+    let deleted = lab
+        .admin
+        .entries()
+        .delete_entry(pb::DeleteEntryRequest { id: created.id.clone() })
+        .await
+        .expect("delete")
+        .into_inner();
+    assert!(all_sites(&deleted, SyncState::Deleting), "{deleted:?}");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let got = lab.admin.entries().get_entry(pb::GetEntryRequest { id: created.id.clone() }).await;
+        if matches!(&got, Err(s) if s.code() == tonic::Code::NotFound) {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "entry not removed: {got:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for site in ["a", "b"] {
+        assert!(lab.spire_entry(site, &spire_id).await.is_none(), "{spire_id} still on site {site}");
+    }
+
+    // The audit trail has the three mutations, with actor and before/after.
+    let events = lab
+        .admin
+        .audit()
+        .list_audit_events(pb::ListAuditEventsRequest { entry_id: created.id.clone(), ..Default::default() })
+        .await
+        .expect("audit")
+        .into_inner()
+        .events;
+    let actions: Vec<&str> = events.iter().map(|e| e.action.as_str()).collect();
+    assert_eq!(actions, ["entry.delete", "entry.update", "entry.create"]);
+    assert!(events.iter().all(|e| e.actor.starts_with("apikey:bootstrap-admin")), "{events:?}");
+    assert!(
+        events[1].before_json.contains("\"x509_svid_ttl\":120")
+            && events[1].after_json.contains("\"x509_svid_ttl\":240")
+    );
+    assert!(events[0].after_json.is_empty() && events[2].before_json.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_input_is_invalid_argument_naming_the_field_and_writes_nothing() {
+    init();
+    let dir = state_dir();
+    let lab = entry_lab(&dir, 30).await;
+    type Mutate = Box<dyn Fn(&mut pb::EntrySpec)>;
+    let cases: Vec<(&str, Mutate)> = vec![
+        ("entry.spiffe_id", Box::new(|s| s.spiffe_id = "spiffe://ztlab.test/a/../b".into())),
+        ("entry.spiffe_id", Box::new(|s| s.spiffe_id = "spiffe://ztlab.test/a?q=1".into())),
+        ("entry.spiffe_id", Box::new(|s| s.spiffe_id = "http://ztlab.test/a".into())),
+        ("entry.spiffe_id", Box::new(|s| s.spiffe_id = format!("spiffe://ztlab.test/{}", "x".repeat(2100)))),
+        ("entry.parent_id", Box::new(|s| s.parent_id = "spiffe://other.test/node".into())),
+        ("entry.selectors", Box::new(|s| s.selectors.clear())),
+        ("entry.selectors[0].value", Box::new(|s| s.selectors[0].value.clear())),
+        ("entry.x509_svid_ttl", Box::new(|s| s.x509_svid_ttl = 3)),
+        ("entry.dns_names[0]", Box::new(|s| s.dns_names = vec!["not a name".into()])),
+        ("entry.site_ids[1]", Box::new(|s| s.site_ids = vec!["a".into(), "nowhere".into()])),
+        // A trust domain that is not the sites'.
+        (
+            "entry.spiffe_id",
+            Box::new(|s| {
+                s.spiffe_id = "spiffe://other.test/x".into();
+                s.parent_id = "spiffe://other.test/node".into();
+            }),
+        ),
+    ];
+    for (field, mutate) in cases {
+        let mut s = spec("/ns/e2e/sa/bad");
+        mutate(&mut s);
+        let err = lab.admin.entries().create_entry(pb::CreateEntryRequest { entry: Some(s) }).await.expect_err(field);
+        assert_eq!(err.code(), tonic::Code::InvalidArgument, "{field}: {err:?}");
+        assert!(
+            err.message().starts_with(&format!("{field}:")),
+            "expected the error to name {field}: {}",
+            err.message()
+        );
+    }
+    // A batch with one bad entry writes none, and names the entry.
+    let mut bad = spec("/ns/e2e/sa/bad2");
+    bad.selectors.clear();
+    let err = lab
+        .admin
+        .entries()
+        .batch_create_entries(pb::BatchCreateEntriesRequest { entries: vec![spec("/ns/e2e/sa/ok"), bad] })
+        .await
+        .expect_err("batch");
+    assert!(err.message().starts_with("entries[1].selectors:"), "{}", err.message());
+    let listed = lab.admin.entries().list_entries(pb::ListEntriesRequest::default()).await.expect("list").into_inner();
+    assert!(listed.entries.is_empty(), "nothing may be written: {:?}", listed.entries);
+    let audit =
+        lab.admin.audit().list_audit_events(pb::ListAuditEventsRequest::default()).await.expect("audit").into_inner();
+    assert!(audit.events.iter().all(|e| !e.action.starts_with("entry.")), "{:?}", audit.events);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unmanaged_entries_are_left_alone_and_reported() {
+    init();
+    let dir = state_dir();
+    let lab = entry_lab(&dir, 2).await;
+    let paths = lab.lab.site_paths("b").expect("site");
+    zt_runtime::spire::server_cli(
+        &paths,
+        &[
+            "entry",
+            "create",
+            "-entryID",
+            "hand-made",
+            "-spiffeID",
+            "spiffe://ztlab.test/hand",
+            "-parentID",
+            "spiffe://ztlab.test/ztlab/nodes/local",
+            "-selector",
+            "unix:uid:4242",
+        ],
+    )
+    .await
+    .expect("create by hand");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    let health = loop {
+        let h = lab
+            .admin
+            .sites()
+            .get_site_health(pb::GetSiteHealthRequest { id: "b".into() })
+            .await
+            .expect("health")
+            .into_inner();
+        if h.unmanaged_entry_ids.contains(&"hand-made".to_owned()) {
+            break h;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "not reported: {h:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(health.agent_connected);
+    // The bootstrap entries are unmanaged too (written with the SPIRE CLI).
+    assert!(health.unmanaged_entry_ids.iter().any(|i| i == "bootstrap.site-agent-b"), "{health:?}");
+    // Still there, unchanged, after full resyncs.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let e = lab.spire_entry("b", "hand-made").await.expect("left alone");
+    assert_eq!(e["selectors"][0]["value"], "uid:4242");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dead_spire_server_fails_its_site_then_recovers_without_duplicates() {
+    init();
+    let dir = state_dir();
+    let mut lab = entry_lab(&dir, 30).await;
+    lab.lab.kill_component("spire-server-b").expect("kill");
+    let created = lab
+        .admin
+        .entries()
+        .create_entry(pb::CreateEntryRequest { entry: Some(spec("/ns/e2e/sa/resilient")) })
+        .await
+        .expect("create")
+        .into_inner();
+    let failed = lab
+        .wait_entry(&created.id, Duration::from_secs(15), |e| {
+            e.site_status.iter().any(|s| s.site_id == "a" && s.state == SyncState::Synced as i32)
+                && e.site_status.iter().any(|s| s.site_id == "b" && s.state == SyncState::Failed as i32)
+        })
+        .await;
+    let b = failed.site_status.iter().find(|s| s.site_id == "b").expect("b");
+    assert!(b.last_error.contains("SPIRE server unavailable"), "{b:?}");
+    assert!(b.attempts >= 1 && b.next_retry_at.is_some(), "a retry is scheduled: {b:?}");
+    let health = lab
+        .admin
+        .sites()
+        .get_site_health(pb::GetSiteHealthRequest { id: "b".into() })
+        .await
+        .expect("health")
+        .into_inner();
+    assert!(health.failed >= 1, "{health:?}");
+
+    lab.lab.restart_stopped().await.expect("restart spire-server-b");
+    let synced = lab.wait_entry(&created.id, Duration::from_secs(30), |e| all_sites(e, SyncState::Synced)).await;
+    for site in ["a", "b"] {
+        let same: Vec<_> = lab
+            .spire_entries(site)
+            .await
+            .into_iter()
+            .filter(|e| e["spiffe_id"]["path"] == "/ns/e2e/sa/resilient")
+            .collect();
+        assert_eq!(same.len(), 1, "exactly one entry on site {site}: {same:?}");
+        assert_spire_equal(site, &same[0], &synced);
+    }
+}
