@@ -298,7 +298,14 @@ async fn ztlab_cli_up_status_logs_down() {
         &config,
         format!(
             "[[sites]]\nname = \"a\"\n[[sites]]\nname = \"b\"\n\
-             [services.opa]\nlisten = {}\nops = {}\n[services.document]\nlisten = {}\nops = {}\n",
+             [services.opa]\nlisten = {}\nops = {}\n[services.document]\nlisten = {}\nops = {}\n\
+             [entry_management]\nsite = \"a\"\nlisten = {}\noperator = {}\nops = {}\n\
+             [entry_management.agent_ops]\na = {}\nb = {}\n",
+            port(),
+            port(),
+            port(),
+            port(),
+            port(),
             port(),
             port(),
             port(),
@@ -322,9 +329,23 @@ async fn ztlab_cli_up_status_logs_down() {
     let status: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     let rows = status.as_array().expect("array");
     let names: Vec<&str> = rows.iter().map(|r| r["name"].as_str().expect("name")).collect();
-    assert_eq!(names, ["spire-server-a", "spire-agent-a", "spire-server-b", "spire-agent-b", "opa", "document"]);
+    assert_eq!(
+        names,
+        [
+            "postgres-mgmt",
+            "spire-server-a",
+            "spire-agent-a",
+            "spire-server-b",
+            "spire-agent-b",
+            "entry-manager",
+            "site-agent-a",
+            "site-agent-b",
+            "opa",
+            "document"
+        ]
+    );
     assert!(rows.iter().all(|r| r["health"] == "healthy"), "{status:#}");
-    let doc = &rows[5];
+    let doc = &rows[9];
     assert_eq!(doc["spiffe_id"], "spiffe://ztlab.test/ns/demo/sa/document");
     assert!(doc["svid_seconds_left"].as_i64().is_some_and(|s| s > 0), "{doc}");
     let pids: Vec<u64> = rows.iter().filter_map(|r| r["pid"].as_u64()).collect();
@@ -335,6 +356,39 @@ async fn ztlab_cli_up_status_logs_down() {
     let again: serde_json::Value = serde_json::from_slice(&ztlab(&["status", "-o", "json"]).stdout).expect("json");
     let pids2: Vec<u64> = again.as_array().expect("array").iter().filter_map(|r| r["pid"].as_u64()).collect();
     assert_eq!(pids, pids2, "a second `ztlab up` must not restart anything");
+
+    // opa and document were registered through the entry-management API, not the SPIRE CLI.
+    let out = ztlab(&["entries", "list", "--output", "json"]);
+    assert!(out.status.success(), "entries list: {}", String::from_utf8_lossy(&out.stderr));
+    let entries: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let ids: Vec<&str> =
+        entries.as_array().expect("array").iter().map(|e| e["spiffe_id"].as_str().expect("id")).collect();
+    assert_eq!(ids, ["spiffe://ztlab.test/ns/demo/sa/opa", "spiffe://ztlab.test/ns/demo/sa/document"]);
+    assert!(
+        entries.as_array().expect("array").iter().all(|e| e["site_status"]
+            .as_array()
+            .expect("status")
+            .iter()
+            .all(|s| s["state"] == "SYNCED"))
+    );
+    let out = ztlab(&[
+        "entries",
+        "create",
+        "--spiffe-id",
+        "spiffe://ztlab.test/a/../b",
+        "--parent-id",
+        "spiffe://ztlab.test/p",
+        "--selector",
+        "unix:uid:1",
+        "--site",
+        "a",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("InvalidArgument: entry.spiffe_id"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     let out = ztlab(&["status"]);
     let table = String::from_utf8_lossy(&out.stdout);

@@ -134,20 +134,7 @@ fn selector_key(spec: &pb::EntrySpec) -> String {
 
 /// The JSON form of an entry in the audit trail.
 pub fn entry_json(e: &pb::Entry) -> Value {
-    json!({
-        "id": e.id,
-        "spiffe_id": e.spiffe_id,
-        "parent_id": e.parent_id,
-        "selectors": e.selectors.iter().map(|s| format!("{}:{}", s.r#type, s.value)).collect::<Vec<_>>(),
-        "x509_svid_ttl": e.x509_svid_ttl,
-        "jwt_svid_ttl": e.jwt_svid_ttl,
-        "dns_names": e.dns_names,
-        "admin": e.admin,
-        "downstream": e.downstream,
-        "hint": e.hint,
-        "site_ids": e.site_ids,
-        "revision": e.revision,
-    })
+    zt_entry_api::json::entry_fields(e)
 }
 
 fn site_json(s: &pb::Site) -> Value {

@@ -7,6 +7,7 @@
 //!   be built valid, and every error names its field (`entry.spiffe_id`, `entries[3].selectors[0]`).
 
 pub mod client;
+pub mod json;
 pub mod validate;
 
 /// Generated from `proto/ztlab/entry/v1/entry.proto`.

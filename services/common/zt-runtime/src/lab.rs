@@ -43,10 +43,14 @@ impl Default for LabSpec {
     }
 }
 
-/// `$ZT_STATE_DIR`, else `$XDG_STATE_HOME/ztlab`, else `~/.local/state/ztlab`.
+/// `$ZT_STATE_DIR`; else `/var/lib/ztlab` as root (PostgreSQL runs as the `postgres` user,
+/// which cannot enter `/root`); else `$XDG_STATE_HOME/ztlab` or `~/.local/state/ztlab`.
 pub fn default_state_dir() -> PathBuf {
     if let Ok(d) = std::env::var("ZT_STATE_DIR") {
         return PathBuf::from(d);
+    }
+    if nix::unistd::geteuid().is_root() {
+        return PathBuf::from("/var/lib/ztlab");
     }
     let base = std::env::var("XDG_STATE_HOME").map(PathBuf::from).unwrap_or_else(|_| {
         PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/root".into())).join(".local/state")

@@ -1,0 +1,303 @@
+//! The lab config file (`infrastructure/local/lab.toml`) and the catalogue, turned into the
+//! runtime's [`LabSpec`].
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use serde::{Deserialize, Serialize};
+use zt_entry_api::pb;
+use zt_runtime::entrymgmt::{self, EntryMgmtSpec};
+use zt_runtime::lab::{LabSpec, SiteSpec, WorkloadSpec, default_state_dir};
+
+pub const DEFAULT_CONFIG: &str = include_str!("../../../infrastructure/local/lab.toml");
+pub const DEFAULT_CATALOGUE: &str = include_str!("../../../infrastructure/catalogue/workloads.toml");
+
+/// The lab config file.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LabConfig {
+    pub state_dir: Option<PathBuf>,
+    #[serde(default = "info")]
+    pub log_level: String,
+    #[serde(default = "sixty")]
+    pub ready_timeout_secs: u64,
+    pub sites: Vec<SiteSpec>,
+    pub services: BTreeMap<String, ServicePorts>,
+    pub entry_management: EntryMgmtConfig,
+}
+
+fn info() -> String {
+    "INFO".into()
+}
+fn sixty() -> u64 {
+    60
+}
+fn thirty() -> u64 {
+    30
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ServicePorts {
+    pub listen: u16,
+    pub ops: u16,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct EntryMgmtConfig {
+    pub site: String,
+    pub listen: u16,
+    pub operator: u16,
+    pub ops: u16,
+    #[serde(default = "thirty")]
+    pub full_resync_secs: u64,
+    pub agent_ops: BTreeMap<String, u16>,
+}
+
+/// The services `ztlab up` runs after the catalogue is applied: (name, SPIFFE path, site).
+pub const SERVICES: &[(&str, &str, &str)] =
+    &[("opa", "/ns/demo/sa/opa", "a"), ("document", "/ns/demo/sa/document", "a")];
+
+/// The two phases of `ztlab up`.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// Infrastructure and entry management (bootstrap entries only).
+    pub infra: LabSpec,
+    /// Everything, including the services registered through the catalogue.
+    pub full: LabSpec,
+}
+
+impl LabConfig {
+    pub fn load(path: Option<&Path>) -> anyhow::Result<Self> {
+        let (text, name) = match path {
+            Some(p) => (
+                std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?,
+                p.display().to_string(),
+            ),
+            None => (DEFAULT_CONFIG.to_owned(), "built-in lab.toml".into()),
+        };
+        toml::from_str(&text).with_context(|| format!("invalid lab config {name}"))
+    }
+
+    pub fn plan(&self, state_dir: Option<PathBuf>) -> anyhow::Result<Plan> {
+        let bin_dir = std::env::current_exe()?.parent().map(Path::to_path_buf).unwrap_or_default();
+        if let Some(extra) = self.services.keys().find(|k| !SERVICES.iter().any(|(n, _, _)| n == k)) {
+            anyhow::bail!("invalid lab config: services.{extra}: unknown service (known: opa, document)");
+        }
+        let em = &self.entry_management;
+        for s in &self.sites {
+            if !em.agent_ops.contains_key(&s.name) {
+                anyhow::bail!(
+                    "invalid lab config: entry_management.agent_ops.{}: missing (the site agent's ops port)",
+                    s.name
+                );
+            }
+        }
+        if !self.sites.iter().any(|s| s.name == em.site) {
+            anyhow::bail!("invalid lab config: entry_management.site: no site named {:?}", em.site);
+        }
+        let mut infra = LabSpec {
+            state_dir: state_dir.or_else(|| self.state_dir.clone()).unwrap_or_else(default_state_dir),
+            log_level: self.log_level.clone(),
+            ready_timeout_secs: self.ready_timeout_secs,
+            sites: self.sites.clone(),
+            workloads: vec![],
+            mgmt_db: true,
+        };
+        let em_spec = EntryMgmtSpec {
+            site: em.site.clone(),
+            entry_manager: bin_dir.join("entry-manager"),
+            site_agent: bin_dir.join("site-agent"),
+            listen_port: em.listen,
+            operator_port: em.operator,
+            ops_port: em.ops,
+            agent_ops_ports: em.agent_ops.clone(),
+            full_resync_secs: em.full_resync_secs,
+            oidc: None,
+        };
+        infra.workloads = entrymgmt::workloads(&infra, &em_spec);
+        let mut full = infra.clone();
+        for (name, path, site) in SERVICES {
+            let ports = self
+                .services
+                .get(*name)
+                .with_context(|| format!("invalid lab config: services.{name}: missing (listen and ops ports)"))?;
+            let mut env = BTreeMap::from([("ZT_LISTEN_ADDR".to_owned(), format!("127.0.0.1:{}", ports.listen))]);
+            if *name == "document" {
+                let opa = self.services.get("opa").context("invalid lab config: services.opa: missing")?;
+                env.insert("ZT_OPA_URL".into(), format!("https://127.0.0.1:{}", opa.listen));
+            }
+            full.workloads.push(WorkloadSpec {
+                name: (*name).into(),
+                site: (*site).into(),
+                spiffe_path: (*path).into(),
+                program: bin_dir.join(name),
+                args: vec![],
+                env,
+                ops_port: ports.ops,
+                ports: BTreeMap::from([("listen".to_owned(), ports.listen)]),
+                x509_svid_ttl_secs: 0,
+                bootstrap_entry: false,
+                dns_names: vec![],
+                config: None,
+            });
+        }
+        Ok(Plan { infra, full })
+    }
+}
+
+/// A catalogue file.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Catalogue {
+    #[serde(default)]
+    pub workload: Vec<CatalogueWorkload>,
+    #[serde(default)]
+    pub entry: Vec<CatalogueEntry>,
+}
+
+/// A ztlab workload; the runtime fills in selectors and parent.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CatalogueWorkload {
+    pub name: String,
+    pub spiffe_path: String,
+    pub sites: Vec<String>,
+    #[serde(default)]
+    pub x509_svid_ttl: i32,
+    #[serde(default)]
+    pub jwt_svid_ttl: i32,
+    #[serde(default)]
+    pub dns_names: Vec<String>,
+}
+
+/// An entry written as is.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CatalogueEntry {
+    pub spiffe_id: String,
+    pub parent_id: String,
+    pub selectors: Vec<String>,
+    pub sites: Vec<String>,
+    #[serde(default)]
+    pub x509_svid_ttl: i32,
+    #[serde(default)]
+    pub jwt_svid_ttl: i32,
+    #[serde(default)]
+    pub dns_names: Vec<String>,
+    #[serde(default)]
+    pub hint: String,
+    #[serde(default)]
+    pub admin: bool,
+    #[serde(default)]
+    pub downstream: bool,
+}
+
+impl Catalogue {
+    pub fn parse(text: &str, name: &str) -> anyhow::Result<Self> {
+        toml::from_str(text).with_context(|| format!("invalid catalogue {name}"))
+    }
+
+    /// The entries, each with the field path that names it in errors. Workloads get the local
+    /// runtime's selectors: their binary copy's path.
+    pub fn entries(&self, spec: &LabSpec) -> anyhow::Result<Vec<(String, pb::EntrySpec)>> {
+        let mut out = Vec::new();
+        for (i, w) in self.workload.iter().enumerate() {
+            let field = format!("workload[{i}] ({})", w.name);
+            let site = w.sites.first().with_context(|| format!("{field}.sites: at least one site is required"))?;
+            let s = spec
+                .sites
+                .iter()
+                .find(|s| &s.name == site)
+                .with_context(|| format!("{field}.sites[0]: the lab has no site {site:?}"))?;
+            let exe = spec.state_dir.join("bin").join(&w.name);
+            out.push((
+                field,
+                pb::EntrySpec {
+                    spiffe_id: format!("spiffe://{}{}", s.trust_domain, w.spiffe_path),
+                    parent_id: s.node_alias(),
+                    selectors: vec![pb::Selector { r#type: "unix".into(), value: format!("path:{}", exe.display()) }],
+                    x509_svid_ttl: w.x509_svid_ttl,
+                    jwt_svid_ttl: w.jwt_svid_ttl,
+                    dns_names: w.dns_names.clone(),
+                    hint: w.name.clone(),
+                    site_ids: w.sites.clone(),
+                    ..Default::default()
+                },
+            ));
+        }
+        for (i, e) in self.entry.iter().enumerate() {
+            let field = format!("entry[{i}]");
+            let mut selectors = Vec::new();
+            for (j, s) in e.selectors.iter().enumerate() {
+                selectors.push(zt_entry_api::validate::selector_str(&format!("{field}.selectors[{j}]"), s)?);
+            }
+            out.push((
+                field,
+                pb::EntrySpec {
+                    spiffe_id: e.spiffe_id.clone(),
+                    parent_id: e.parent_id.clone(),
+                    selectors,
+                    x509_svid_ttl: e.x509_svid_ttl,
+                    jwt_svid_ttl: e.jwt_svid_ttl,
+                    dns_names: e.dns_names.clone(),
+                    admin: e.admin,
+                    downstream: e.downstream,
+                    hint: e.hint.clone(),
+                    site_ids: e.sites.clone(),
+                },
+            ));
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn built_in_config_parses_and_names_both_sites() {
+        let cfg = LabConfig::load(None).expect("built-in config");
+        let names: Vec<&str> = cfg.sites.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["a", "b"]);
+        assert!(cfg.sites.iter().all(|s| s.trust_domain == "ztlab.test" && s.shared_root));
+        let plan = cfg.plan(Some("/tmp/ztlab-test".into())).expect("plan");
+        let infra: Vec<&str> = plan.infra.workloads.iter().map(|w| w.name.as_str()).collect();
+        assert_eq!(infra, ["entry-manager", "site-agent-a", "site-agent-b"]);
+        let services: Vec<&WorkloadSpec> = plan.full.workloads.iter().filter(|w| !w.bootstrap_entry).collect();
+        assert_eq!(services.len(), 2);
+        assert_eq!(services[1].env["ZT_OPA_URL"], "https://127.0.0.1:8181");
+    }
+
+    #[test]
+    fn unknown_fields_and_services_are_named() {
+        let err = toml::from_str::<LabConfig>("sites = []\nservices = {}\nbogus = 1\n").expect_err("unknown field");
+        assert!(err.to_string().contains("bogus"), "{err}");
+        let mut cfg = LabConfig::load(None).expect("built-in");
+        cfg.services.insert("redis".into(), ServicePorts { listen: 1, ops: 2 });
+        let err = cfg.plan(None).expect_err("unknown service");
+        assert!(err.to_string().contains("services.redis"), "{err}");
+    }
+
+    #[test]
+    fn catalogue_workloads_become_entries_with_local_selectors() {
+        let cfg = LabConfig::load(None).expect("built-in");
+        let plan = cfg.plan(Some("/tmp/zt".into())).expect("plan");
+        let cat = Catalogue::parse(DEFAULT_CATALOGUE, "built-in").expect("catalogue");
+        let entries = cat.entries(&plan.full).expect("entries");
+        assert_eq!(entries.len(), 2);
+        let (field, opa) = &entries[0];
+        assert_eq!(field, "workload[0] (opa)");
+        assert_eq!(opa.spiffe_id, "spiffe://ztlab.test/ns/demo/sa/opa");
+        assert_eq!(opa.parent_id, "spiffe://ztlab.test/ztlab/nodes/local");
+        assert_eq!(opa.selectors[0].value, "path:/tmp/zt/bin/opa");
+        assert_eq!(opa.site_ids, ["a", "b"]);
+        let bad = Catalogue::parse("[[entry]]\nspiffe_id='spiffe://ztlab.test/x'\nparent_id='spiffe://ztlab.test/p'\nselectors=['nocolon']\nsites=['a']\n", "t")
+            .expect("parses");
+        let err = bad.entries(&plan.full).expect_err("bad selector");
+        assert!(err.to_string().starts_with("entry[0].selectors[0]"), "{err}");
+    }
+}
