@@ -280,12 +280,8 @@ async fn call(c: &Client, what: Call, fx: &Fixtures) -> Result<(), Status> {
         ListSites => c.sites().list_sites(pb::ListSitesRequest {}).await.map(drop),
         GetSiteHealth => c.sites().get_site_health(pb::GetSiteHealthRequest { id: "zz-none".into() }).await.map(drop),
         TriggerSync => c.sync().trigger_sync(pb::TriggerSyncRequest { site_id: "zz-none".into() }).await.map(drop),
-        GetSyncStatus => {
-            c.sync().get_sync_status(pb::GetSyncStatusRequest { entry_id: missing() }).await.map(drop)
-        }
-        StreamSyncUpdates => {
-            c.sync().stream_sync_updates(pb::StreamSyncUpdatesRequest::default()).await.map(drop)
-        }
+        GetSyncStatus => c.sync().get_sync_status(pb::GetSyncStatusRequest { entry_id: missing() }).await.map(drop),
+        StreamSyncUpdates => c.sync().stream_sync_updates(pb::StreamSyncUpdatesRequest::default()).await.map(drop),
         PollEntries(site) => c
             .sync()
             .poll_entries(pb::PollEntriesRequest { site_id: site.into(), known_version: 0, wait_seconds: 0 })
@@ -432,7 +428,13 @@ async fn every_role_and_rpc_is_authorized_as_specified() {
             let ok = match expect[i] {
                 A => !matches!(
                     code,
-                    Some(Code::PermissionDenied | Code::Unauthenticated | Code::Internal | Code::Unknown | Code::Unavailable)
+                    Some(
+                        Code::PermissionDenied
+                            | Code::Unauthenticated
+                            | Code::Internal
+                            | Code::Unknown
+                            | Code::Unavailable
+                    )
                 ),
                 D => code == Some(Code::PermissionDenied),
                 S => unreachable!(),
@@ -475,7 +477,11 @@ async fn every_role_and_rpc_is_authorized_as_specified() {
         for (what, _) in MATRIX {
             let got = call(client, *what, &fx).await;
             if got.as_ref().err().map(Status::code) != Some(Code::Unauthenticated) {
-                failures.push(format!("{who:<15} op {:<45} expected Unauthenticated, got {}", format!("{what:?}"), show(&got)));
+                failures.push(format!(
+                    "{who:<15} op {:<45} expected Unauthenticated, got {}",
+                    format!("{what:?}"),
+                    show(&got)
+                ));
             }
         }
     }

@@ -56,13 +56,26 @@ pub enum Error {
     },
 }
 
-/// Parses a SPIFFE ID, naming `field` in the error.
+/// The longest SPIFFE ID accepted (the SPIFFE spec's URI limit).
+pub const MAX_SPIFFE_ID_LEN: usize = 2048;
+
+/// Parses a SPIFFE ID strictly per the SPIFFE spec, naming `field` in the error: `spiffe://`
+/// scheme, a trust domain of lower-case letters, digits, `.`, `-` and `_` (never normalized), a
+/// path without empty, `.` or `..` segments, no query or fragment, at most 2048 bytes.
 pub fn parse_id(field: &str, value: &str) -> Result<SpiffeId, Error> {
-    SpiffeId::new(value).map_err(|e| Error::InvalidSpiffeId {
-        field: field.to_owned(),
-        value: value.to_owned(),
-        reason: e.to_string(),
-    })
+    let bad = |reason: String| Error::InvalidSpiffeId { field: field.to_owned(), value: value.to_owned(), reason };
+    if value.len() > MAX_SPIFFE_ID_LEN {
+        return Err(bad(format!("it is {} bytes; the limit is {MAX_SPIFFE_ID_LEN}", value.len())));
+    }
+    if value.contains('?') || value.contains('#') {
+        return Err(bad("a SPIFFE ID has no query or fragment".into()));
+    }
+    if let Some(td) = value.strip_prefix("spiffe://").map(|rest| rest.split('/').next().unwrap_or(""))
+        && !td.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '-' | '_'))
+    {
+        return Err(bad("the trust domain may only have lower-case letters, digits, '.', '-' and '_'".into()));
+    }
+    SpiffeId::new(value).map_err(|e| bad(e.to_string()))
 }
 
 /// Parses a trust domain name (`example.org`, not `spiffe://example.org`), naming `field`.
