@@ -146,10 +146,20 @@ pub struct EntryLab {
 
 /// Starts an [`EntryLab`] in `dir`; site agents resync fully every `full_resync_secs`.
 pub async fn entry_lab(dir: &TempDir, full_resync_secs: u64) -> EntryLab {
+    entry_lab_with(dir, full_resync_secs, false).await
+}
+
+/// Like [`entry_lab`]; with `oidc`, OpenBao runs as the OIDC provider for the lab users
+/// (admin, operator, developer, viewer), and entry-manager accepts their tokens.
+pub async fn entry_lab_with(dir: &TempDir, full_resync_secs: u64, oidc: bool) -> EntryLab {
     use zt_runtime::entrymgmt::{self, EntryMgmtSpec};
     let mut spec = spec(dir, vec![site("a", "ztlab.test", true), site("b", "ztlab.test", true)]);
     spec.mgmt_db = true;
     let port = || free_port().expect("port");
+    let bao_port = port();
+    if oidc {
+        spec.openbao = Some(zt_runtime::lab::OpenBaoSpec { port: bao_port, users: entrymgmt::lab_users() });
+    }
     let em = EntryMgmtSpec {
         site: "a".into(),
         entry_manager: bin("entry-manager"),
@@ -159,7 +169,7 @@ pub async fn entry_lab(dir: &TempDir, full_resync_secs: u64) -> EntryLab {
         ops_port: port(),
         agent_ops_ports: BTreeMap::from([("a".to_owned(), port()), ("b".to_owned(), port())]),
         full_resync_secs,
-        oidc: None,
+        oidc: oidc.then(|| entrymgmt::lab_oidc(bao_port)),
     };
     spec.workloads = entrymgmt::workloads(&spec, &em);
     let lab = Lab::up(spec, true).await.unwrap_or_else(|e| panic!("entry lab did not start: {e}"));

@@ -349,3 +349,58 @@ async fn a_dead_spire_server_fails_its_site_then_recovers_without_duplicates() {
         assert_spire_equal(site, &same[0], &synced);
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn people_authenticate_with_oidc_tokens_and_get_their_groups_role() {
+    init();
+    let dir = state_dir();
+    let lab = e2e::entry_lab_with(&dir, 30, true).await;
+    let token = |user: &'static str| {
+        let lab = &lab;
+        async move { lab.lab.user_token(user).await.expect("token") }
+    };
+    let operator = lab.client(Some(&token("operator").await));
+    let me = operator.identity().who_am_i(pb::WhoAmIRequest {}).await.expect("whoami").into_inner();
+    assert_eq!((me.actor.as_str(), me.role), ("oidc:operator", pb::Role::Operator as i32));
+    let e = operator
+        .entries()
+        .create_entry(pb::CreateEntryRequest { entry: Some(spec("/ns/prod/sa/api")) })
+        .await
+        .expect("operator creates")
+        .into_inner();
+    assert_eq!(e.created_by, "oidc:operator");
+
+    // A developer writes only under its path prefix (/ns/dev).
+    let developer = lab.client(Some(&token("developer").await));
+    let err = developer
+        .entries()
+        .create_entry(pb::CreateEntryRequest { entry: Some(spec("/ns/prod/sa/x")) })
+        .await
+        .expect_err("outside prefix");
+    assert_eq!(err.code(), tonic::Code::PermissionDenied, "{err:?}");
+    developer
+        .entries()
+        .create_entry(pb::CreateEntryRequest { entry: Some(spec("/ns/dev/sa/x")) })
+        .await
+        .expect("inside prefix");
+
+    // A viewer reads but does not write.
+    let viewer = lab.client(Some(&token("viewer").await));
+    viewer.entries().list_entries(pb::ListEntriesRequest::default()).await.expect("viewer reads");
+    let err =
+        viewer.entries().delete_entry(pb::DeleteEntryRequest { id: e.id.clone() }).await.expect_err("viewer deletes");
+    assert_eq!(err.code(), tonic::Code::PermissionDenied);
+
+    // A token whose signature does not verify is refused.
+    let t = token("admin").await;
+    let mut parts: Vec<String> = t.split('.').map(str::to_owned).collect();
+    let sig = parts[2].clone();
+    parts[2] = format!("{}{}", if sig.starts_with('A') { "B" } else { "A" }, &sig[1..]);
+    let forged = lab.client(Some(&parts.join(".")));
+    let err = forged.identity().who_am_i(pb::WhoAmIRequest {}).await.expect_err("forged");
+    assert_eq!(err.code(), tonic::Code::Unauthenticated, "{err:?}");
+    assert!(err.message().contains("invalid OIDC token"), "{}", err.message());
+    // So is a token for a user that entry-manager cannot map to a role, and garbage.
+    let err = lab.client(Some("not-a-jwt")).identity().who_am_i(pb::WhoAmIRequest {}).await.expect_err("garbage");
+    assert_eq!(err.code(), tonic::Code::Unauthenticated);
+}

@@ -418,13 +418,18 @@ async fn every_role_and_rpc_is_authorized_as_specified() {
     let mut failures = Vec::new();
     let mut calls = 0;
     for (what, expect) in MATRIX {
+        let mut row = Vec::new();
         for (i, client) in clients.iter().enumerate() {
             let got = match expect[i] {
-                S => continue,
+                S => {
+                    row.push("-".to_owned());
+                    continue;
+                }
                 _ => call(client, *what, &fx).await,
             };
             calls += 1;
             let code = got.as_ref().err().map(Status::code);
+            row.push(code.map_or("Ok".to_owned(), |c| format!("{c:?}")));
             let ok = match expect[i] {
                 A => !matches!(
                     code,
@@ -449,6 +454,8 @@ async fn every_role_and_rpc_is_authorized_as_specified() {
                 ));
             }
         }
+        // The observed matrix, for `--nocapture`.
+        println!("{:<45} {}", format!("{what:?}"), row.join(" "));
     }
     assert!(failures.is_empty(), "{} of {calls} calls broke the matrix:\n{}", failures.len(), failures.join("\n"));
 

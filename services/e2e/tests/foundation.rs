@@ -300,7 +300,8 @@ async fn ztlab_cli_up_status_logs_down() {
             "[[sites]]\nname = \"a\"\n[[sites]]\nname = \"b\"\n\
              [services.opa]\nlisten = {}\nops = {}\n[services.document]\nlisten = {}\nops = {}\n\
              [entry_management]\nsite = \"a\"\nlisten = {}\noperator = {}\nops = {}\n\
-             [entry_management.agent_ops]\na = {}\nb = {}\n",
+             [entry_management.agent_ops]\na = {}\nb = {}\n[openbao]\nport = {}\n",
+            port(),
             port(),
             port(),
             port(),
@@ -337,6 +338,7 @@ async fn ztlab_cli_up_status_logs_down() {
             "spire-agent-a",
             "spire-server-b",
             "spire-agent-b",
+            "openbao",
             "entry-manager",
             "site-agent-a",
             "site-agent-b",
@@ -345,7 +347,7 @@ async fn ztlab_cli_up_status_logs_down() {
         ]
     );
     assert!(rows.iter().all(|r| r["health"] == "healthy"), "{status:#}");
-    let doc = &rows[9];
+    let doc = &rows[10];
     assert_eq!(doc["spiffe_id"], "spiffe://ztlab.test/ns/demo/sa/document");
     assert!(doc["svid_seconds_left"].as_i64().is_some_and(|s| s > 0), "{doc}");
     let pids: Vec<u64> = rows.iter().filter_map(|r| r["pid"].as_u64()).collect();
@@ -386,6 +388,39 @@ async fn ztlab_cli_up_status_logs_down() {
     assert_eq!(out.status.code(), Some(2));
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("InvalidArgument: entry.spiffe_id"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // A person logs in through OpenBao (OIDC) and acts with the role of their group.
+    let out = ztlab(&["login", "viewer"]);
+    assert!(out.status.success(), "login: {}", String::from_utf8_lossy(&out.stderr));
+    let token = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let out = ztlab(&["whoami", "--token", &token]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "oidc:viewer (Viewer)",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = ztlab(&[
+        "entries",
+        "create",
+        "--token",
+        &token,
+        "--spiffe-id",
+        "spiffe://ztlab.test/ns/x",
+        "--parent-id",
+        "spiffe://ztlab.test/ztlab/nodes/local",
+        "--selector",
+        "unix:uid:1",
+        "--site",
+        "a",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("PermissionDenied: oidc:viewer (role Viewer) may not call CreateEntry"),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );

@@ -25,6 +25,14 @@ pub struct LabConfig {
     pub sites: Vec<SiteSpec>,
     pub services: BTreeMap<String, ServicePorts>,
     pub entry_management: EntryMgmtConfig,
+    /// OpenBao, the lab's OIDC provider for people; without it, only API keys work.
+    pub openbao: Option<OpenBaoConfig>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct OpenBaoConfig {
+    pub port: u16,
 }
 
 fn info() -> String {
@@ -105,6 +113,10 @@ impl LabConfig {
             sites: self.sites.clone(),
             workloads: vec![],
             mgmt_db: true,
+            openbao: self
+                .openbao
+                .as_ref()
+                .map(|b| zt_runtime::lab::OpenBaoSpec { port: b.port, users: entrymgmt::lab_users() }),
         };
         let em_spec = EntryMgmtSpec {
             site: em.site.clone(),
@@ -115,7 +127,7 @@ impl LabConfig {
             ops_port: em.ops,
             agent_ops_ports: em.agent_ops.clone(),
             full_resync_secs: em.full_resync_secs,
-            oidc: None,
+            oidc: self.openbao.as_ref().map(|b| entrymgmt::lab_oidc(b.port)),
         };
         infra.workloads = entrymgmt::workloads(&infra, &em_spec);
         let mut full = infra.clone();

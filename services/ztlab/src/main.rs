@@ -89,6 +89,12 @@ enum Command {
     Sync(api::SyncCmd),
     /// Who the API thinks you are.
     Whoami,
+    /// Log a lab user in through OpenBao (OIDC) and print the token, for
+    /// `export ZT_TOKEN=$(ztlab login operator)`.
+    Login {
+        /// admin, operator, developer or viewer.
+        user: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -171,6 +177,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Sync(cmd) => {
             api::sync(&cli.conn.client(&state_dir)?, cmd).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Login { user } => {
+            let lab = Lab::open(&state_dir)?;
+            println!("{}", lab.user_token(&user).await?);
             Ok(ExitCode::SUCCESS)
         }
         Command::Whoami => {

@@ -166,3 +166,40 @@ pub fn workloads(lab: &LabSpec, em: &EntryMgmtSpec) -> Vec<WorkloadSpec> {
     }
     out
 }
+
+/// The lab's people and their groups (OpenBao userpass users).
+pub fn lab_users() -> Vec<(String, Vec<String>)> {
+    [
+        ("admin", "ztlab-admins"),
+        ("operator", "ztlab-operators"),
+        ("developer", "ztlab-developers"),
+        ("viewer", "ztlab-viewers"),
+    ]
+    .into_iter()
+    .map(|(u, g)| (u.to_owned(), vec![g.to_owned()]))
+    .collect()
+}
+
+/// entry-manager's OIDC settings for the lab's OpenBao at `port`: its identity-token issuer,
+/// and the four groups mapped to roles (developers may write under `/ns/dev`).
+pub fn lab_oidc(port: u16) -> Oidc {
+    let info =
+        crate::openbao::OidcInfo::for_addr(&format!("http://127.0.0.1:{port}"), crate::openbao::DEFAULT_AUDIENCE);
+    let role = |group: &str, role: &str, prefixes: &[&str]| GroupRole {
+        group: group.into(),
+        role: role.into(),
+        path_prefixes: prefixes.iter().map(|p| (*p).to_owned()).collect(),
+    };
+    Oidc {
+        issuer: info.issuer,
+        audience: info.audience,
+        groups_claim: info.groups_claim,
+        username_claim: info.username_claim,
+        group_roles: vec![
+            role("ztlab-admins", "Admin", &[]),
+            role("ztlab-operators", "Operator", &[]),
+            role("ztlab-developers", "Developer", &["/ns/dev"]),
+            role("ztlab-viewers", "Viewer", &[]),
+        ],
+    }
+}

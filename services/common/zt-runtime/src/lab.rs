@@ -28,7 +28,23 @@ pub struct LabSpec {
     pub workloads: Vec<WorkloadSpec>,
     /// Start the `mgmt` PostgreSQL (unix socket only) before anything else.
     pub mgmt_db: bool,
+    /// Start OpenBao (after the sites, before the workloads) as the lab's OIDC provider.
+    pub openbao: Option<OpenBaoSpec>,
 }
+
+/// OpenBao in the lab: the OIDC identity provider for people (userpass users in groups).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct OpenBaoSpec {
+    /// Its API port on 127.0.0.1.
+    pub port: u16,
+    /// Users as (name, groups); passwords are generated once and kept in
+    /// `<state>/openbao/users.json` (mode 0600).
+    pub users: Vec<(String, Vec<String>)>,
+}
+
+/// The component name of OpenBao.
+pub const OPENBAO: &str = "openbao";
 
 impl Default for LabSpec {
     fn default() -> Self {
@@ -39,6 +55,7 @@ impl Default for LabSpec {
             sites: vec![SiteSpec::named("a"), SiteSpec::named("b")],
             workloads: vec![],
             mgmt_db: false,
+            openbao: None,
         }
     }
 }
@@ -328,6 +345,11 @@ impl Lab {
                 ensure_free(&format!("sites[{i}].server_port"), p)?;
             }
         }
+        if let Some(bao) = &spec.openbao
+            && !self.state.workloads.get(OPENBAO).is_some_and(ProcessRecord::is_alive)
+        {
+            ensure_free("openbao.port", bao.port)?;
+        }
         for (i, w) in spec.workloads.iter().enumerate() {
             if self.state.workloads.get(&w.name).is_some_and(ProcessRecord::is_alive) {
                 continue;
@@ -349,6 +371,9 @@ impl Lab {
         }
         for s in &spec.sites {
             self.bring_up_site(s, root.clone(), timeout, started).await?;
+        }
+        if let Some(bao) = &spec.openbao {
+            self.bring_up_openbao(bao, started).await?;
         }
         for w in &spec.workloads {
             self.bring_up_workload(w, timeout, started).await?;
@@ -530,6 +555,95 @@ impl Lab {
         crate::postgres::Cluster::new(&self.state.spec.state_dir.join("pg-mgmt"), 5432)
     }
 
+    /// The lab users' passwords, generating missing ones (kept 0600 in the state dir).
+    pub fn lab_users(&self) -> Result<Vec<crate::openbao::UserSpec>> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let Some(bao) = &self.state.spec.openbao else { return Ok(vec![]) };
+        let file = self.state.spec.state_dir.join("openbao/users.json");
+        let mut saved: BTreeMap<String, String> =
+            std::fs::read_to_string(&file).ok().and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_default();
+        let mut changed = false;
+        for (name, _) in &bao.users {
+            saved.entry(name.clone()).or_insert_with(|| {
+                changed = true;
+                uuid::Uuid::new_v4().simple().to_string()
+            });
+        }
+        if changed {
+            if let Some(dir) = file.parent() {
+                std::fs::create_dir_all(dir).map_err(Error::io(format!("creating {}", dir.display())))?;
+            }
+            let text = serde_json::to_string_pretty(&saved).map_err(|e| Error::config("users.json", e.to_string()))?;
+            let mut f = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(true)
+                .write(true)
+                .mode(0o600)
+                .open(&file)
+                .map_err(Error::io(format!("writing {}", file.display())))?;
+            std::io::Write::write_all(&mut f, text.as_bytes())
+                .map_err(Error::io(format!("writing {}", file.display())))?;
+        }
+        Ok(bao
+            .users
+            .iter()
+            .map(|(name, groups)| crate::openbao::UserSpec {
+                username: name.clone(),
+                password: saved[name].clone(),
+                groups: groups.clone(),
+            })
+            .collect())
+    }
+
+    /// OpenBao's address, when the lab runs it.
+    pub fn openbao_addr(&self) -> Option<String> {
+        self.state.spec.openbao.as_ref().map(|b| format!("http://127.0.0.1:{}", b.port))
+    }
+
+    /// An OIDC identity token for a lab user (userpass login, then `identity/oidc/token`).
+    pub async fn user_token(&self, username: &str) -> Result<String> {
+        let bao =
+            self.state.spec.openbao.as_ref().ok_or_else(|| Error::config("openbao", "this lab runs no OpenBao"))?;
+        let user = self.lab_users()?.into_iter().find(|u| u.username == username).ok_or_else(|| {
+            Error::config(
+                "user",
+                format!(
+                    "no lab user {username:?} (known: {})",
+                    bao.users.iter().map(|u| u.0.as_str()).collect::<Vec<_>>().join(", ")
+                ),
+            )
+        })?;
+        let rec = self
+            .state
+            .workloads
+            .get(OPENBAO)
+            .cloned()
+            .ok_or_else(|| Error::config("openbao", "OpenBao has not been started"))?;
+        let handle = crate::openbao::OpenBao {
+            addr: format!("http://127.0.0.1:{}", bao.port),
+            port: bao.port,
+            dir: self.state.spec.state_dir.join("openbao"),
+            record: rec,
+        };
+        handle.user_token(&user.username, &user.password, crate::openbao::DEFAULT_ROLE).await
+    }
+
+    async fn bring_up_openbao(&mut self, spec: &OpenBaoSpec, started: &mut Vec<String>) -> Result<()> {
+        if self.state.workloads.get(OPENBAO).is_some_and(ProcessRecord::is_alive) {
+            return Ok(());
+        }
+        let dir = self.state.spec.state_dir.join("openbao");
+        tracing::info!(component = OPENBAO, "starting");
+        let bao = crate::openbao::start(&dir, spec.port, self.log_path_for(OPENBAO)).await?;
+        self.state.workloads.insert(OPENBAO.to_owned(), bao.record.clone());
+        started.push(OPENBAO.to_owned());
+        self.save()?;
+        let users = self.lab_users()?;
+        let root = bao.root_token()?;
+        bao.configure_identity(&root, &crate::openbao::IdentityConfig::lab(users)).await?;
+        Ok(())
+    }
+
     async fn bring_up_mgmt_db(&mut self, timeout: Duration, started: &mut Vec<String>) -> Result<()> {
         let name = MGMT_DB;
         if self.state.workloads.get(name).is_some_and(ProcessRecord::is_alive) {
@@ -608,6 +722,9 @@ impl Lab {
         for s in &self.state.spec.sites {
             names.push(format!("spire-server-{}", s.name));
             names.push(format!("spire-agent-{}", s.name));
+        }
+        if self.state.spec.openbao.is_some() {
+            names.push(OPENBAO.to_owned());
         }
         names.extend(self.state.spec.workloads.iter().map(|w| w.name.clone()));
         names
@@ -748,6 +865,27 @@ impl Lab {
                     detail,
                 });
             }
+        }
+        if let Some(bao) = &self.state.spec.openbao {
+            let rec = self.state.workloads.get(OPENBAO).filter(|r| r.is_alive());
+            let health = match rec {
+                None => "stopped",
+                Some(_) => match crate::health::http_get(bao.port, "/v1/sys/health").await {
+                    Some((200, _)) => "healthy",
+                    _ => "unhealthy",
+                },
+            };
+            out.push(ComponentStatus {
+                name: OPENBAO.into(),
+                kind: "openbao".into(),
+                site: String::new(),
+                pid: rec.map(|r| r.pid),
+                health: health.into(),
+                spiffe_id: None,
+                svid_expires_at: None,
+                svid_seconds_left: None,
+                detail: Some(format!("OIDC issuer http://127.0.0.1:{}/v1/identity/oidc", bao.port)),
+            });
         }
         for w in &self.state.spec.workloads {
             let rec = self.state.workloads.get(&w.name).filter(|r| r.is_alive());
