@@ -18,8 +18,9 @@ pub use document::CheckReport;
 /// Where cargo put the workspace binaries (`target/<profile>`).
 pub fn target_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("current exe");
-    // target/<profile>/deps/<test>-<hash>
-    exe.parent().and_then(Path::parent).expect("target dir").to_path_buf()
+    // Tests run from target/<profile>/deps/<test>-<hash>, binaries from target/<profile>/<bin>.
+    let dir = exe.parent().expect("exe dir");
+    if dir.file_name().is_some_and(|n| n == "deps") { dir.parent().expect("target dir") } else { dir }.to_path_buf()
 }
 
 /// A workspace binary. Panics with what to run if it is missing.
