@@ -264,11 +264,13 @@ impl Store {
         before: Option<Value>,
         after: Option<Value>,
     ) -> Result<()> {
-        tx.execute(
-            "INSERT INTO audit_events (actor, action, resource_type, resource_id, before, after, trace_id) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            &[&actor.name, &action, &resource_type, &resource_id, &before, &after, &actor.trace_id],
-        )
-        .await?;
+        let stmt = tx
+            .prepare_cached(
+                "INSERT INTO audit_events (actor, action, resource_type, resource_id, before, after, trace_id) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .await?;
+        tx.execute(&stmt, &[&actor.name, &action, &resource_type, &resource_id, &before, &after, &actor.trace_id])
+            .await?;
         Ok(())
     }
 
@@ -508,10 +510,13 @@ impl Store {
             .collect())
     }
 
+    /// Every site's trust domain, read once per transaction.
+    async fn site_tds(tx: &Transaction<'_>) -> Result<HashMap<String, String>> {
+        Ok(tx.query("SELECT id, trust_domain FROM sites", &[]).await?.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
     /// Checks the sites exist and share the entry's trust domain.
-    async fn check_sites(tx: &Transaction<'_>, field: &str, e: &ValidEntry) -> Result<()> {
-        let rows = tx.query("SELECT id, trust_domain FROM sites WHERE id = ANY($1)", &[&e.spec().site_ids]).await?;
-        let tds: HashMap<String, String> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    fn check_sites(tds: &HashMap<String, String>, field: &str, e: &ValidEntry) -> Result<()> {
         for (i, s) in e.spec().site_ids.iter().enumerate() {
             match tds.get(s) {
                 None => {
@@ -560,11 +565,12 @@ impl Store {
             .await?;
         let insert_site =
             tx.prepare("INSERT INTO entry_sites (entry_id, site_id, state) VALUES ($1, $2, 'PENDING')").await?;
+        let tds = Self::site_tds(&tx).await?;
         let mut created = Vec::with_capacity(entries.len());
         let mut updates = Vec::new();
         let mut touched = std::collections::BTreeSet::new();
         for (field, e) in entries {
-            Self::check_sites(&tx, field, e).await?;
+            Self::check_sites(&tds, field, e)?;
             let s = e.spec();
             let id = Uuid::now_v7();
             let selectors =
@@ -647,7 +653,7 @@ impl Store {
                 before.revision
             )));
         }
-        Self::check_sites(&tx, "entry", e).await?;
+        Self::check_sites(&Self::site_tds(&tx).await?, "entry", e)?;
         let s = e.spec();
         let selectors = Value::Array(s.selectors.iter().map(|x| json!({"type": x.r#type, "value": x.value})).collect());
         tx.execute(
@@ -877,18 +883,29 @@ impl Store {
         // Lock entries in one global order (by ID): two sites reporting on the same entries
         // serialize instead of deadlocking, and the last site to report a delete sees the
         // others' and removes the entry row.
+        let select = tx
+            .prepare_cached(
+                "SELECT e.revision, e.deleted, s.state, s.attempts FROM entry_sites s JOIN entries e ON e.id = s.entry_id
+                  WHERE s.entry_id = $1 AND s.site_id = $2 FOR UPDATE OF s, e",
+            )
+            .await?;
+        let mark_synced = tx
+            .prepare_cached(
+                "UPDATE entry_sites SET state = 'SYNCED', synced_revision = $3, last_sync_at = now(), attempts = 0,
+                        next_retry_at = NULL, last_error = '' WHERE entry_id = $1 AND site_id = $2",
+            )
+            .await?;
+        let delete_site = tx.prepare_cached("DELETE FROM entry_sites WHERE entry_id = $1 AND site_id = $2").await?;
+        let delete_entry = tx
+            .prepare_cached(
+                "DELETE FROM entries e WHERE e.id = $1 AND e.deleted AND NOT EXISTS (SELECT 1 FROM entry_sites s WHERE s.entry_id = e.id)",
+            )
+            .await?;
         let mut order: Vec<(usize, &pb::SyncResult)> = results.iter().enumerate().collect();
         order.sort_by(|a, b| a.1.entry_id.cmp(&b.1.entry_id));
         for (i, r) in order {
             let uuid = parse_uuid(&format!("results[{i}].entry_id"), &r.entry_id)?;
-            let Some(cur) = tx
-                .query_opt(
-                    "SELECT e.revision, e.deleted, s.state, s.attempts FROM entry_sites s JOIN entries e ON e.id = s.entry_id
-                      WHERE s.entry_id = $1 AND s.site_id = $2 FOR UPDATE OF s, e",
-                    &[&uuid, &site],
-                )
-                .await?
-            else {
+            let Some(cur) = tx.query_opt(&select, &[&uuid, &site]).await? else {
                 continue;
             };
             let revision: i64 = cur.get(0);
@@ -896,24 +913,14 @@ impl Store {
             let attempts: i32 = cur.get(3);
             match pb::SyncOutcome::try_from(r.outcome).unwrap_or(pb::SyncOutcome::Unspecified) {
                 pb::SyncOutcome::Synced if state != pb::SyncState::Deleting && r.revision == revision => {
-                    tx.execute(
-                        "UPDATE entry_sites SET state = 'SYNCED', synced_revision = $3, last_sync_at = now(), attempts = 0,
-                                next_retry_at = NULL, last_error = '' WHERE entry_id = $1 AND site_id = $2",
-                        &[&uuid, &site, &revision],
-                    )
-                    .await?;
+                    tx.execute(&mark_synced, &[&uuid, &site, &revision]).await?;
                     if state != pb::SyncState::Synced {
                         updates.push(update(&r.entry_id, site, pb::SyncState::Synced, revision, "", false));
                     }
                 }
                 pb::SyncOutcome::Deleted if state == pb::SyncState::Deleting => {
-                    tx.execute("DELETE FROM entry_sites WHERE entry_id = $1 AND site_id = $2", &[&uuid, &site]).await?;
-                    let gone = tx
-                        .execute(
-                            "DELETE FROM entries e WHERE e.id = $1 AND e.deleted AND NOT EXISTS (SELECT 1 FROM entry_sites s WHERE s.entry_id = e.id)",
-                            &[&uuid],
-                        )
-                        .await?;
+                    tx.execute(&delete_site, &[&uuid, &site]).await?;
+                    let gone = tx.execute(&delete_entry, &[&uuid]).await?;
                     updates.push(update(&r.entry_id, site, pb::SyncState::Deleting, revision, "", true));
                     if gone > 0 {
                         tracing::info!(entry_id = %r.entry_id, "entry removed from every site");
