@@ -457,8 +457,17 @@ impl Lab {
         timeout: Duration,
         started: &mut Vec<String>,
     ) -> Result<()> {
-        if self.state.workloads.get(&w.name).is_some_and(ProcessRecord::is_alive) {
-            return Ok(());
+        let config_file = self.state.spec.state_dir.join("config").join(format!("{}.toml", w.name));
+        if let Some(rec) = self.state.workloads.get(&w.name).filter(|r| r.is_alive()).cloned() {
+            let exe_changed = !same_file(&w.program, &self.state.spec.state_dir.join("bin").join(&w.name));
+            let config_changed =
+                w.config.as_ref().is_some_and(|c| std::fs::read_to_string(&config_file).ok().as_ref() != Some(c));
+            if !exe_changed && !config_changed {
+                return Ok(());
+            }
+            // Running an older build or config: restart it so that `up` converges.
+            tracing::info!(component = %w.name, exe_changed, config_changed, "restarting");
+            rec.stop(Duration::from_secs(10));
         }
         let exe = self.install_binary(&w.name, &w.program)?;
         if w.bootstrap_entry {
@@ -500,11 +509,7 @@ impl Lab {
         let dir = self.state.spec.state_dir.join("bin");
         std::fs::create_dir_all(&dir).map_err(Error::io(format!("creating {}", dir.display())))?;
         let dest = dir.join(name);
-        let same = match (std::fs::metadata(program), std::fs::metadata(&dest)) {
-            (Ok(a), Ok(b)) => a.len() == b.len() && std::fs::read(program).ok() == std::fs::read(&dest).ok(),
-            _ => false,
-        };
-        if !same {
+        if !same_file(program, &dest) {
             let tmp = dir.join(format!(".{name}.tmp"));
             std::fs::copy(program, &tmp).map_err(Error::io(format!("copying {}", program.display())))?;
             std::fs::rename(&tmp, &dest).map_err(Error::io(format!("installing {}", dest.display())))?;
@@ -924,6 +929,14 @@ impl Lab {
             out.push(st);
         }
         out
+    }
+}
+
+/// Whether two files have the same content.
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(x), Ok(y)) => x.len() == y.len() && std::fs::read(a).ok() == std::fs::read(b).ok(),
+        _ => false,
     }
 }
 
