@@ -1,6 +1,8 @@
-//! entry-manager under failure, and its operational surface: SIGKILL in the middle of a batch and
-//! in the middle of a sync (the store stays atomic, every accepted entry reaches every SPIRE
-//! server exactly once), and `/metrics`, gRPC health and reflection on the real process.
+//! entry-manager under failure, and its operational surface: SIGKILL with a batch's transaction
+//! open, right after a batch while the site agents sync, and with a site agent's report being
+//! written (the store stays atomic, every accepted entry reaches every SPIRE server exactly
+//! once), and `/metrics`, gRPC health and reflection on the real process. "In flight" is taken
+//! from PostgreSQL (`pg_stat_activity`), not guessed with a delay.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
@@ -93,6 +95,27 @@ async fn audit_all(lab: &EntryLab) -> Vec<pb::AuditEvent> {
     }
 }
 
+/// Polls PostgreSQL until a backend of the mgmt database has a write transaction open whose
+/// current (or last) statement starts with one of `prefixes`. False when `give_up` holds first,
+/// or after `timeout`.
+async fn wait_for_open_tx(lab: &EntryLab, prefixes: &[&str], timeout: Duration, give_up: impl Fn() -> bool) -> bool {
+    let cluster = lab.lab.mgmt_cluster();
+    let like: Vec<String> = prefixes.iter().map(|p| format!("query LIKE '{}%'", p.replace('\'', "''"))).collect();
+    let sql = format!(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = '{}' AND backend_xid IS NOT NULL AND ({})",
+        zt_runtime::lab::MGMT_DATABASE,
+        like.join(" OR ")
+    );
+    let deadline = tokio::time::Instant::now() + timeout;
+    while !give_up() && tokio::time::Instant::now() < deadline {
+        let n = cluster.psql(zt_runtime::lab::MGMT_DATABASE, &sql).await.expect("psql");
+        if n.trim().parse::<u32>().unwrap_or(0) > 0 {
+            return true;
+        }
+    }
+    false
+}
+
 fn spire_path(v: &serde_json::Value) -> String {
     format!(
         "spiffe://{}{}",
@@ -109,23 +132,31 @@ async fn kill_9_entry_manager_mid_batch_syncs_every_accepted_entry_exactly_once(
     const FIRST: u32 = 1500;
     const SECOND: u32 = 500;
 
-    // 1. A batch of 1500, and SIGKILL while it is in flight.
+    // 1. A batch of 1500, and SIGKILL while its transaction is open (it has written rows and
+    // not committed), as PostgreSQL shows it.
     let batch1: Vec<pb::EntrySpec> = (0..FIRST).map(|n| crash_spec("b1", n)).collect();
     let admin = lab.admin.clone();
     let started = Instant::now();
     let task = tokio::spawn(async move {
         admin.entries().batch_create_entries(pb::BatchCreateEntriesRequest { entries: batch1 }).await
     });
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    let in_tx = wait_for_open_tx(
+        &lab,
+        &["INSERT INTO entr", "INSERT INTO audit_events", "SELECT id, trust_domain FROM sites"],
+        Duration::from_secs(20),
+        || task.is_finished(),
+    )
+    .await;
+    let killed_at = started.elapsed();
     lab.lab.kill_component("entry-manager").expect("kill -9 entry-manager");
     let first = task.await.expect("task");
     println!(
-        "batch 1: {} after {:?}",
+        "batch 1: killed after {killed_at:?}, {}; the call {}",
+        if in_tx { "with the batch's transaction open" } else { "NOT inside the transaction" },
         match &first {
-            Ok(r) => format!("accepted ({} entries)", r.get_ref().entries.len()),
+            Ok(r) => format!("was accepted ({} entries)", r.get_ref().entries.len()),
             Err(s) => format!("failed: {:?} {}", s.code(), s.message()),
         },
-        started.elapsed()
     );
     lab.lab.restart_stopped().await.expect("restart entry-manager");
 
@@ -162,7 +193,31 @@ async fn kill_9_entry_manager_mid_batch_syncs_every_accepted_entry_exactly_once(
     assert_eq!(created.entries.len(), SECOND as usize);
     lab.lab.restart_stopped().await.expect("restart entry-manager again");
 
-    // 3. Everything the store holds ends SYNCED at both sites.
+    // 3. Another 500, and SIGKILL while a site agent's report (ReportSyncResult) is being
+    // written.
+    let batch3: Vec<pb::EntrySpec> = (FIRST + SECOND..FIRST + 2 * SECOND).map(|n| crash_spec("b3", n)).collect();
+    let created3 = retry("BatchCreateEntries", Duration::from_secs(30), || {
+        let entries = batch3.clone();
+        async move {
+            admin
+                .entries()
+                .batch_create_entries(pb::BatchCreateEntriesRequest { entries })
+                .await
+                .map(tonic::Response::into_inner)
+        }
+    })
+    .await;
+    assert_eq!(created3.entries.len(), SECOND as usize);
+    let in_report =
+        wait_for_open_tx(&lab, &["SELECT e.revision", "UPDATE entry_sites SET state"], Duration::from_secs(20), || {
+            false
+        })
+        .await;
+    println!("batch 3: killed {} a report transaction", if in_report { "inside" } else { "NOT inside" });
+    lab.lab.kill_component("entry-manager").expect("kill -9 entry-manager a third time");
+    lab.lab.restart_stopped().await.expect("restart entry-manager a third time");
+
+    // 4. Everything the store holds ends SYNCED at both sites, at revision 1.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
     let entries = loop {
         let all = list_all(&lab, "").await;
@@ -176,10 +231,13 @@ async fn kill_9_entry_manager_mid_batch_syncs_every_accepted_entry_exactly_once(
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     };
-    let want = stored1.len() + SECOND as usize;
+    let want = stored1.len() + 2 * SECOND as usize;
     assert_eq!(entries.len(), want, "the store holds exactly the accepted entries");
     let stored_ids: BTreeSet<String> = entries.iter().map(|e| e.id.clone()).collect();
-    assert!(created.entries.iter().all(|e| stored_ids.contains(&e.id)), "every entry of batch 2 is stored");
+    assert!(
+        created.entries.iter().chain(&created3.entries).all(|e| stored_ids.contains(&e.id)),
+        "every entry of batches 2 and 3 is stored"
+    );
     for e in &entries {
         assert_eq!(e.revision, 1, "{e:?}");
         assert!(e.site_status.iter().all(|s| s.synced_revision == 1), "{e:?}");
@@ -194,7 +252,7 @@ async fn kill_9_entry_manager_mid_batch_syncs_every_accepted_entry_exactly_once(
     assert_eq!(creates.len(), entries.len(), "one entry.create event per stored entry");
     assert_eq!(creates.iter().cloned().collect::<BTreeSet<_>>(), stored_ids);
 
-    // 4. Each SPIRE server holds exactly one managed entry per central entry, and no SPIFFE ID
+    // 5. Each SPIRE server holds exactly one managed entry per central entry, and no SPIFFE ID
     // twice.
     let expected: BTreeSet<String> = entries.iter().map(|e| zt_entry_api::spire_entry_id(&e.id)).collect();
     let by_id: BTreeMap<String, &pb::Entry> =

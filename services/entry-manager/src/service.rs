@@ -77,9 +77,9 @@ impl Api {
 
     fn parse_entry(principal: &Principal, field: &str, spec: Option<&pb::EntrySpec>) -> Result<ValidEntry, Status> {
         let spec = spec.ok_or_else(|| Status::from(FieldError::new(field, "is required")))?;
-        let valid = ValidEntry::parse(field, spec)?;
-        principal.check_spiffe_id(&format!("{field}.spiffe_id"), &valid.spec().spiffe_id)?;
-        Ok(valid)
+        // Authorize first (a Developer's path prefixes), then validate.
+        principal.check_spiffe_id(&format!("{field}.spiffe_id"), &spec.spiffe_id)?;
+        Ok(ValidEntry::parse(field, spec)?)
     }
 
     fn check_site_id(field: &str, id: &str) -> Result<String, Status> {

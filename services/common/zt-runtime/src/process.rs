@@ -78,15 +78,22 @@ pub fn spawn(launch: &Launch) -> Result<ProcessRecord> {
 
 /// The start time of `pid`, if it exists and is not a zombie.
 pub fn start_time(pid: u32) -> Option<u64> {
+    stat(pid).filter(|(state, _)| state != "Z").map(|(_, t)| t)
+}
+
+/// The start time of `pid`, zombie or not.
+fn stat_start_time(pid: u32) -> Option<u64> {
+    stat(pid).map(|(_, t)| t)
+}
+
+/// `(state, start time)` of `pid` from `/proc/<pid>/stat`.
+fn stat(pid: u32) -> Option<(String, u64)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // Fields after the command name, which is in parentheses and may contain spaces.
     let rest = &stat[stat.rfind(')')? + 2..];
     let fields: Vec<&str> = rest.split_whitespace().collect();
     // rest[0] is field 3 (state); start time is field 22.
-    if fields.first() == Some(&"Z") {
-        return None;
-    }
-    fields.get(19)?.parse().ok()
+    Some(((*fields.first()?).to_owned(), fields.get(19)?.parse().ok()?))
 }
 
 impl ProcessRecord {
@@ -119,12 +126,13 @@ impl ProcessRecord {
         }
     }
 
-    /// Waits until the process has exited; `false` on timeout.
+    /// Waits until the process has exited, with every one of its threads (so that its files and
+    /// listening sockets are closed); `false` on timeout.
     pub fn wait_gone(&self, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
         loop {
             reap(self.pid);
-            if !self.is_alive() {
+            if !self.is_alive() && !self.threads_exiting() {
                 return true;
             }
             if Instant::now() >= deadline {
@@ -132,6 +140,14 @@ impl ProcessRecord {
             }
             std::thread::sleep(Duration::from_millis(25));
         }
+    }
+
+    /// Whether this process's main thread is a zombie while other threads are still exiting.
+    /// A killed multi-threaded process shows `Z` as soon as its main thread is done, but its
+    /// files (listening sockets among them) are closed only when its last thread exits.
+    fn threads_exiting(&self) -> bool {
+        stat_start_time(self.pid).is_some_and(|t| t == self.start_time)
+            && std::fs::read_dir(format!("/proc/{}/task", self.pid)).is_ok_and(|d| d.count() > 1)
     }
 
     /// The last `n` lines of the log.
