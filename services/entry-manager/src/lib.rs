@@ -191,21 +191,11 @@ impl Application {
         let _svid = zt_tls::source::watch_svid(&self.source);
         tokio::spawn(metrics::refresh_gauges(self.store.clone(), Duration::from_secs(5)));
 
-        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let stopped = move || {
-            let mut rx = stop_rx.clone();
-            async move {
-                let _ = rx.wait_for(|s| *s).await;
-            }
-        };
-        tokio::spawn(async move {
-            shutdown.await;
-            let _ = stop_tx.send(true);
-        });
+        let stop = zt_service::Stop::on(shutdown);
         tracing::info!(component = "entry-manager", mtls = %self.mtls_addr(), operator = %self.operator_addr(), "serving");
-        let ops_task = tokio::spawn(axum::serve(self.ops, ops).with_graceful_shutdown(stopped()).into_future());
-        let a = grpc_router(&self.api).serve_with_incoming_shutdown(mtls.incoming(self.mtls), stopped());
-        let b = grpc_router(&self.api).serve_with_incoming_shutdown(operator.incoming(self.operator), stopped());
+        let ops_task = tokio::spawn(axum::serve(self.ops, ops).with_graceful_shutdown(stop.wait()).into_future());
+        let a = grpc_router(&self.api).serve_with_incoming_shutdown(mtls.incoming(self.mtls), stop.wait());
+        let b = grpc_router(&self.api).serve_with_incoming_shutdown(operator.incoming(self.operator), stop.wait());
         let (ra, rb) = tokio::join!(a, b);
         ra?;
         rb?;

@@ -15,19 +15,8 @@ struct Args {
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
-    zt_tls::install_crypto_provider();
-    zt_service::telemetry::init("site-agent");
-    let run = async {
-        let config: site_agent::Config = zt_service::config::load(args.config.as_deref())?;
-        let agent = site_agent::Agent::build(config).await?;
-        agent.run_until_stopped(zt_service::shutdown_signal()).await
-    };
-    match run.await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!(component = "site-agent", error = %format!("{e:#}"), "stopped");
-            eprintln!("error: {e:#}");
-            ExitCode::from(2)
-        }
-    }
+    zt_service::main("site-agent", args.config.as_deref(), |config: site_agent::Config| async move {
+        site_agent::Agent::build(config).await?.run_until_stopped(zt_service::shutdown_signal()).await
+    })
+    .await
 }

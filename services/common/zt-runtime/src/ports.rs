@@ -4,10 +4,20 @@ use std::net::{Ipv4Addr, TcpListener};
 
 use crate::{Error, Result};
 
-/// A port that was free a moment ago.
+/// A port that was free a moment ago and that this process has not handed out before (so that
+/// labs started in parallel by one test binary do not pick the same one).
 pub fn free_port() -> Result<u16> {
-    let l = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).map_err(Error::io("finding a free port"))?;
-    l.local_addr().map(|a| a.port()).map_err(Error::io("finding a free port"))
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    for _ in 0..64 {
+        let l = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).map_err(Error::io("finding a free port"))?;
+        let port = l.local_addr().map(|a| a.port()).map_err(Error::io("finding a free port"))?;
+        let mut given = GIVEN.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !given.contains(&port) {
+            given.push(port);
+            return Ok(port);
+        }
+    }
+    Err(Error::config("ports", "no free port found on 127.0.0.1"))
 }
 
 /// Whether `port` can be bound on 127.0.0.1 now.

@@ -29,3 +29,59 @@ pub async fn shutdown_signal() {
 }
 
 pub mod workload;
+
+/// One shutdown signal, fanned out to every listener of a service.
+#[derive(Debug, Clone)]
+pub struct Stop(tokio::sync::watch::Receiver<bool>);
+
+impl Stop {
+    /// Fires when `signal` resolves.
+    pub fn on<F>(signal: F) -> Self
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            signal.await;
+            let _ = tx.send(true);
+        });
+        Self(rx)
+    }
+
+    /// A future that resolves once the signal has fired.
+    pub fn wait(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut rx = self.0.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    }
+}
+
+/// The `main` of a ztlab service: installs the crypto provider and JSON logs, loads `C` from
+/// `config` (then `ZT_*`), runs `service`, and turns an error into a log line, a message on
+/// stderr and exit code 2.
+pub async fn main<C, F, Fut>(
+    component: &'static str,
+    config: Option<&std::path::Path>,
+    service: F,
+) -> std::process::ExitCode
+where
+    C: serde::Serialize + serde::de::DeserializeOwned + Default,
+    F: FnOnce(C) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    zt_tls::install_crypto_provider();
+    telemetry::init(component);
+    let run = async {
+        let cfg: C = config::load(config)?;
+        service(cfg).await
+    };
+    match run.await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(component, error = %format!("{e:#}"), "stopped");
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::from(2)
+        }
+    }
+}

@@ -104,26 +104,11 @@ impl Listeners {
     where
         F: std::future::Future<Output = ()> + Send + 'static,
     {
-        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let ops_stop = {
-            let mut rx = stop_rx.clone();
-            async move {
-                let _ = rx.wait_for(|s| *s).await;
-            }
-        };
-        let app_stop = {
-            let mut rx = stop_rx;
-            async move {
-                let _ = rx.wait_for(|s| *s).await;
-            }
-        };
-        tokio::spawn(async move {
-            shutdown.await;
-            let _ = stop_tx.send(true);
-        });
+        let stop = crate::Stop::on(shutdown);
         tracing::info!(app = %self.app_addr(), ops = %self.ops_addr(), "serving");
+        let ops_stop = stop.wait();
         let ops_task = tokio::spawn(async move { axum::serve(self.ops, ops).with_graceful_shutdown(ops_stop).await });
-        server.serve(self.app, app, app_stop).await?;
+        server.serve(self.app, app, stop.wait()).await?;
         ops_task.await??;
         tracing::info!("stopped");
         Ok(())
