@@ -3,14 +3,17 @@
 //! It serves over mTLS with its own SVID and calls the `opa` service over mTLS, checking that
 //! the server is opa's SPIFFE ID. Today it exposes `GET /v1/opa/peer` (ask opa who we are) and
 //! the `check-opa` command, which calls opa repeatedly and reports what opa saw (used by the
-//! rotation and failure tests). Documents and the policy checks come with the delegation work.
+//! rotation and failure tests). [`OpaClient::decide`] asks opa for a document decision
+//! (`POST /v1/data/ztlab/documents/decision`, OPA's Data API), and the `decide` command makes
+//! one such call with this workload's SVID. Serving documents comes with the delegation work.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use anyhow::Context as _;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{Method, StatusCode};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
@@ -34,6 +37,8 @@ pub struct Config {
     pub opa_id: String,
     /// SPIFFE IDs allowed to call. Empty means the frontend of this trust domain.
     pub allowed_clients: Vec<String>,
+    /// The Data API path of the document decision on opa.
+    pub opa_decision_path: String,
 }
 
 impl Default for Config {
@@ -44,6 +49,7 @@ impl Default for Config {
             opa_url: "https://127.0.0.1:8181".into(),
             opa_id: String::new(),
             allowed_clients: vec![],
+            opa_decision_path: "ztlab/documents/decision".into(),
         }
     }
 }
@@ -69,7 +75,11 @@ impl Config {
     pub fn opa_client(&self, source: &X509Source, options: ClientOptions) -> anyhow::Result<OpaClient> {
         let td = self.workload.trust_domain()?;
         let client = MtlsClient::new(source, &td, Arc::new(self.opa_rule()?), options)?;
-        Ok(OpaClient { client, base: self.opa_url.trim_end_matches('/').to_owned() })
+        Ok(OpaClient {
+            client,
+            base: self.opa_url.trim_end_matches('/').to_owned(),
+            decision_path: self.opa_decision_path.trim_matches('/').to_owned(),
+        })
     }
 }
 
@@ -78,6 +88,30 @@ impl Config {
 pub struct OpaClient {
     client: MtlsClient,
     base: String,
+    decision_path: String,
+}
+
+/// What the document service asks opa about one request (the input of
+/// `data.ztlab.documents.decision`; see `policies/rego/ztlab/documents.rego`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DecisionInput {
+    /// The caller's SPIFFE ID, from its peer certificate.
+    pub caller_spiffe_id: String,
+    /// The user, from a verified user token (`None`: no user).
+    pub user: Option<String>,
+    /// The agent, when the caller is an agent (`None`: not an agent).
+    pub agent: Option<String>,
+    /// The requested document.
+    pub document: String,
+}
+
+/// opa's decision.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Decision {
+    /// Whether access is granted.
+    pub allow: bool,
+    /// Why.
+    pub reason: String,
 }
 
 /// What opa said about us.
@@ -89,20 +123,47 @@ pub struct OpaPeer {
     pub cert: zt_tls::CertInfo,
 }
 
+/// A non-2xx answer from opa as an error with opa's message.
+fn refused(resp: &zt_tls::client::Response) -> anyhow::Error {
+    let msg = resp
+        .json::<serde_json::Value>()
+        .ok()
+        .and_then(|v| v.get("message").and_then(|m| m.as_str()).map(str::to_owned))
+        .unwrap_or_else(|| String::from_utf8_lossy(&resp.body).into_owned());
+    anyhow::anyhow!("opa refused the call ({}): {msg}", resp.status)
+}
+
 impl OpaClient {
     /// Asks opa who we are. A refusal comes back as an error with opa's reason.
     pub async fn whoami(&self) -> anyhow::Result<OpaPeer> {
         let resp = self.client.get(&format!("{}/v1/peer", self.base)).await?;
         if !resp.status.is_success() {
-            let msg = resp
-                .json::<serde_json::Value>()
-                .ok()
-                .and_then(|v| v.get("message").and_then(|m| m.as_str()).map(str::to_owned))
-                .unwrap_or_else(|| String::from_utf8_lossy(&resp.body).into_owned());
-            anyhow::bail!("opa refused the call ({}): {msg}", resp.status);
+            return Err(refused(&resp));
         }
         Ok(resp.json()?)
     }
+
+    /// Asks opa for the document decision. A refusal, or an answer without a decision (the
+    /// policy is not loaded), is an error.
+    pub async fn decide(&self, input: &DecisionInput) -> anyhow::Result<Decision> {
+        let url = format!("{}/v1/data/{}", self.base, self.decision_path);
+        let resp = self.client.request(Method::POST, &url, Some(&serde_json::json!({ "input": input }))).await?;
+        if !resp.status.is_success() {
+            return Err(refused(&resp));
+        }
+        let answer: serde_json::Value = resp.json().context("opa's answer is not JSON")?;
+        let result = answer
+            .get("result")
+            .with_context(|| format!("opa has no decision at data/{} (is the policy loaded?)", self.decision_path))?;
+        serde_json::from_value(result.clone()).with_context(|| format!("opa's decision has the wrong shape: {result}"))
+    }
+}
+
+/// Connects with this workload's SVID and asks opa for one decision.
+pub async fn decide(config: &Config, input: &DecisionInput) -> anyhow::Result<Decision> {
+    let source = config.workload.connect().await?;
+    let opa = config.opa_client(&source, ClientOptions::default())?;
+    opa.decide(input).await
 }
 
 /// A built, bound, not yet serving document service.

@@ -29,6 +29,24 @@ enum Command {
         #[arg(long, default_value = "100ms", value_parser = humantime_duration)]
         interval: Duration,
     },
+    /// Ask opa for one document decision with this workload's SVID and print it as JSON
+    /// (`{"allow": ..., "reason": ...}`). Exits 0 with a decision (granted or not), 1 if opa
+    /// refused the call or gave no decision.
+    Decide {
+        /// The user (omit for none).
+        #[arg(long)]
+        user: Option<String>,
+        /// The agent acting for the user (omit for none).
+        #[arg(long)]
+        agent: Option<String>,
+        /// The document.
+        #[arg(long)]
+        doc: String,
+        /// The caller's SPIFFE ID. Default: the agent's (`spiffe://<td>/agent/<agent>`) with
+        /// --agent, else the frontend's.
+        #[arg(long)]
+        caller: Option<String>,
+    },
 }
 
 fn humantime_duration(s: &str) -> Result<Duration, String> {
@@ -69,6 +87,24 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
             let report = document::check_opa(&config, duration, interval).await?;
             println!("{}", serde_json::to_string(&report)?);
             Ok(if report.failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
+        Command::Decide { user, agent, doc, caller } => {
+            let td = config.workload.trust_domain()?;
+            let caller_spiffe_id = caller.unwrap_or_else(|| match &agent {
+                Some(a) => format!("spiffe://{td}/agent/{a}"),
+                None => format!("spiffe://{td}{}", zt_identity::lab::FRONTEND),
+            });
+            let input = document::DecisionInput { caller_spiffe_id, user, agent, document: doc };
+            match document::decide(&config, &input).await {
+                Ok(decision) => {
+                    println!("{}", serde_json::to_string(&decision)?);
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    Ok(ExitCode::FAILURE)
+                }
+            }
         }
     }
 }

@@ -202,6 +202,22 @@ async fn create_update_delete_sync_to_both_spire_servers() {
             && events[1].after_json.contains("\"x509_svid_ttl\":240")
     );
     assert!(events[0].after_json.is_empty() && events[2].before_json.is_empty());
+
+    // entry-manager's logs are JSON lines carrying component, trace_id and actor; the audit
+    // event of the create has the trace ID of the request that made it.
+    let log = std::fs::read_to_string(lab.lab.log_path("entry-manager").expect("log")).expect("read log");
+    let lines: Vec<serde_json::Value> = log.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    let create = lines
+        .iter()
+        .find(|l| l["fields"]["method"] == "CreateEntry" && l["fields"]["message"] == "request")
+        .expect("a JSON log line for CreateEntry");
+    assert_eq!(create["fields"]["component"], "entry-manager");
+    assert!(create["fields"]["actor"].as_str().is_some_and(|a| a.starts_with("apikey:bootstrap-admin")), "{create}");
+    let trace = create["fields"]["trace_id"].as_str().expect("trace_id");
+    assert!(
+        events.iter().any(|e| e.action == "entry.create" && e.trace_id == trace),
+        "audit trace ID {trace} not found"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
