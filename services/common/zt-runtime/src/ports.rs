@@ -40,7 +40,14 @@ mod tests {
         let port = l.local_addr().expect("addr").port();
         let err = ensure_free("sites.a.server_port", port).expect_err("taken");
         assert!(err.to_string().contains("sites.a.server_port: port"), "{err}");
-        drop(l);
-        assert!(ensure_free("x", port).is_ok());
+    }
+
+    #[test]
+    fn free_ports_are_not_handed_out_twice() {
+        let ports: Vec<u16> = (0..50).map(|_| free_port().expect("port")).collect();
+        let mut unique = ports.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), ports.len());
     }
 }
