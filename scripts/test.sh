@@ -38,4 +38,4 @@ cargo build --workspace --all-targets --locked
 
 step "Tests"
 # End-to-end tests mostly wait on real processes, so run more of them than there are cores.
-cargo test --workspace --locked -- --test-threads=8 "${filter[@]}"
+cargo test --workspace --locked --no-fail-fast -- --test-threads=8 "${filter[@]}"
