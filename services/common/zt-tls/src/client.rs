@@ -47,6 +47,10 @@ pub enum ClientError {
         /// What went wrong.
         reason: String,
     },
+    /// A request header name or value is not valid HTTP (the value is not echoed: it may be
+    /// a credential).
+    #[error("invalid value for request header {0:?}")]
+    InvalidHeader(String),
     /// Nothing listens there, or the connection broke.
     #[error("cannot connect to {url}: {reason}")]
     Connect {
@@ -129,6 +133,18 @@ impl MtlsClient {
         url: &str,
         json: Option<&serde_json::Value>,
     ) -> Result<Response, ClientError> {
+        self.request_with_headers(method, url, &[], json).await
+    }
+
+    /// Sends a request with extra headers (for example `authorization`) and an optional JSON
+    /// body.
+    pub async fn request_with_headers(
+        &self,
+        method: Method,
+        url: &str,
+        headers: &[(&str, &str)],
+        json: Option<&serde_json::Value>,
+    ) -> Result<Response, ClientError> {
         if !url.starts_with("https://") {
             return Err(ClientError::InvalidUrl(url.to_owned()));
         }
@@ -136,6 +152,17 @@ impl MtlsClient {
         let mut req = Request::builder().method(method).uri(url);
         if json.is_some() {
             req = req.header("content-type", "application/json");
+        }
+        for (name, value) in headers {
+            let name_ok = hyper::header::HeaderName::from_bytes(name.as_bytes());
+            let value_ok = hyper::header::HeaderValue::from_str(value);
+            match (name_ok, value_ok) {
+                (Ok(n), Ok(mut v)) => {
+                    v.set_sensitive(n == hyper::header::AUTHORIZATION);
+                    req = req.header(n, v);
+                }
+                _ => return Err(ClientError::InvalidHeader((*name).to_owned())),
+            }
         }
         let req = req.body(Full::new(body)).map_err(|_| ClientError::InvalidUrl(url.to_owned()))?;
         let send = async {

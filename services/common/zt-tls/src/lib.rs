@@ -7,7 +7,8 @@
 //!
 //! Module map:
 //! - [`source`]: connect to the Workload API, with errors that say what is wrong (no socket,
-//!   agent down, workload not registered).
+//!   agent down, workload not registered). [`source::connect_as`] picks one SVID by SPIFFE ID
+//!   when the process is issued several (the agent runtime).
 //! - [`peer`]: [`PeerIdentity`], the peer's SPIFFE ID and certificate serial, parsed from DER.
 //! - [`server`]: [`MtlsServer`] serves an axum router over mTLS and hands each handler the
 //!   caller's [`PeerIdentity`]; it also yields mTLS connections for tonic.
@@ -68,6 +69,28 @@ pub enum Error {
         /// This process's executable.
         exe: String,
     },
+    /// The agent answered, but none of the SVIDs it issued to this process has the wanted
+    /// SPIFFE ID (one process can hold several SVIDs; see [`source::connect_as`]).
+    #[error(
+        "the SPIRE agent at {endpoint} did not issue {wanted} to this workload (pid {pid}, executable {exe}) \
+         within {waited:?}; it issued {}: register an entry with SPIFFE ID {wanted} for this workload's selectors \
+         (for example unix:path:{exe}) and retry",
+        issued_list(.issued)
+    )]
+    IdNotIssued {
+        /// The endpoint that was dialled.
+        endpoint: String,
+        /// The SPIFFE ID asked for.
+        wanted: String,
+        /// The SPIFFE IDs the agent did issue (possibly none).
+        issued: Vec<String>,
+        /// How long it waited.
+        waited: std::time::Duration,
+        /// This process.
+        pid: u32,
+        /// This process's executable.
+        exe: String,
+    },
     /// The Workload API failed in another way.
     #[error("Workload API error at {endpoint}: {reason}")]
     WorkloadApi {
@@ -82,4 +105,8 @@ pub enum Error {
     /// spiffe-rustls refused to build a config.
     #[error("cannot build TLS config: {0}")]
     Config(String),
+}
+
+fn issued_list(issued: &[String]) -> String {
+    if issued.is_empty() { "no X.509-SVID at all".to_owned() } else { issued.join(", ") }
 }

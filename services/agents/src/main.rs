@@ -1,0 +1,80 @@
+use std::io::Read as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// The ztlab agent runtime: hosts the agents gpt4, claude and summarizer, each with its own
+/// SPIFFE ID.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    /// TOML config file; `ZT_*` environment variables override it.
+    #[arg(long, env = "ZT_CONFIG", global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Hold every agent's SVID and serve /healthz (the default).
+    Serve,
+    /// Call the document service once as one agent, over mTLS with that agent's SVID, and print
+    /// the status and body as JSON. Exits 0 on a 2xx answer, 1 on another answer, 2 when no
+    /// answer could be had.
+    Act {
+        /// The agent: gpt4, claude or summarizer.
+        #[arg(long)]
+        agent: String,
+        /// The user's token (a JWT from the backend), sent as `authorization: Bearer`; `-`
+        /// reads it from stdin. Omit to act without a user.
+        #[arg(long)]
+        user_token: Option<String>,
+        /// The document, e.g. DOC-001.
+        #[arg(long)]
+        doc: String,
+    },
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(args).await {
+        Ok(code) => code,
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "agents stopped");
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn run(args: Args) -> anyhow::Result<ExitCode> {
+    zt_tls::install_crypto_provider();
+    zt_service::telemetry::init("agents");
+    let config: agents::Config = zt_service::config::load(args.config.as_deref())?;
+    match args.command.unwrap_or(Command::Serve) {
+        Command::Serve => {
+            let app = agents::Application::build(config).await?;
+            app.run_until_stopped(zt_service::shutdown_signal()).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Act { agent, user_token, doc } => {
+            let token = match user_token.as_deref() {
+                Some("-") => {
+                    let mut t = String::new();
+                    std::io::stdin().read_to_string(&mut t)?;
+                    let t = t.trim().to_owned();
+                    anyhow::ensure!(!t.is_empty(), "--user-token -: stdin was empty");
+                    Some(t)
+                }
+                Some(t) => Some(t.to_owned()),
+                None => None,
+            };
+            let outcome = agents::act(&config, &agent, token.as_deref(), &doc).await?;
+            println!("{}", serde_json::to_string(&outcome)?);
+            Ok(if (200..300).contains(&outcome.status) { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
+    }
+}
