@@ -16,6 +16,9 @@ use zt_identity::Authorizer;
 
 use crate::Error;
 
+/// How many times a request is tried when its TLS handshake fails (see `request_with_headers`).
+const HANDSHAKE_ATTEMPTS: u64 = 3;
+
 /// Options for [`MtlsClient`].
 #[derive(Debug, Clone)]
 pub struct ClientOptions {
@@ -166,10 +169,29 @@ impl MtlsClient {
         }
         let req = req.body(Full::new(body)).map_err(|_| ClientError::InvalidUrl(url.to_owned()))?;
         let send = async {
-            let resp = self.http.request(req).await.map_err(|e| classify(url, &e))?;
-            let status = resp.status();
-            let body = resp.into_body().collect().await.map_err(|e| classify(url, &e))?.to_bytes();
-            Ok(Response { status, body })
+            // spiffe-rustls refuses handshakes for the instant between a rotated SVID or bundle
+            // arriving and its conversion (`PendingRevision`, on either side). A request whose
+            // connection or handshake failed was not processed, so it is retried, briefly.
+            let mut attempt = 0;
+            loop {
+                attempt += 1;
+                let result = async {
+                    let resp = self.http.request(req.clone()).await.map_err(|e| classify(url, &e))?;
+                    let status = resp.status();
+                    let body = resp.into_body().collect().await.map_err(|e| classify(url, &e))?.to_bytes();
+                    Ok(Response { status, body })
+                }
+                .await;
+                match result {
+                    Err(ClientError::Tls { reason, .. } | ClientError::Connect { reason, .. })
+                        if attempt < HANDSHAKE_ATTEMPTS =>
+                    {
+                        tracing::debug!(url, attempt, %reason, "TLS handshake failed; retrying");
+                        tokio::time::sleep(Duration::from_millis(50 * attempt)).await;
+                    }
+                    other => return other,
+                }
+            }
         };
         tokio::time::timeout(self.timeout, send)
             .await
