@@ -40,20 +40,11 @@ enum Command {
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
-    match run(args).await {
-        Ok(code) => code,
-        Err(e) => {
-            tracing::error!(error = %format!("{e:#}"), "agents stopped");
-            eprintln!("error: {e:#}");
-            ExitCode::from(2)
-        }
-    }
+    let config_path = args.config.clone();
+    zt_service::main("agents", config_path.as_deref(), move |config: agents::Config| run(args, config)).await
 }
 
-async fn run(args: Args) -> anyhow::Result<ExitCode> {
-    zt_tls::install_crypto_provider();
-    zt_service::telemetry::init("agents");
-    let config: agents::Config = zt_service::config::load(args.config.as_deref())?;
+async fn run(args: Args, config: agents::Config) -> anyhow::Result<ExitCode> {
     match args.command.unwrap_or(Command::Serve) {
         Command::Serve => {
             let app = agents::Application::build(config).await?;

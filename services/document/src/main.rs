@@ -63,20 +63,11 @@ fn humantime_duration(s: &str) -> Result<Duration, String> {
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
-    match run(args).await {
-        Ok(code) => code,
-        Err(e) => {
-            tracing::error!(error = %format!("{e:#}"), "document stopped");
-            eprintln!("error: {e:#}");
-            ExitCode::from(2)
-        }
-    }
+    let config_path = args.config.clone();
+    zt_service::main("document", config_path.as_deref(), move |config: document::Config| run(args, config)).await
 }
 
-async fn run(args: Args) -> anyhow::Result<ExitCode> {
-    zt_tls::install_crypto_provider();
-    zt_service::telemetry::init("document");
-    let config: document::Config = zt_service::config::load(args.config.as_deref())?;
+async fn run(args: Args, config: document::Config) -> anyhow::Result<ExitCode> {
     match args.command.unwrap_or(Command::Serve) {
         Command::Serve => {
             let app = document::Application::build(config).await?;

@@ -16,7 +16,8 @@ struct Args {
 async fn main() -> ExitCode {
     let args = Args::parse();
     zt_service::main("entry-manager", args.config.as_deref(), |config: entry_manager::Config| async move {
-        entry_manager::Application::build(config).await?.run_until_stopped(zt_service::shutdown_signal()).await
+        entry_manager::Application::build(config).await?.run_until_stopped(zt_service::shutdown_signal()).await?;
+        Ok(ExitCode::SUCCESS)
     })
     .await
 }

@@ -14,20 +14,9 @@ struct Args {
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let args = Args::parse();
-    match run(args).await {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!(error = %format!("{e:#}"), "opa stopped");
-            eprintln!("error: {e:#}");
-            std::process::ExitCode::from(2)
-        }
-    }
-}
-
-async fn run(args: Args) -> anyhow::Result<()> {
-    zt_tls::install_crypto_provider();
-    zt_service::telemetry::init("opa");
-    let config: opa::Config = zt_service::config::load(args.config.as_deref())?;
-    let app = opa::Application::build(config).await?;
-    app.run_until_stopped(zt_service::shutdown_signal()).await
+    zt_service::main("opa", args.config.as_deref(), |config: opa::Config| async move {
+        opa::Application::build(config).await?.run_until_stopped(zt_service::shutdown_signal()).await?;
+        Ok(std::process::ExitCode::SUCCESS)
+    })
+    .await
 }

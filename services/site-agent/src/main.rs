@@ -16,7 +16,8 @@ struct Args {
 async fn main() -> ExitCode {
     let args = Args::parse();
     zt_service::main("site-agent", args.config.as_deref(), |config: site_agent::Config| async move {
-        site_agent::Agent::build(config).await?.run_until_stopped(zt_service::shutdown_signal()).await
+        site_agent::Agent::build(config).await?.run_until_stopped(zt_service::shutdown_signal()).await?;
+        Ok(ExitCode::SUCCESS)
     })
     .await
 }

@@ -4,15 +4,35 @@ use std::net::{Ipv4Addr, TcpListener};
 
 use crate::{Error, Result};
 
+/// The kernel's ephemeral port range (outgoing connections take their local ports from it).
+fn ephemeral_range() -> (u16, u16) {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|t| {
+            let mut it = t.split_whitespace().filter_map(|x| x.parse().ok());
+            Some((it.next()?, it.next()?))
+        })
+        .unwrap_or((32768, 60999))
+}
+
 /// A port that was free a moment ago and that this process has not handed out before (so that
-/// labs started in parallel by one test binary do not pick the same one).
+/// labs started in parallel by one test binary do not pick the same one). It is taken below the
+/// ephemeral range, so that no outgoing connection of another process can occupy it between
+/// now and the moment the component binds it.
 pub fn free_port() -> Result<u16> {
     static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
-    for _ in 0..64 {
-        let l = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).map_err(Error::io("finding a free port"))?;
-        let port = l.local_addr().map(|a| a.port()).map_err(Error::io("finding a free port"))?;
+    let (eph_low, _) = ephemeral_range();
+    let (low, high) = (20000u16, eph_low.saturating_sub(1));
+    for _ in 0..256 {
+        let port = if high > low + 1000 {
+            low + (uuid::Uuid::new_v4().as_u128() % u128::from(high - low)) as u16
+        } else {
+            // An unusual ephemeral range: fall back to a port the kernel picks.
+            let l = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).map_err(Error::io("finding a free port"))?;
+            l.local_addr().map(|a| a.port()).map_err(Error::io("finding a free port"))?
+        };
         let mut given = GIVEN.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if !given.contains(&port) {
+        if !given.contains(&port) && is_free(port) {
             given.push(port);
             return Ok(port);
         }

@@ -58,8 +58,8 @@ impl Stop {
 }
 
 /// The `main` of a ztlab service: installs the crypto provider and JSON logs, loads `C` from
-/// `config` (then `ZT_*`), runs `service`, and turns an error into a log line, a message on
-/// stderr and exit code 2.
+/// `config` (then `ZT_*`), runs `service` and exits with its code; an error becomes a log line,
+/// a message on stderr and exit code 2.
 pub async fn main<C, F, Fut>(
     component: &'static str,
     config: Option<&std::path::Path>,
@@ -68,7 +68,7 @@ pub async fn main<C, F, Fut>(
 where
     C: serde::Serialize + serde::de::DeserializeOwned + Default,
     F: FnOnce(C) -> Fut,
-    Fut: std::future::Future<Output = anyhow::Result<()>>,
+    Fut: std::future::Future<Output = anyhow::Result<std::process::ExitCode>>,
 {
     zt_tls::install_crypto_provider();
     telemetry::init(component);
@@ -77,7 +77,7 @@ where
         service(cfg).await
     };
     match run.await {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             tracing::error!(component, error = %format!("{e:#}"), "stopped");
             eprintln!("error: {e:#}");
