@@ -1,5 +1,4 @@
 use std::io::Read as _;
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -9,9 +8,8 @@ use clap::{Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(version, about)]
 struct Args {
-    /// TOML config file; `ZT_*` environment variables override it.
-    #[arg(long, env = "ZT_CONFIG", global = true)]
-    config: Option<PathBuf>,
+    #[command(flatten)]
+    config: zt_service::ConfigArg,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -40,7 +38,7 @@ enum Command {
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
-    let config_path = args.config.clone();
+    let config_path = args.config.config.clone();
     zt_service::main("agents", config_path.as_deref(), move |config: agents::Config| run(args, config)).await
 }
 

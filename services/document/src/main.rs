@@ -1,4 +1,3 @@
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -8,9 +7,8 @@ use clap::{Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(version, about)]
 struct Args {
-    /// TOML config file; `ZT_*` environment variables override it.
-    #[arg(long, env = "ZT_CONFIG", global = true)]
-    config: Option<PathBuf>,
+    #[command(flatten)]
+    config: zt_service::ConfigArg,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -23,10 +21,10 @@ enum Command {
     /// Exits 1 if any call failed.
     CheckOpa {
         /// How long to keep calling, e.g. `30s`.
-        #[arg(long, default_value = "0s", value_parser = humantime_duration)]
+        #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
         duration: Duration,
         /// Pause between calls, e.g. `100ms`.
-        #[arg(long, default_value = "100ms", value_parser = humantime_duration)]
+        #[arg(long, default_value = "100ms", value_parser = humantime::parse_duration)]
         interval: Duration,
     },
     /// Ask opa for one document decision with this workload's SVID and print it as JSON
@@ -49,21 +47,10 @@ enum Command {
     },
 }
 
-fn humantime_duration(s: &str) -> Result<Duration, String> {
-    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: u64 = num.parse().map_err(|_| format!("{s:?}: expected a number with a unit, like 30s or 100ms"))?;
-    match unit {
-        "ms" => Ok(Duration::from_millis(n)),
-        "s" | "" => Ok(Duration::from_secs(n)),
-        "m" => Ok(Duration::from_secs(n * 60)),
-        _ => Err(format!("{s:?}: unknown unit {unit:?} (use ms, s or m)")),
-    }
-}
-
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
-    let config_path = args.config.clone();
+    let config_path = args.config.config.clone();
     zt_service::main("document", config_path.as_deref(), move |config: document::Config| run(args, config)).await
 }
 

@@ -234,3 +234,62 @@ impl EntryLab {
 pub fn all_sites(e: &zt_entry_api::pb::Entry, state: zt_entry_api::pb::SyncState) -> bool {
     !e.site_status.is_empty() && e.site_status.iter().all(|s| s.state == state as i32)
 }
+
+/// PEM text of one DER object (`CERTIFICATE`, `PRIVATE KEY`), for tools that read files (curl,
+/// a real OPA server).
+pub fn pem(tag: &str, der: &[u8]) -> String {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let lines: Vec<&str> = b64.as_bytes().chunks(64).filter_map(|c| std::str::from_utf8(c).ok()).collect();
+    format!("-----BEGIN {tag}-----\n{}\n-----END {tag}-----\n", lines.join("\n"))
+}
+
+/// Latency statistics for the bench binaries.
+pub mod bench {
+    use std::time::Duration;
+
+    /// What a load run measured.
+    #[derive(Debug)]
+    pub struct Stats {
+        /// Successful requests.
+        pub requests: usize,
+        /// Failed requests.
+        pub errors: usize,
+        /// Successful requests per second.
+        pub rps: f64,
+        /// Median latency.
+        pub p50: Duration,
+        /// 99th percentile latency.
+        pub p99: Duration,
+    }
+
+    /// The `p` quantile (0..=1) of sorted latencies, nearest-rank; zero when empty.
+    pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
+        if sorted.is_empty() {
+            return Duration::ZERO;
+        }
+        sorted[((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1]
+    }
+
+    /// Statistics of one run: latencies of the successes, the error count, the wall time.
+    pub fn stats(mut lat: Vec<Duration>, errors: usize, elapsed: Duration) -> Stats {
+        lat.sort();
+        Stats {
+            requests: lat.len(),
+            errors,
+            rps: lat.len() as f64 / elapsed.as_secs_f64(),
+            p50: percentile(&lat, 0.50),
+            p99: percentile(&lat, 0.99),
+        }
+    }
+
+    /// Milliseconds.
+    pub fn ms(d: Duration) -> f64 {
+        d.as_secs_f64() * 1e3
+    }
+
+    /// Microseconds.
+    pub fn us(d: Duration) -> f64 {
+        d.as_secs_f64() * 1e6
+    }
+}

@@ -6,8 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use base64::Engine as _;
-use e2e::{Probe, bin, lab_with_opa, site, spec, state_dir};
+use e2e::{Probe, bin, lab_with_opa, pem, site, spec, state_dir};
 use zt_identity::Rule;
 use zt_runtime::Error;
 use zt_runtime::lab::Lab;
@@ -51,11 +50,6 @@ async fn workload_api_issues_x509_and_jwt_svids() {
 
 /// Writes an X.509-SVID as PEM files for curl.
 fn write_pem(dir: &Path, name: &str, svid: &spiffe::X509Svid) -> (String, String) {
-    let pem = |tag: &str, der: &[u8]| {
-        let b64 = base64::engine::general_purpose::STANDARD.encode(der);
-        let body: Vec<&str> = b64.as_bytes().chunks(64).map(|c| std::str::from_utf8(c).expect("ascii")).collect();
-        format!("-----BEGIN {tag}-----\n{}\n-----END {tag}-----\n", body.join("\n"))
-    };
     let certs: String = svid.cert_chain().iter().map(|c| pem("CERTIFICATE", c.as_bytes())).collect();
     let cert = dir.join(format!("{name}.crt"));
     let key = dir.join(format!("{name}.key"));

@@ -1,4 +1,3 @@
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -7,15 +6,14 @@ use clap::Parser;
 #[derive(Debug, Parser)]
 #[command(version, about)]
 struct Args {
-    /// TOML config file; `ZT_*` environment variables override it.
-    #[arg(long, env = "ZT_CONFIG")]
-    config: Option<PathBuf>,
+    #[command(flatten)]
+    config: zt_service::ConfigArg,
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
-    zt_service::main("entry-manager", args.config.as_deref(), |config: entry_manager::Config| async move {
+    zt_service::main("entry-manager", args.config.config.as_deref(), |config: entry_manager::Config| async move {
         entry_manager::Application::build(config).await?.run_until_stopped(zt_service::shutdown_signal()).await?;
         Ok(ExitCode::SUCCESS)
     })

@@ -85,3 +85,11 @@ where
         }
     }
 }
+
+/// The `--config` option every ztlab service takes (flatten it into the service's arguments).
+#[derive(Debug, Clone, clap::Args)]
+pub struct ConfigArg {
+    /// TOML config file; `ZT_*` environment variables override it.
+    #[arg(long, env = "ZT_CONFIG", global = true)]
+    pub config: Option<std::path::PathBuf>,
+}

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::routing::get;
 use bytes::Bytes;
+use e2e::bench::{Stats, ms, stats};
 use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
@@ -18,33 +19,6 @@ use zt_runtime::lab::{Lab, LabSpec, SiteSpec};
 use zt_tls::client::ClientOptions;
 
 const PATH: &str = "/ns/bench/sa/client";
-
-#[derive(Debug)]
-struct Stats {
-    requests: usize,
-    errors: usize,
-    rps: f64,
-    p50_ms: f64,
-    p99_ms: f64,
-}
-
-fn stats(mut lat: Vec<Duration>, errors: usize, elapsed: Duration) -> Stats {
-    lat.sort();
-    let pct = |p: f64| {
-        if lat.is_empty() {
-            return f64::NAN;
-        }
-        let i = ((lat.len() as f64 * p).ceil() as usize).clamp(1, lat.len()) - 1;
-        lat[i].as_secs_f64() * 1000.0
-    };
-    Stats {
-        requests: lat.len(),
-        errors,
-        rps: lat.len() as f64 / elapsed.as_secs_f64(),
-        p50_ms: pct(0.50),
-        p99_ms: pct(0.99),
-    }
-}
 
 /// Runs `concurrency` workers calling `call` for `duration`.
 async fn load<F, Fut>(concurrency: usize, duration: Duration, call: F) -> Stats
@@ -145,13 +119,13 @@ async fn main() -> anyhow_free::Result {
 
     println!("{:<8} {:>10} {:>8} {:>10} {:>9} {:>9}", "path", "requests", "errors", "req/s", "p50 ms", "p99 ms");
     for (name, s) in [("plain", &p), ("mtls", &m)] {
-        println!("{name:<8} {:>10} {:>8} {:>10.0} {:>9.3} {:>9.3}", s.requests, s.errors, s.rps, s.p50_ms, s.p99_ms);
+        println!("{name:<8} {:>10} {:>8} {:>10.0} {:>9.3} {:>9.3}", s.requests, s.errors, s.rps, ms(s.p50), ms(s.p99));
     }
     println!("BENCH plain_rps {:.0}", p.rps);
     println!("BENCH mtls_rps {:.0}", m.rps);
-    println!("BENCH plain_p99_ms {:.3}", p.p99_ms);
+    println!("BENCH plain_p99_ms {:.3}", ms(p.p99));
     println!("BENCH mtls_vs_plain_rps_ratio {:.3}", m.rps / p.rps);
-    println!("BENCH mtls_p99_ms {:.3}", m.p99_ms);
+    println!("BENCH mtls_p99_ms {:.3}", ms(m.p99));
     if p.errors + m.errors > 0 {
         return Err(format!("{} requests failed", p.errors + m.errors).into());
     }

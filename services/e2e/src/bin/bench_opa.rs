@@ -9,12 +9,13 @@
 //! Every answer is checked against the expected decision. Run through `scripts/bench-opa.sh`.
 //! Prints a table and ends with `BENCH` lines.
 
+use e2e::bench::{Stats, ms, stats, us};
+use e2e::pem;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use base64::Engine as _;
 use opa::scenarios::{DECISION_PATH, NINE};
 use opa::{DataPath, PolicyStore};
 use serde_json::{Value, json};
@@ -29,27 +30,6 @@ const REAL_OPA: &str = "/ns/bench/sa/opa-server";
 const TD: &str = "ztlab.test";
 
 type Result<T = ()> = std::result::Result<T, Box<dyn std::error::Error>>;
-
-#[derive(Debug)]
-struct Stats {
-    requests: usize,
-    errors: usize,
-    rps: f64,
-    p50: Duration,
-    p99: Duration,
-}
-
-fn stats(mut lat: Vec<Duration>, errors: usize, elapsed: Duration) -> Stats {
-    lat.sort();
-    let pct = |p: f64| {
-        if lat.is_empty() {
-            return Duration::ZERO;
-        }
-        let i = ((lat.len() as f64 * p).ceil() as usize).clamp(1, lat.len()) - 1;
-        lat[i]
-    };
-    Stats { requests: lat.len(), errors, rps: lat.len() as f64 / elapsed.as_secs_f64(), p50: pct(0.50), p99: pct(0.99) }
-}
 
 /// The nine scenarios' request bodies and expected answers, in turn.
 fn cases() -> Vec<(Value, Value)> {
@@ -124,12 +104,6 @@ async fn over_https(client: &MtlsClient, url: &str, concurrency: usize, duration
     stats(all, errors, start.elapsed())
 }
 
-fn pem(tag: &str, der: &[u8]) -> String {
-    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
-    let lines: Vec<&str> = b64.as_bytes().chunks(64).filter_map(|c| std::str::from_utf8(c).ok()).collect();
-    format!("-----BEGIN {tag}-----\n{}\n-----END {tag}-----\n", lines.join("\n"))
-}
-
 /// The `--write-svid=<dir>` mode: fetch this process's X.509-SVID from the Workload API and
 /// write it as `svid.pem` and `svid.key` (for the real OPA server's TLS).
 async fn write_svid(dir: &Path) -> Result {
@@ -187,14 +161,6 @@ async fn wait_ready(client: &MtlsClient, url: &str, timeout: Duration) -> Result
             _ => tokio::time::sleep(Duration::from_millis(100)).await,
         }
     }
-}
-
-fn us(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e6
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
 }
 
 #[tokio::main]

@@ -12,6 +12,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use e2e::bench::{ms, percentile};
 use e2e::{EntryLab, entry_lab, site, spec, state_dir};
 use zt_entry_api::pb;
 use zt_runtime::lab::Lab;
@@ -28,14 +29,7 @@ fn entry(i: usize, prefix: &str) -> pb::EntrySpec {
     }
 }
 
-fn pct(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    sorted[((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1]
-}
-
-async fn latency(lab: &EntryLab, n: usize) -> Res<Vec<f64>> {
+async fn latency(lab: &EntryLab, n: usize) -> Res<Vec<Duration>> {
     let mut stream = lab.admin.sync().stream_sync_updates(pb::StreamSyncUpdatesRequest::default()).await?.into_inner();
     let mut out = Vec::with_capacity(n);
     for i in 0..n {
@@ -53,9 +47,9 @@ async fn latency(lab: &EntryLab, n: usize) -> Res<Vec<f64>> {
                 synced.insert(u.site_id);
             }
         }
-        out.push(t.elapsed().as_secs_f64() * 1000.0);
+        out.push(t.elapsed());
     }
-    out.sort_by(f64::total_cmp);
+    out.sort();
     Ok(out)
 }
 
@@ -143,17 +137,17 @@ async fn main() -> Res<()> {
     println!(
         "create->SYNCED (both sites), {} entries: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
         lat.len(),
-        pct(&lat, 0.5),
-        pct(&lat, 0.99),
-        lat.last().copied().unwrap_or(f64::NAN)
+        ms(percentile(&lat, 0.5)),
+        ms(percentile(&lat, 0.99)),
+        ms(lat.last().copied().unwrap_or_default())
     );
     println!(
         "{bulk_n} entries: central to both sites {:.2} s; spire-server entry create -data into one server {:.2} s",
         central.as_secs_f64(),
         floor.as_secs_f64()
     );
-    println!("BENCH sync_create_to_synced_p50_ms {:.1}", pct(&lat, 0.5));
-    println!("BENCH sync_create_to_synced_p99_ms {:.1}", pct(&lat, 0.99));
+    println!("BENCH sync_create_to_synced_p50_ms {:.1}", ms(percentile(&lat, 0.5)));
+    println!("BENCH sync_create_to_synced_p99_ms {:.1}", ms(percentile(&lat, 0.99)));
     println!("BENCH sync_10k_central_seconds {:.2}", central.as_secs_f64());
     println!("BENCH sync_10k_spire_direct_seconds {:.2}", floor.as_secs_f64());
     println!("BENCH sync_10k_vs_spire_direct_ratio {:.3}", central.as_secs_f64() / floor.as_secs_f64());
