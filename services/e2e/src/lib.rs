@@ -5,6 +5,8 @@
 //! The service binaries must be built first (`cargo build --workspace`); `scripts/test.sh`
 //! does that.
 
+pub mod applab;
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;

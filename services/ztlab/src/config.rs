@@ -8,6 +8,7 @@ use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 use zt_entry_api::pb;
 use zt_runtime::entrymgmt::{self, EntryMgmtSpec};
+use zt_runtime::app::{AppPaths, AppSpec, FixtureSpec};
 use zt_runtime::lab::{LabSpec, SiteSpec, WorkloadSpec, default_state_dir};
 
 pub const DEFAULT_CONFIG: &str = include_str!("../../../infrastructure/local/lab.toml");
@@ -27,6 +28,43 @@ pub struct LabConfig {
     pub entry_management: EntryMgmtConfig,
     /// OpenBao, the lab's OIDC provider for people; without it, only API keys work.
     pub openbao: Option<OpenBaoConfig>,
+    /// The app chain (frontend ↔ backend through Envoy, backend → PostgreSQL and OpenBao).
+    pub app: Option<AppConfig>,
+}
+
+/// The `[app]` section.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AppConfig {
+    pub postgres_port: u16,
+    pub oidc_port: u16,
+    pub backend_envoy: zt_runtime::app::EnvoyPorts,
+    pub frontend_envoy: zt_runtime::app::EnvoyPorts,
+    /// Port of the local GitHub API fixture; omit it to call `github_api_url`.
+    pub github_fixture_port: Option<u16>,
+    #[serde(default = "github_api")]
+    pub github_api_url: String,
+    /// TTL of the backend's dynamic database credentials (production: 3600).
+    #[serde(default = "db_ttl")]
+    pub db_ttl_secs: u64,
+    #[serde(default = "db_max_ttl")]
+    pub db_max_ttl_secs: u64,
+    /// When the backend rotates them, as a fraction of the TTL (production: 50 of 60 minutes).
+    #[serde(default = "rotate_at")]
+    pub db_rotate_at: f64,
+}
+
+fn github_api() -> String {
+    "https://api.github.com".into()
+}
+fn db_ttl() -> u64 {
+    3600
+}
+fn db_max_ttl() -> u64 {
+    86400
+}
+fn rotate_at() -> f64 {
+    50.0 / 60.0
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -48,7 +86,8 @@ fn thirty() -> u64 {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ServicePorts {
-    pub listen: u16,
+    /// Its listener (the agents runtime has none).
+    pub listen: Option<u16>,
     pub ops: u16,
 }
 
@@ -64,9 +103,18 @@ pub struct EntryMgmtConfig {
     pub agent_ops: BTreeMap<String, u16>,
 }
 
-/// The services `ztlab up` runs after the catalogue is applied: (name, SPIFFE path, site).
-pub const SERVICES: &[(&str, &str, &str)] =
-    &[("opa", "/ns/demo/sa/opa", "a"), ("document", "/ns/demo/sa/document", "a")];
+/// The services `ztlab up` runs after the catalogue is applied: (name, SPIFFE path, site). The
+/// agents runtime holds three SVIDs; its path is the first one's.
+pub const SERVICES: &[(&str, &str, &str)] = &[
+    ("opa", "/ns/demo/sa/opa", "a"),
+    ("document", "/ns/demo/sa/document", "a"),
+    ("agents", "/agent/gpt4", "a"),
+    ("backend", "/ns/demo/sa/backend", "a"),
+    ("frontend", "/ns/demo/sa/frontend", "a"),
+];
+
+/// The services that only run with the app chain (`[app]`).
+const APP_SERVICES: [&str; 2] = ["backend", "frontend"];
 
 /// The two phases of `ztlab up`.
 #[derive(Debug, Clone)]
@@ -92,7 +140,8 @@ impl LabConfig {
     pub fn plan(&self, state_dir: Option<PathBuf>) -> anyhow::Result<Plan> {
         let bin_dir = std::env::current_exe()?.parent().map(Path::to_path_buf).unwrap_or_default();
         if let Some(extra) = self.services.keys().find(|k| !SERVICES.iter().any(|(n, _, _)| n == k)) {
-            anyhow::bail!("invalid lab config: services.{extra}: unknown service (known: opa, document)");
+            let known: Vec<&str> = SERVICES.iter().map(|s| s.0).collect();
+            anyhow::bail!("invalid lab config: services.{extra}: unknown service (known: {})", known.join(", "));
         }
         let em = &self.entry_management;
         for s in &self.sites {
@@ -117,6 +166,7 @@ impl LabConfig {
                 .openbao
                 .as_ref()
                 .map(|b| zt_runtime::lab::OpenBaoSpec { port: b.port, users: entrymgmt::lab_users() }),
+            app: None,
         };
         let em_spec = EntryMgmtSpec {
             site: em.site.clone(),
@@ -131,15 +181,90 @@ impl LabConfig {
         };
         infra.workloads = entrymgmt::workloads(&infra, &em_spec);
         let mut full = infra.clone();
+        if self.app.is_some() && self.openbao.is_none() {
+            anyhow::bail!("invalid lab config: app: the app chain needs [openbao]");
+        }
+        let state = full.state_dir.clone();
+        let listen = |name: &str| -> anyhow::Result<u16> {
+            self.services
+                .get(name)
+                .and_then(|p| p.listen)
+                .with_context(|| format!("invalid lab config: services.{name}.listen: missing"))
+        };
+        let ops = |name: &str| -> anyhow::Result<u16> {
+            self.services
+                .get(name)
+                .map(|p| p.ops)
+                .with_context(|| format!("invalid lab config: services.{name}: missing (listen and ops ports)"))
+        };
+        if let Some(app) = &self.app {
+            full.app = Some(AppSpec {
+                site: "a".into(),
+                postgres_port: app.postgres_port,
+                oidc_port: app.oidc_port,
+                backend_port: listen("backend")?,
+                backend_envoy: app.backend_envoy,
+                frontend_envoy: app.frontend_envoy,
+                github_fixture: app
+                    .github_fixture_port
+                    .map(|port| FixtureSpec { program: bin_dir.join("github-fixture"), port }),
+                db_ttl_secs: app.db_ttl_secs,
+                db_max_ttl_secs: app.db_max_ttl_secs,
+            });
+        }
         for (name, path, site) in SERVICES {
-            let ports = self
-                .services
-                .get(*name)
-                .with_context(|| format!("invalid lab config: services.{name}: missing (listen and ops ports)"))?;
-            let mut env = BTreeMap::from([("ZT_LISTEN_ADDR".to_owned(), format!("127.0.0.1:{}", ports.listen))]);
-            if *name == "document" {
-                let opa = self.services.get("opa").context("invalid lab config: services.opa: missing")?;
-                env.insert("ZT_OPA_URL".into(), format!("https://127.0.0.1:{}", opa.listen));
+            if APP_SERVICES.contains(name) && self.app.is_none() {
+                continue;
+            }
+            let ops_port = ops(name)?;
+            let mut env = BTreeMap::new();
+            let mut ports = BTreeMap::new();
+            if *name != "agents" {
+                let port = listen(name)?;
+                env.insert("ZT_LISTEN_ADDR".to_owned(), format!("127.0.0.1:{port}"));
+                ports.insert("listen".to_owned(), port);
+            }
+            match *name {
+                "document" => {
+                    env.insert("ZT_OPA_URL".into(), format!("https://127.0.0.1:{}", listen("opa")?));
+                    if self.app.is_some() {
+                        env.insert(
+                            "ZT_USER_JWKS_URL".into(),
+                            format!("http://127.0.0.1:{}/.well-known/jwks.json", ops("backend")?),
+                        );
+                    }
+                }
+                "agents" => {
+                    env.insert("ZT_DOCUMENT_URL".into(), format!("https://127.0.0.1:{}", listen("document")?));
+                }
+                "backend" => {
+                    let app = self.app.as_ref().context("app")?;
+                    let bao = self.openbao.as_ref().context("openbao")?;
+                    env.insert("ZT_DATABASE__PORT".into(), app.postgres_port.to_string());
+                    env.insert(
+                        "ZT_DATABASE__CERT_DIR".into(),
+                        AppPaths::new(&state).backend_cert_dir().display().to_string(),
+                    );
+                    env.insert("ZT_OPENBAO__ADDR".into(), format!("http://127.0.0.1:{}", bao.port));
+                    env.insert("ZT_OPENBAO__ROTATE_AT".into(), app.db_rotate_at.to_string());
+                    env.insert(
+                        "ZT_TOKENS__KEY_FILE".into(),
+                        state.join("backend/user-token.pem").display().to_string(),
+                    );
+                    let (url, fixture) = match app.github_fixture_port {
+                        Some(p) => (format!("http://127.0.0.1:{p}"), true),
+                        None => (app.github_api_url.clone(), false),
+                    };
+                    env.insert("ZT_GITHUB__API_URL".into(), url);
+                    env.insert("ZT_GITHUB__FIXTURE".into(), fixture.to_string());
+                }
+                "frontend" => {
+                    let app = self.app.as_ref().context("app")?;
+                    env.insert("ZT_BACKEND_URL".into(), format!("http://127.0.0.1:{}", app.frontend_envoy.listen));
+                    env.insert("ZT_ENVOY_ADMIN_URL".into(), format!("http://127.0.0.1:{}", app.frontend_envoy.admin));
+                    env.insert("ZT_DOCUMENT_URL".into(), format!("https://127.0.0.1:{}", listen("document")?));
+                }
+                _ => {}
             }
             full.workloads.push(WorkloadSpec {
                 name: (*name).into(),
@@ -148,8 +273,8 @@ impl LabConfig {
                 program: bin_dir.join(name),
                 args: vec![],
                 env,
-                ops_port: ports.ops,
-                ports: BTreeMap::from([("listen".to_owned(), ports.listen)]),
+                ops_port,
+                ports,
                 x509_svid_ttl_secs: 0,
                 bootstrap_entry: false,
                 dns_names: vec![],
@@ -175,6 +300,8 @@ pub struct Catalogue {
 #[serde(deny_unknown_fields)]
 pub struct CatalogueWorkload {
     pub name: String,
+    /// The binary whose copy in `<state>/bin` is the selector; default: `name`.
+    pub binary: Option<String>,
     pub spiffe_path: String,
     pub sites: Vec<String>,
     #[serde(default)]
@@ -224,7 +351,7 @@ impl Catalogue {
                 .iter()
                 .find(|s| &s.name == site)
                 .with_context(|| format!("{field}.sites[0]: the lab has no site {site:?}"))?;
-            let exe = spec.state_dir.join("bin").join(&w.name);
+            let exe = spec.state_dir.join("bin").join(w.binary.as_deref().unwrap_or(&w.name));
             out.push((
                 field,
                 pb::EntrySpec {
@@ -280,8 +407,15 @@ mod tests {
         let infra: Vec<&str> = plan.infra.workloads.iter().map(|w| w.name.as_str()).collect();
         assert_eq!(infra, ["entry-manager", "site-agent-a", "site-agent-b"]);
         let services: Vec<&WorkloadSpec> = plan.full.workloads.iter().filter(|w| !w.bootstrap_entry).collect();
-        assert_eq!(services.len(), 2);
+        let names: Vec<&str> = services.iter().map(|w| w.name.as_str()).collect();
+        assert_eq!(names, ["opa", "document", "agents", "backend", "frontend"]);
         assert_eq!(services[1].env["ZT_OPA_URL"], "https://127.0.0.1:8181");
+        assert_eq!(services[1].env["ZT_USER_JWKS_URL"], "http://127.0.0.1:9090/.well-known/jwks.json");
+        assert_eq!(services[4].env["ZT_BACKEND_URL"], "http://127.0.0.1:10080");
+        assert!(services[2].ports.is_empty(), "the agents runtime has no listener");
+        let app = plan.full.app.as_ref().expect("app chain");
+        assert_eq!((app.backend_port, app.backend_envoy.listen, app.postgres_port), (8090, 10443, 5433));
+        assert!(plan.infra.app.is_none(), "the app chain starts after the catalogue is applied");
     }
 
     #[test]
@@ -289,9 +423,13 @@ mod tests {
         let err = toml::from_str::<LabConfig>("sites = []\nservices = {}\nbogus = 1\n").expect_err("unknown field");
         assert!(err.to_string().contains("bogus"), "{err}");
         let mut cfg = LabConfig::load(None).expect("built-in");
-        cfg.services.insert("redis".into(), ServicePorts { listen: 1, ops: 2 });
+        cfg.services.insert("redis".into(), ServicePorts { listen: Some(1), ops: 2 });
         let err = cfg.plan(None).expect_err("unknown service");
         assert!(err.to_string().contains("services.redis"), "{err}");
+        let mut cfg = LabConfig::load(None).expect("built-in");
+        cfg.openbao = None;
+        let err = cfg.plan(None).expect_err("app without openbao");
+        assert!(err.to_string().contains("app: the app chain needs [openbao]"), "{err}");
     }
 
     #[test]
@@ -300,7 +438,12 @@ mod tests {
         let plan = cfg.plan(Some("/tmp/zt".into())).expect("plan");
         let cat = Catalogue::parse(DEFAULT_CATALOGUE, "built-in").expect("catalogue");
         let entries = cat.entries(&plan.full).expect("entries");
-        assert_eq!(entries.len(), 2);
+        assert_eq!(entries.len(), 11);
+        let (_, gpt4) = entries.iter().find(|(f, _)| f.contains("agent-gpt4")).expect("gpt4");
+        assert_eq!(gpt4.spiffe_id, "spiffe://ztlab.test/agent/gpt4");
+        assert_eq!(gpt4.selectors[0].value, "path:/tmp/zt/bin/agents", "three agent IDs, one binary");
+        let envoys: Vec<_> = entries.iter().filter(|(_, e)| e.spiffe_id.ends_with("/sa/backend")).collect();
+        assert_eq!(envoys.len(), 3, "backend app, its Envoy and its spiffe-helper");
         let (field, opa) = &entries[0];
         assert_eq!(field, "workload[0] (opa)");
         assert_eq!(opa.spiffe_id, "spiffe://ztlab.test/ns/demo/sa/opa");

@@ -89,11 +89,26 @@ enum Command {
     Sync(api::SyncCmd),
     /// Who the API thinks you are.
     Whoami,
+    /// Policies the lab enforces.
+    #[command(subcommand)]
+    Policy(PolicyCmd),
     /// Log a lab user in through OpenBao (OIDC) and print the token, for
     /// `export ZT_TOKEN=$(ztlab login operator)`.
     Login {
         /// admin, operator, developer or viewer.
         user: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum PolicyCmd {
+    /// The backend Envoy's RBAC policy (policies/envoy/): swap it, or show the installed one.
+    /// Envoy applies a swap within a second or two, with no restart of Envoy or the apps.
+    Rbac {
+        /// allow-frontend (only the frontend's SPIFFE ID may call the backend), deny-frontend
+        /// (nobody may), or show.
+        #[arg(value_parser = ["allow-frontend", "deny-frontend", "show"])]
+        mode: String,
     },
 }
 
@@ -182,6 +197,23 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Login { user } => {
             let lab = Lab::open(&state_dir)?;
             println!("{}", lab.user_token(&user).await?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Policy(PolicyCmd::Rbac { mode }) => {
+            let lab = Lab::open(&state_dir)?;
+            let app = lab.spec().app.clone().context("this lab runs no app chain (no [app] in its config)")?;
+            let td = lab.site_spec(&app.site)?.trust_domain.clone();
+            let paths = zt_runtime::app::AppPaths::new(lab.state_dir());
+            if mode == "show" {
+                match zt_runtime::app::current_rbac(&paths) {
+                    Some(m) => println!("{m}  ({})", paths.rbac_file().display()),
+                    None => println!("none installed ({})", paths.rbac_file().display()),
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
+            let m: zt_runtime::app::RbacMode = mode.parse()?;
+            let file = zt_runtime::app::write_rbac(&paths, &td, m)?;
+            eprintln!("installed {m} in {} (Envoy reloads it in place)", file.display());
             Ok(ExitCode::SUCCESS)
         }
         Command::Whoami => {

@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::app::{self as appchain, AppPaths, AppSpec};
+use crate::binaries::Tool;
 use crate::ports::{ensure_free, free_port, is_free};
 use crate::process::{Launch, ProcessRecord};
 use crate::spire::{self, Registration, SiteConfigValues, SitePaths};
@@ -30,6 +32,9 @@ pub struct LabSpec {
     pub mgmt_db: bool,
     /// Start OpenBao (after the sites, before the workloads) as the lab's OIDC provider.
     pub openbao: Option<OpenBaoSpec>,
+    /// The app chain's infrastructure (needs `openbao`): spiffe-helpers, app PostgreSQL, OIDC
+    /// Discovery Provider, Envoys. See [`crate::app`].
+    pub app: Option<AppSpec>,
 }
 
 /// OpenBao in the lab: the OIDC identity provider for people (userpass users in groups).
@@ -56,6 +61,7 @@ impl Default for LabSpec {
             workloads: vec![],
             mgmt_db: false,
             openbao: None,
+            app: None,
         }
     }
 }
@@ -335,6 +341,18 @@ impl Lab {
     }
 
     async fn bring_up(&mut self, started: &mut Vec<String>) -> Result<()> {
+        let mut bao_root = None;
+        let result = self.bring_up_all(started, &mut bao_root).await;
+        // The root token is used only to configure, then revoked.
+        if let (Some(root), Some(bao)) = (bao_root, self.openbao_handle()) {
+            if let Err(e) = bao.revoke_root(&root).await {
+                tracing::warn!(error = %e, "could not revoke the OpenBao root token");
+            }
+        }
+        result
+    }
+
+    async fn bring_up_all(&mut self, started: &mut Vec<String>, bao_root: &mut Option<String>) -> Result<()> {
         let spec = self.state.spec.clone();
         let timeout = Duration::from_secs(spec.ready_timeout_secs);
         // Pre-flight: pinned ports of everything that is not running must be free.
@@ -349,6 +367,20 @@ impl Lab {
             && !self.state.workloads.get(OPENBAO).is_some_and(ProcessRecord::is_alive)
         {
             ensure_free("openbao.port", bao.port)?;
+        }
+        if let Some(app) = &spec.app {
+            for (field, name, port) in [
+                ("app.postgres_port", appchain::POSTGRES_APP, app.postgres_port),
+                ("app.oidc_port", appchain::OIDC, app.oidc_port),
+                ("app.backend_envoy.listen", appchain::ENVOY_BACKEND_NAME, app.backend_envoy.listen),
+                ("app.backend_envoy.admin", appchain::ENVOY_BACKEND_NAME, app.backend_envoy.admin),
+                ("app.frontend_envoy.listen", appchain::ENVOY_FRONTEND_NAME, app.frontend_envoy.listen),
+                ("app.frontend_envoy.admin", appchain::ENVOY_FRONTEND_NAME, app.frontend_envoy.admin),
+            ] {
+                if !self.state.workloads.get(name).is_some_and(ProcessRecord::is_alive) {
+                    ensure_free(field, port)?;
+                }
+            }
         }
         for (i, w) in spec.workloads.iter().enumerate() {
             if self.state.workloads.get(&w.name).is_some_and(ProcessRecord::is_alive) {
@@ -373,10 +405,16 @@ impl Lab {
             self.bring_up_site(s, root.clone(), timeout, started).await?;
         }
         if let Some(bao) = &spec.openbao {
-            self.bring_up_openbao(bao, started).await?;
+            self.bring_up_openbao(bao, started, bao_root).await?;
+        }
+        if let Some(app) = &spec.app {
+            self.bring_up_app_infra(app, timeout, started, bao_root).await?;
         }
         for w in &spec.workloads {
             self.bring_up_workload(w, timeout, started).await?;
+        }
+        if let Some(app) = &spec.app {
+            self.bring_up_envoys(app, timeout, started).await?;
         }
         self.save()
     }
@@ -511,7 +549,11 @@ impl Lab {
         let dest = dir.join(name);
         if !same_file(program, &dest) {
             let tmp = dir.join(format!(".{name}.tmp"));
-            std::fs::copy(program, &tmp).map_err(Error::io(format!("copying {}", program.display())))?;
+            let _ = std::fs::remove_file(&tmp);
+            // A hard link where possible (Envoy is 100 MB), else a copy; either way its own path.
+            if std::fs::hard_link(program, &tmp).is_err() {
+                std::fs::copy(program, &tmp).map_err(Error::io(format!("copying {}", program.display())))?;
+            }
             std::fs::rename(&tmp, &dest).map_err(Error::io(format!("installing {}", dest.display())))?;
         }
         Ok(dest)
@@ -633,19 +675,241 @@ impl Lab {
         handle.user_token(&user.username, &user.password, crate::openbao::DEFAULT_ROLE).await
     }
 
-    async fn bring_up_openbao(&mut self, spec: &OpenBaoSpec, started: &mut Vec<String>) -> Result<()> {
-        if self.state.workloads.get(OPENBAO).is_some_and(ProcessRecord::is_alive) {
-            return Ok(());
-        }
+    async fn bring_up_openbao(
+        &mut self,
+        spec: &OpenBaoSpec,
+        started: &mut Vec<String>,
+        bao_root: &mut Option<String>,
+    ) -> Result<()> {
         let dir = self.state.spec.state_dir.join("openbao");
-        tracing::info!(component = OPENBAO, "starting");
-        let bao = crate::openbao::start(&dir, spec.port, self.log_path_for(OPENBAO)).await?;
-        self.state.workloads.insert(OPENBAO.to_owned(), bao.record.clone());
-        started.push(OPENBAO.to_owned());
+        let bao = match self.openbao_handle() {
+            Some(b) if b.record.is_alive() => b,
+            _ => {
+                tracing::info!(component = OPENBAO, "starting");
+                let bao = crate::openbao::start(&dir, spec.port, self.log_path_for(OPENBAO)).await?;
+                self.state.workloads.insert(OPENBAO.to_owned(), bao.record.clone());
+                started.push(OPENBAO.to_owned());
+                self.save()?;
+                bao
+            }
+        };
+        let cfg = crate::openbao::IdentityConfig::lab(self.lab_users()?);
+        let digest = config_digest(&format!("{cfg:?}"));
+        if read_marker(&dir, "identity").as_deref() != Some(digest.as_str()) {
+            let root = self.bao_root(&bao, bao_root).await?;
+            bao.configure_identity(&root, &cfg).await?;
+            write_marker(&dir, "identity", &digest)?;
+        }
+        Ok(())
+    }
+
+    /// The handle of the lab's OpenBao, if it was started.
+    pub fn openbao_handle(&self) -> Option<crate::openbao::OpenBao> {
+        let bao = self.state.spec.openbao.as_ref()?;
+        let record = self.state.workloads.get(OPENBAO)?.clone();
+        Some(crate::openbao::OpenBao {
+            addr: format!("http://127.0.0.1:{}", bao.port),
+            port: bao.port,
+            dir: self.state.spec.state_dir.join("openbao"),
+            record,
+        })
+    }
+
+    async fn bao_root(&self, bao: &crate::openbao::OpenBao, cached: &mut Option<String>) -> Result<String> {
+        if let Some(t) = cached {
+            return Ok(t.clone());
+        }
+        let t = bao.admin_token().await?;
+        *cached = Some(t.clone());
+        Ok(t)
+    }
+
+    /// Starts one app-chain process unless it runs; `start` spawns it and `ready` waits for it.
+    async fn ensure_process<F, R>(&mut self, name: &str, started: &mut Vec<String>, start: F, ready: R) -> Result<bool>
+    where
+        F: FnOnce(&Self) -> Result<ProcessRecord>,
+        R: AsyncFnOnce(&ProcessRecord) -> Result<()>,
+    {
+        if self.state.workloads.get(name).is_some_and(ProcessRecord::is_alive) {
+            return Ok(false);
+        }
+        tracing::info!(component = name, "starting");
+        let rec = start(self)?;
+        self.state.workloads.insert(name.to_owned(), rec.clone());
+        started.push(name.to_owned());
         self.save()?;
-        let users = self.lab_users()?;
-        let root = bao.root_token()?;
-        bao.configure_identity(&root, &crate::openbao::IdentityConfig::lab(users)).await?;
+        ready(&rec).await?;
+        Ok(true)
+    }
+
+    async fn bring_up_app_infra(
+        &mut self,
+        app: &AppSpec,
+        timeout: Duration,
+        started: &mut Vec<String>,
+        bao_root: &mut Option<String>,
+    ) -> Result<()> {
+        let paths = AppPaths::new(&self.state.spec.state_dir);
+        let site = self.site_spec(&app.site)?.clone();
+        let socket = self.workload_socket(&app.site)?;
+        let pg_user = crate::postgres::server_user()?;
+        let cluster = paths.pg_cluster(app.postgres_port);
+        let pg_certs = paths.pg_cert_dir();
+        let log_dir = self.state.spec.state_dir.join("logs");
+        std::fs::create_dir_all(&log_dir).map_err(Error::io(format!("creating {}", log_dir.display())))?;
+        // 1. PostgreSQL's spiffe-helper, as the server's user (PostgreSQL insists on owning its key).
+        cluster.init(&log_dir.join("postgres-app-initdb.log")).await?;
+        let helper = Tool::SpiffeHelper.require()?;
+        let exe = self.install_binary(appchain::HELPER_POSTGRES, &helper)?;
+        if pg_user.is_some() {
+            // The helper runs as the server's user: it must reach the agent socket and its binary.
+            crate::postgres::allow_traverse(&socket)?;
+            crate::postgres::allow_traverse(&exe)?;
+        }
+        std::fs::create_dir_all(&pg_certs).map_err(Error::io(format!("creating {}", pg_certs.display())))?;
+        if let Some((uid, gid)) = pg_user {
+            let _ = nix::unistd::chown(&pg_certs, Some(nix::unistd::Uid::from_raw(uid)), Some(nix::unistd::Gid::from_raw(gid)));
+        }
+        let pid_file = cluster.data_dir().join("postmaster.pid");
+        let conf = appchain::write_helper_config(&paths, appchain::HELPER_POSTGRES, &socket, &pg_certs, Some(&pid_file), free_port()?)?;
+        let log = self.log_path_for(appchain::HELPER_POSTGRES);
+        let certs = pg_certs.clone();
+        self.ensure_process(
+            appchain::HELPER_POSTGRES,
+            started,
+            |_| appchain::spawn_helper(&exe, &conf, log, pg_user),
+            async |rec| appchain::wait_svid_files(appchain::HELPER_POSTGRES, rec, &certs, timeout).await,
+        )
+        .await?;
+        // 2. The app PostgreSQL.
+        let hba = appchain::init_app_postgres(&cluster, &log_dir.join("postgres-app-initdb.log")).await?;
+        let log = self.log_path_for(appchain::POSTGRES_APP);
+        let c2 = cluster.clone();
+        self.ensure_process(
+            appchain::POSTGRES_APP,
+            started,
+            |_| appchain::spawn_app_postgres(&cluster, &pg_certs, &hba, log),
+            async |rec| c2.wait_ready(appchain::POSTGRES_APP, rec, timeout).await,
+        )
+        .await?;
+        // 3. The OIDC Discovery Provider, reading keys from the site's SPIRE server.
+        let conf = appchain::write_oidc_config(
+            &paths,
+            app.oidc_port,
+            free_port()?,
+            &self.site_paths(&app.site)?.admin_socket(),
+        )?;
+        let log = self.log_path_for(appchain::OIDC);
+        self.ensure_process(
+            appchain::OIDC,
+            started,
+            |_| appchain::spawn_oidc(&conf, log),
+            async |rec| appchain::wait_oidc(rec, app.oidc_port, timeout).await,
+        )
+        .await?;
+        // 4. OpenBao: jwt auth, database engine, KV v2.
+        let bao = self
+            .openbao_handle()
+            .ok_or_else(|| Error::config("app", "the app chain needs OpenBao (set openbao)"))?;
+        let mut cfg = crate::openbao::AppConfig {
+            jwks_url: format!("http://127.0.0.1:{}/keys", app.oidc_port),
+            role: "backend".into(),
+            spiffe_id: format!("spiffe://{}{}", site.trust_domain, zt_identity::lab::BACKEND),
+            audience: APP_AUDIENCE.into(),
+            pg_socket_dir: cluster.socket_dir(),
+            pg_port: app.postgres_port,
+            admin_password: String::new(),
+            db_ttl_secs: app.db_ttl_secs,
+            db_max_ttl_secs: app.db_max_ttl_secs,
+        };
+        let bao_dir = self.state.spec.state_dir.join("openbao");
+        let digest = config_digest(&serde_json::to_string(&cfg).unwrap_or_default());
+        if read_marker(&bao_dir, "app").as_deref() != Some(digest.as_str()) {
+            tracing::info!(component = OPENBAO, "configuring jwt auth, the database engine and KV v2");
+            cfg.admin_password = appchain::bootstrap_app_db(&cluster).await?;
+            let root = self.bao_root(&bao, bao_root).await?;
+            bao.configure_app(&root, &cfg).await?;
+            write_marker(&bao_dir, "app", &digest)?;
+        }
+        // 5. The GitHub fixture and the backend's spiffe-helper.
+        if let Some(fx) = &app.github_fixture {
+            let log = self.log_path_for(appchain::GITHUB_FIXTURE);
+            let port = fx.port;
+            self.ensure_process(
+                appchain::GITHUB_FIXTURE,
+                started,
+                |_| {
+                    crate::process::spawn(&Launch {
+                        program: fx.program.clone(),
+                        args: vec!["--listen".into(), format!("127.0.0.1:{port}")],
+                        log,
+                        ..Launch::default()
+                    })
+                },
+                async |rec| {
+                    // Any HTTP answer will do: without a token, GitHub (and the fixture) say 401.
+                    appchain::wait_http(appchain::GITHUB_FIXTURE, rec, port, "/user", timeout, |_, _| true).await
+                },
+            )
+            .await?;
+        }
+        let backend_certs = paths.backend_cert_dir();
+        std::fs::create_dir_all(&backend_certs).map_err(Error::io(format!("creating {}", backend_certs.display())))?;
+        let exe = self.install_binary(appchain::HELPER_BACKEND, &helper)?;
+        let conf = appchain::write_helper_config(&paths, appchain::HELPER_BACKEND, &socket, &backend_certs, None, free_port()?)?;
+        let log = self.log_path_for(appchain::HELPER_BACKEND);
+        self.ensure_process(
+            appchain::HELPER_BACKEND,
+            started,
+            |_| appchain::spawn_helper(&exe, &conf, log, None),
+            async |rec| appchain::wait_svid_files(appchain::HELPER_BACKEND, rec, &backend_certs, timeout).await,
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn bring_up_envoys(&mut self, app: &AppSpec, timeout: Duration, started: &mut Vec<String>) -> Result<()> {
+        let paths = AppPaths::new(&self.state.spec.state_dir);
+        let site = self.site_spec(&app.site)?.clone();
+        let td = site.trust_domain.clone();
+        let socket = self.workload_socket(&app.site)?;
+        let envoy = appchain::envoy_binary()?;
+        if appchain::current_rbac(&paths).is_none() {
+            appchain::write_rbac(&paths, &td, appchain::RbacMode::AllowFrontend)?;
+        }
+        let id = |path: &str| format!("spiffe://{td}{path}");
+        for (name, ports, upstream, own, peer) in [
+            (appchain::ENVOY_BACKEND_NAME, app.backend_envoy, app.backend_port, zt_identity::lab::BACKEND, ""),
+            (
+                appchain::ENVOY_FRONTEND_NAME,
+                app.frontend_envoy,
+                app.backend_envoy.listen,
+                zt_identity::lab::FRONTEND,
+                zt_identity::lab::BACKEND,
+            ),
+        ] {
+            let values = appchain::EnvoyValues {
+                ports,
+                upstream_port: upstream,
+                spiffe_id: id(own),
+                peer_spiffe_id: if peer.is_empty() { String::new() } else { id(peer) },
+                trust_domain: td.clone(),
+                agent_socket: socket.clone(),
+            };
+            if self.state.workloads.get(name).is_some_and(ProcessRecord::is_alive) {
+                continue;
+            }
+            let config = appchain::write_envoy_config(&paths, name, &values)?;
+            let exe = self.install_binary(name, &envoy)?;
+            let log = self.log_path_for(name);
+            self.ensure_process(
+                name,
+                started,
+                |_| appchain::spawn_envoy(&exe, &config, log),
+                async |rec| appchain::wait_envoy(name, rec, ports.admin, timeout).await,
+            )
+            .await?;
+        }
         Ok(())
     }
 
@@ -731,7 +995,19 @@ impl Lab {
         if self.state.spec.openbao.is_some() {
             names.push(OPENBAO.to_owned());
         }
+        let app = self.state.spec.app.as_ref();
+        if let Some(app) = app {
+            names.extend(
+                appchain::BEFORE_SERVICES
+                    .iter()
+                    .filter(|n| **n != appchain::GITHUB_FIXTURE || app.github_fixture.is_some())
+                    .map(|n| (*n).to_owned()),
+            );
+        }
         names.extend(self.state.spec.workloads.iter().map(|w| w.name.clone()));
+        if app.is_some() {
+            names.extend(appchain::AFTER_SERVICES.iter().map(|n| (*n).to_owned()));
+        }
         names
     }
 
@@ -892,6 +1168,13 @@ impl Lab {
                 detail: Some(format!("OIDC issuer http://127.0.0.1:{}/v1/identity/oidc", bao.port)),
             });
         }
+        let app_names = |list: &[&str]| -> Vec<String> {
+            let names = self.component_names();
+            list.iter().filter(|n| names.iter().any(|m| m == *n)).map(|n| (*n).to_owned()).collect()
+        };
+        for name in app_names(&appchain::BEFORE_SERVICES) {
+            out.push(self.app_status(&name).await);
+        }
         for w in &self.state.spec.workloads {
             let rec = self.state.workloads.get(&w.name).filter(|r| r.is_alive());
             let mut st = ComponentStatus {
@@ -928,13 +1211,128 @@ impl Lab {
             }
             out.push(st);
         }
+        for name in app_names(&appchain::AFTER_SERVICES) {
+            out.push(self.app_status(&name).await);
+        }
         out
+    }
+
+    /// Health of one app-chain component.
+    async fn app_status(&self, name: &str) -> ComponentStatus {
+        let app = self.state.spec.app.clone();
+        let rec = self.state.workloads.get(name).filter(|r| r.is_alive());
+        let td = app.as_ref().and_then(|a| self.site_spec(&a.site).ok()).map(|s| s.trust_domain.clone());
+        let paths = AppPaths::new(&self.state.spec.state_dir);
+        let id = |path: &str| td.as_ref().map(|t| format!("spiffe://{t}{path}"));
+        let mut st = ComponentStatus {
+            name: name.to_owned(),
+            kind: name.trim_end_matches("-postgres").trim_end_matches("-backend").trim_end_matches("-frontend").into(),
+            site: app.as_ref().map(|a| a.site.clone()).unwrap_or_default(),
+            pid: rec.map(|r| r.pid),
+            health: "stopped".into(),
+            spiffe_id: None,
+            svid_expires_at: None,
+            svid_seconds_left: None,
+            detail: None,
+        };
+        let Some(app) = app else { return st };
+        if rec.is_none() {
+            return st;
+        }
+        let http_ok = |port: u16, path: &'static str, want: &'static str| async move {
+            match crate::health::http_get(port, path).await {
+                Some((200, body)) if body.contains(want) => (true, None),
+                other => (false, Some(format!("GET {path} answered {:?}", other.map(|o| o.0)))),
+            }
+        };
+        let (ok, detail) = match name {
+            appchain::HELPER_POSTGRES | appchain::HELPER_BACKEND => {
+                let (dir, path) = if name == appchain::HELPER_POSTGRES {
+                    (paths.pg_cert_dir(), "/ns/demo/sa/postgres")
+                } else {
+                    (paths.backend_cert_dir(), zt_identity::lab::BACKEND)
+                };
+                st.spiffe_id = id(path);
+                st.kind = "spiffe-helper".into();
+                match appchain::svid_file_expiry(&dir) {
+                    Some(exp) => {
+                        let left = exp - time::OffsetDateTime::now_utc().unix_timestamp();
+                        st.svid_seconds_left = Some(left);
+                        st.svid_expires_at = time::OffsetDateTime::from_unix_timestamp(exp)
+                            .ok()
+                            .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok());
+                        (left > 0, Some(format!("writes {}", dir.display())))
+                    }
+                    None => (false, Some(format!("no SVID in {}", dir.display()))),
+                }
+            }
+            appchain::POSTGRES_APP => {
+                st.kind = "postgres".into();
+                st.spiffe_id = id("/ns/demo/sa/postgres");
+                let ok = paths.pg_cluster(app.postgres_port).psql("postgres", "SELECT 1").await.is_ok();
+                (ok, Some(format!("TLS 1.3 on 127.0.0.1:{}", app.postgres_port)))
+            }
+            appchain::OIDC => {
+                st.kind = "oidc-discovery-provider".into();
+                http_ok(app.oidc_port, "/keys", "kid").await
+            }
+            appchain::GITHUB_FIXTURE => {
+                st.kind = "fixture".into();
+                let port = app.github_fixture.as_ref().map(|f| f.port).unwrap_or(0);
+                let ok = crate::health::http_get(port, "/user").await.is_some();
+                (ok, Some("test double of GitHub's API".into()))
+            }
+            _ => {
+                st.kind = "envoy".into();
+                let (port, path) = if name == appchain::ENVOY_BACKEND_NAME {
+                    (app.backend_envoy.admin, zt_identity::lab::BACKEND)
+                } else {
+                    (app.frontend_envoy.admin, zt_identity::lab::FRONTEND)
+                };
+                st.spiffe_id = id(path);
+                http_ok(port, "/ready", "LIVE").await
+            }
+        };
+        st.health = if ok { "healthy" } else { "unhealthy" }.into();
+        st.detail = detail;
+        st
     }
 }
 
-/// Whether two files have the same content.
+/// The audience of the backend's JWT-SVID for OpenBao.
+pub const APP_AUDIENCE: &str = "openbao";
+
+/// A short digest of a configuration, to tell whether it changed since it was applied.
+fn config_digest(text: &str) -> String {
+    use sha2::Digest as _;
+    let d = sha2::Sha256::digest(text.as_bytes());
+    d.iter().take(16).map(|b| format!("{b:02x}")).collect()
+}
+
+/// `<dir>/configured.json` records which configuration digests were applied.
+fn read_marker(dir: &Path, key: &str) -> Option<String> {
+    let text = std::fs::read_to_string(dir.join("configured.json")).ok()?;
+    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+    v.get(key)?.as_str().map(str::to_owned)
+}
+
+fn write_marker(dir: &Path, key: &str, digest: &str) -> Result<()> {
+    let file = dir.join("configured.json");
+    let mut v: serde_json::Value = std::fs::read_to_string(&file)
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_else(|| serde_json::json!({}));
+    v[key] = serde_json::Value::String(digest.to_owned());
+    let tmp = file.with_extension("json.tmp");
+    std::fs::write(&tmp, v.to_string()).map_err(Error::io(format!("writing {}", tmp.display())))?;
+    std::fs::rename(&tmp, &file).map_err(Error::io(format!("writing {}", file.display())))
+}
+
+/// Whether two files have the same content (the same inode, or equal bytes).
 fn same_file(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt as _;
     match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(x), Ok(y)) if x.dev() == y.dev() && x.ino() == y.ino() => true,
         (Ok(x), Ok(y)) => x.len() == y.len() && std::fs::read(a).ok() == std::fs::read(b).ok(),
         _ => false,
     }
@@ -955,11 +1353,20 @@ pub async fn wait_healthz(component: &str, rec: &ProcessRecord, ops_port: u16, t
         if !rec.is_alive() {
             return Err(spire::not_ready(component, rec, timeout, "the process exited"));
         }
-        if let Some((200, _)) = crate::health::http_get(ops_port, "/healthz").await {
-            return Ok(());
+        // A service with dependencies (the backend's database pool) says so on /readyz; the
+        // others have only /healthz (SVID present and valid).
+        let mut last = "its /healthz never answered 200".to_owned();
+        match crate::health::http_get(ops_port, "/readyz").await {
+            Some((200, _)) => return Ok(()),
+            Some((404, _)) | None => {
+                if let Some((200, _)) = crate::health::http_get(ops_port, "/healthz").await {
+                    return Ok(());
+                }
+            }
+            Some((code, body)) => last = format!("/readyz answered {code}: {}", body.trim()),
         }
         if tokio::time::Instant::now() >= deadline {
-            return Err(spire::not_ready(component, rec, timeout, "its /healthz never answered 200"));
+            return Err(spire::not_ready(component, rec, timeout, &last));
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

@@ -18,6 +18,7 @@
 //! - [`entrymgmt`]: entry-manager and the site agents as lab workloads (configs, bootstrap entries).
 //! - [`health`]: readiness probes (HTTP `GET` on loopback).
 
+pub mod app;
 pub mod binaries;
 pub mod entrymgmt;
 pub mod health;

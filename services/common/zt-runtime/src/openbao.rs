@@ -56,6 +56,48 @@ pub const GROUPS_CLAIM: &str = "groups";
 /// The claim with the user's name (also in `username`).
 pub const USERNAME_CLAIM: &str = "preferred_username";
 
+/// What [`OpenBao::configure_app`] sets up.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct AppConfig {
+    /// Where the SPIRE OIDC Discovery Provider serves the JWT-SVID keys.
+    pub jwks_url: String,
+    /// The role (jwt auth role, policy and database role share it), e.g. `backend`.
+    pub role: String,
+    /// The SPIFFE ID bound to the role (`sub` of the JWT-SVID).
+    pub spiffe_id: String,
+    /// The audience the JWT-SVID must carry.
+    pub audience: String,
+    /// The app PostgreSQL's socket directory and port.
+    pub pg_socket_dir: PathBuf,
+    /// The app PostgreSQL's port.
+    pub pg_port: u16,
+    /// The password just set for `bao_admin`; OpenBao rotates it right away.
+    #[serde(skip)]
+    pub admin_password: String,
+    /// Default TTL of the database credentials, seconds.
+    pub db_ttl_secs: u64,
+    /// Maximum TTL of the database credentials, seconds.
+    pub db_max_ttl_secs: u64,
+}
+
+/// Decodes `sys/generate-root`'s `encoded_token`: base64 of the token XOR the one-time password.
+fn decode_root_token(encoded: &str, otp: &str) -> Option<String> {
+    use base64::Engine as _;
+    let raw = base64::engine::general_purpose::STANDARD_NO_PAD
+        .decode(encoded.trim_end_matches('='))
+        .ok()?;
+    if raw.len() != otp.len() {
+        return None;
+    }
+    let token: Vec<u8> = raw.iter().zip(otp.bytes()).map(|(a, b)| a ^ b).collect();
+    String::from_utf8(token).ok().filter(|t| !t.is_empty())
+}
+
+/// `<dir>/admin.sock`: the admin listener (generate-root).
+pub fn admin_socket(dir: &Path) -> PathBuf {
+    dir.join("admin.sock")
+}
+
 /// `<dir>/openbao.hcl`: the rendered server config.
 pub fn config_path(dir: &Path) -> PathBuf {
     dir.join("openbao.hcl")
@@ -123,6 +165,7 @@ pub fn write_config(dir: &Path, port: u16, cluster_port: u16) -> Result<PathBuf>
             ("port", port.to_string()),
             ("cluster_port", cluster_port.to_string()),
             ("log_level", "info".into()),
+            ("admin_socket", admin_socket(dir).display().to_string()),
         ],
     )?;
     let path = config_path(dir);
@@ -211,7 +254,7 @@ impl OpenBao {
     }
 
     fn client(&self) -> Client<'_> {
-        Client { port: self.port, record: &self.record }
+        Client { port: self.port, socket: None, record: &self.record }
     }
 
     /// Waits for the API, initialises if needed, unseals, waits until active.
@@ -303,6 +346,141 @@ impl OpenBao {
                 ),
             });
         }
+        Ok(())
+    }
+
+    /// A root token for configuration: the one `init` wrote, while it is still there, else a new
+    /// one from `sys/generate-root` with the unseal key (the lab holds the only key share). Revoke
+    /// it with [`OpenBao::revoke_root`] when done: the root token is used only to configure.
+    pub async fn admin_token(&self) -> Result<String> {
+        let keys = read_keys(&self.dir, &self.record)?;
+        let c = Client { port: self.port, socket: Some(admin_socket(&self.dir)), record: &self.record };
+        if !keys.root_token.is_empty() {
+            let (status, _) = c.send("GET", "/v1/auth/token/lookup-self", Some(&keys.root_token), None).await?;
+            if status == 200 {
+                return Ok(keys.root_token);
+            }
+        }
+        let key = keys.keys_base64.first().cloned().ok_or_else(|| Error::Command {
+            command: "generating an OpenBao root token".into(),
+            message: format!("{} holds no unseal key", self.key_file().display()),
+        })?;
+        // A stale attempt (an earlier run that died half-way) would block a new one.
+        let _ = c.send("DELETE", "/v1/sys/generate-root/attempt", None, None).await?;
+        let attempt = c.call("PUT", "/v1/sys/generate-root/attempt", None, Some(&json!({}))).await?;
+        let (nonce, otp) = (attempt["nonce"].as_str().unwrap_or_default(), attempt["otp"].as_str().unwrap_or_default());
+        let done =
+            c.call("PUT", "/v1/sys/generate-root/update", None, Some(&json!({"key": key, "nonce": nonce}))).await?;
+        let encoded = done["encoded_token"].as_str().unwrap_or_default();
+        decode_root_token(encoded, otp).ok_or_else(|| Error::Command {
+            command: "OpenBao sys/generate-root".into(),
+            message: format!("could not decode the generated root token: {done}"),
+        })
+    }
+
+    /// Revokes a root token (`auth/token/revoke-self`) and removes the initial one from the key
+    /// file, which then holds only the unseal key.
+    pub async fn revoke_root(&self, token: &str) -> Result<()> {
+        self.client().call("PUT", "/v1/auth/token/revoke-self", Some(token), Some(&json!({}))).await?;
+        let mut keys = read_keys(&self.dir, &self.record)?;
+        if !keys.root_token.is_empty() {
+            keys.root_token.clear();
+            write_private(&self.key_file(), &keys)?;
+        }
+        tracing::info!("OpenBao root token revoked");
+        Ok(())
+    }
+
+    /// Configures what the app chain needs; idempotent:
+    /// - `jwt/` auth that verifies JWT-SVIDs with the keys the SPIRE OIDC Discovery Provider
+    ///   serves, and the role `cfg.role` bound to the backend's SPIFFE ID (`sub`) and audience;
+    /// - the policy `cfg.role`: read its database credentials, its users' GitHub tokens in KV,
+    ///   and renew/revoke its own leases;
+    /// - the database secrets engine on the app PostgreSQL (as `bao_admin` over the unix socket;
+    ///   OpenBao then rotates that password so that only it knows it) with the role `cfg.role`,
+    ///   whose users are members of `app_owner` and are dropped when their lease ends;
+    /// - KV v2 at `secret/`.
+    pub async fn configure_app(&self, root_token: &str, cfg: &AppConfig) -> Result<()> {
+        let c = self.client();
+        let t = Some(root_token);
+        let auths = c.call("GET", "/v1/sys/auth", t, None).await?;
+        if mount_accessor(&auths, "jwt/").is_none() {
+            c.call("POST", "/v1/sys/auth/jwt", t, Some(&json!({"type": "jwt"}))).await?;
+        }
+        c.call("POST", "/v1/auth/jwt/config", t, Some(&json!({"jwks_url": cfg.jwks_url}))).await?;
+        let policy = format!(
+            "path \"database/creds/{role}\" {{ capabilities = [\"read\"] }}\n\
+             path \"secret/data/github/*\" {{ capabilities = [\"create\", \"read\", \"update\", \"delete\"] }}\n\
+             path \"secret/metadata/github/*\" {{ capabilities = [\"read\", \"delete\"] }}\n\
+             path \"sys/leases/renew\" {{ capabilities = [\"update\"] }}\n\
+             path \"sys/leases/revoke\" {{ capabilities = [\"update\"] }}\n\
+             path \"sys/leases/lookup\" {{ capabilities = [\"update\"] }}\n",
+            role = cfg.role
+        );
+        c.call("POST", &format!("/v1/sys/policies/acl/{}", cfg.role), t, Some(&json!({"policy": policy}))).await?;
+        c.call(
+            "POST",
+            &format!("/v1/auth/jwt/role/{}", cfg.role),
+            t,
+            Some(&json!({
+                "role_type": "jwt",
+                "user_claim": "sub",
+                "bound_subject": cfg.spiffe_id,
+                "bound_audiences": [cfg.audience],
+                "token_policies": [cfg.role],
+                "token_ttl": "15m",
+                "token_max_ttl": "1h",
+            })),
+        )
+        .await?;
+        let mounts = c.call("GET", "/v1/sys/mounts", t, None).await?;
+        let mounted = |p: &str| mounts.get(p).or_else(|| mounts["data"].get(p)).is_some();
+        if !mounted("database/") {
+            c.call("POST", "/v1/sys/mounts/database", t, Some(&json!({"type": "database"}))).await?;
+        }
+        if !mounted("secret/") {
+            c.call("POST", "/v1/sys/mounts/secret", t, Some(&json!({"type": "kv", "options": {"version": "2"}})))
+                .await?;
+        }
+        let url = format!(
+            "postgresql://{{{{username}}}}:{{{{password}}}}@/app?host={}&port={}&sslmode=disable",
+            cfg.pg_socket_dir.display(),
+            cfg.pg_port
+        );
+        c.call(
+            "POST",
+            "/v1/database/config/app",
+            t,
+            Some(&json!({
+                "plugin_name": "postgresql-database-plugin",
+                "connection_url": url,
+                "username": "bao_admin",
+                "password": cfg.admin_password,
+                "password_authentication": "scram-sha-256",
+                "allowed_roles": [cfg.role],
+                "verify_connection": true,
+            })),
+        )
+        .await?;
+        c.call("POST", "/v1/database/rotate-root/app", t, Some(&json!({}))).await?;
+        c.call(
+            "POST",
+            &format!("/v1/database/roles/{}", cfg.role),
+            t,
+            Some(&json!({
+                "db_name": "app",
+                "creation_statements": [
+                    "CREATE ROLE \"{{name}}\" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}' IN ROLE app_owner;"
+                ],
+                "revocation_statements": [
+                    "REVOKE app_owner FROM \"{{name}}\";",
+                    "DROP ROLE IF EXISTS \"{{name}}\";"
+                ],
+                "default_ttl": cfg.db_ttl_secs,
+                "max_ttl": cfg.db_max_ttl_secs,
+            })),
+        )
+        .await?;
         Ok(())
     }
 
@@ -789,6 +967,8 @@ fn api_errors(body: &Value) -> String {
 /// A tiny HTTP/1.0 client for OpenBao's API on loopback.
 struct Client<'a> {
     port: u16,
+    /// Talk over this unix socket (the admin listener) instead of TCP.
+    socket: Option<PathBuf>,
     record: &'a ProcessRecord,
 }
 
@@ -808,10 +988,19 @@ impl Client<'_> {
         req.push_str(&format!("Content-Length: {}\r\n\r\n", payload.len()));
         req.push_str(&payload);
         let exchange = async {
-            let mut s = TcpStream::connect(("127.0.0.1", self.port)).await?;
-            s.write_all(req.as_bytes()).await?;
             let mut buf = Vec::new();
-            s.read_to_end(&mut buf).await?;
+            match &self.socket {
+                Some(path) => {
+                    let mut s = tokio::net::UnixStream::connect(path).await?;
+                    s.write_all(req.as_bytes()).await?;
+                    s.read_to_end(&mut buf).await?;
+                }
+                None => {
+                    let mut s = TcpStream::connect(("127.0.0.1", self.port)).await?;
+                    s.write_all(req.as_bytes()).await?;
+                    s.read_to_end(&mut buf).await?;
+                }
+            }
             Ok::<_, std::io::Error>(buf)
         };
         let raw = match tokio::time::timeout(REQUEST_TIMEOUT, exchange).await {

@@ -251,7 +251,7 @@ impl Cluster {
 
 /// Adds the execute (traverse) bit for others on `dir`'s ancestors that the lab owns, so that
 /// the `postgres` user can reach its cluster. Directories are not made listable.
-fn allow_traverse(dir: &Path) -> Result<()> {
+pub(crate) fn allow_traverse(dir: &Path) -> Result<()> {
     for anc in dir.ancestors().skip(1) {
         if anc == Path::new("/") {
             break;

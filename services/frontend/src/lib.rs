@@ -1,0 +1,337 @@
+//! The `frontend` service: the presenter's web UI, SPIFFE ID `spiffe://<td>/ns/demo/sa/frontend`.
+//!
+//! The app speaks plain HTTP to its own Envoy sidecar (`backend_url`, the outbound listener).
+//! That Envoy gets its SVID over SDS from the SPIRE agent and does mTLS with the backend's Envoy,
+//! which admits only the frontend's SPIFFE ID (Envoy RBAC). The app never holds a TLS config for
+//! the backend. It also holds its own X.509-SVID from the Workload API (native SDK), shown on
+//! `/healthz`, for its later mTLS calls to entry-manager and document.
+//!
+//! Routes on `listen_addr` (plain HTTP, browser-facing):
+//! - `GET /`: the demo page ([`page`]): a "Run Demo" button and the hops with their evidence.
+//! - `POST /api/run-demo`: calls the backend's `GET /api/demo` through Envoy and answers 200
+//!   with a [`demo::DemoReport`] (`{"ok","took_ms","hops":[…]}`), success or not.
+//! - `GET /readyz`: 200 `{"ready":true,"envoy":"LIVE"}` when the Envoy's admin `/ready` says
+//!   `LIVE`, else 503 `{"ready":false,"reason":"envoy not ready: …"}`.
+//! - `POST /api/login`, `GET /api/orders`, `PUT /api/github/token`, `GET /api/github/repos`:
+//!   thin pass-throughs to the backend through Envoy (method, path, query, body,
+//!   `authorization`, `content-type`, `accept`). JSON answers are passed on as they are; an
+//!   error that is not JSON (an Envoy reply) becomes `{"error","reason"}` with the same status;
+//!   no answer at all is 502 `{"error","reason":"envoy_not_ready"}`.
+//!
+//! On `ops_addr`: `/healthz` (SPIFFE ID and SVID expiry) and `/metrics`.
+//!
+//! Module map: [`envoy`] (the plain-HTTP client and Envoy readiness), [`demo`] (how answers
+//! map to hops), [`page`] (the HTML). Shape: [`Config`] (layered: defaults, TOML file, `ZT_*`),
+//! [`Application::build`] binds (port 0 works for tests) and waits for the SVID,
+//! [`Application::run_until_stopped`] serves until shutdown; [`router`] is the app router
+//! without any SVID, for in-process tests.
+
+pub mod demo;
+pub mod envoy;
+pub mod page;
+#[cfg(test)]
+mod tests;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use tokio::net::TcpListener;
+use zt_service::workload::WorkloadSettings;
+use zt_tls::X509Source;
+
+use crate::demo::DemoReport;
+use crate::envoy::{PlainClient, Readiness};
+
+/// Errors of the frontend library.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A setting (or a URL built from one) is not usable.
+    #[error("{field}: {value:?} is not usable: {reason}")]
+    InvalidSetting {
+        /// The setting.
+        field: String,
+        /// Its value.
+        value: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Nothing answered at the URL (the local Envoy is down, or the connection broke).
+    #[error("cannot connect to {url}: {reason}")]
+    Connect {
+        /// The URL requested.
+        url: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// No answer in time.
+    #[error("{url}: no answer within {}", humantime::format_duration(*.timeout))]
+    Timeout {
+        /// The URL requested.
+        url: String,
+        /// The timeout that elapsed.
+        timeout: Duration,
+    },
+    /// The response body could not be read (or was too large).
+    #[error("{url}: cannot read the response: {reason}")]
+    Body {
+        /// The URL requested.
+        url: String,
+        /// What went wrong.
+        reason: String,
+    },
+}
+
+/// Configuration: defaults, then the TOML file, then `ZT_*` variables.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Config {
+    /// Workload API socket, trust domain, ops listener, SVID wait.
+    #[serde(flatten)]
+    pub workload: WorkloadSettings,
+    /// The browser-facing plain-HTTP listener (`ZT_LISTEN_ADDR`).
+    pub listen_addr: String,
+    /// The frontend Envoy's outbound listener to the backend (`ZT_BACKEND_URL`).
+    pub backend_url: String,
+    /// The frontend Envoy's admin interface (`ZT_ENVOY_ADMIN_URL`).
+    pub envoy_admin_url: String,
+    /// Per-request timeout for calls through Envoy, e.g. `5s` (`ZT_REQUEST_TIMEOUT`).
+    #[serde(with = "duration")]
+    pub request_timeout: Duration,
+    /// The document service (mTLS, native SDK), for later (`ZT_DOCUMENT_URL`).
+    pub document_url: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            workload: WorkloadSettings::default(),
+            listen_addr: "127.0.0.1:8080".into(),
+            backend_url: "http://127.0.0.1:10080".into(),
+            envoy_admin_url: "http://127.0.0.1:15080".into(),
+            request_timeout: Duration::from_secs(5),
+            document_url: "https://127.0.0.1:8085".into(),
+        }
+    }
+}
+
+/// `Duration` as a humantime string (`5s`, `250ms`); a bare number is seconds.
+mod duration {
+    use std::time::Duration;
+
+    use serde::{Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(*d).to_string())
+    }
+
+    struct Visitor;
+
+    impl serde::de::Visitor<'_> for Visitor {
+        type Value = Duration;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a duration like 5s or 250ms, or a number of seconds")
+        }
+
+        fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Duration, E> {
+            Ok(Duration::from_secs(v))
+        }
+
+        fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Duration, E> {
+            u64::try_from(v).map(Duration::from_secs).map_err(|_| E::custom(format!("{v} is negative")))
+        }
+
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Duration, E> {
+            humantime::parse_duration(v.trim())
+                .map_err(|e| E::custom(format!("{v:?} is not a duration like 5s or 250ms ({e})")))
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        d.deserialize_any(Visitor)
+    }
+}
+
+impl Config {
+    /// The state the router needs, from this config (checks the URLs).
+    pub fn state(&self) -> Result<AppState, Error> {
+        if self.request_timeout.is_zero() {
+            return Err(Error::InvalidSetting {
+                field: "request_timeout".into(),
+                value: "0s".into(),
+                reason: "the timeout must be more than zero".into(),
+            });
+        }
+        Ok(AppState {
+            backend: PlainClient::new("backend_url", &self.backend_url, self.request_timeout)?,
+            admin: PlainClient::new("envoy_admin_url", &self.envoy_admin_url, self.request_timeout)?,
+        })
+    }
+}
+
+/// What the handlers share: plain-HTTP clients for the Envoy listener and its admin.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// The Envoy outbound listener to the backend.
+    pub backend: PlainClient,
+    /// The Envoy admin interface.
+    pub admin: PlainClient,
+}
+
+/// The browser-facing router.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/", get(index))
+        .route("/api/run-demo", post(run_demo))
+        .route("/readyz", get(readyz))
+        .route("/api/login", post(proxy))
+        .route("/api/orders", get(proxy))
+        .route("/api/github/token", put(proxy))
+        .route("/api/github/repos", get(proxy))
+        .with_state(state)
+}
+
+async fn index() -> impl IntoResponse {
+    ([(header::CACHE_CONTROL, "no-store")], Html(page::INDEX))
+}
+
+/// Runs the demo once: `GET /api/demo` through Envoy, mapped to hops.
+pub async fn run(state: &AppState) -> DemoReport {
+    let start = Instant::now();
+    let hops = match state.backend.get(demo::DEMO_PATH).await {
+        Ok(reply) => demo::hops_from_reply(&reply, || envoy::readiness(&state.admin)).await,
+        Err(e) => demo::hops_from_error(&e, envoy::readiness(&state.admin).await),
+    };
+    let report = DemoReport::new(hops, u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX));
+    let failed = report.hops.iter().find(|h| !h.ok);
+    tracing::info!(
+        ok = report.ok,
+        took_ms = report.took_ms,
+        failed_hop = failed.map(|h| format!("{}->{}", h.from, h.to)),
+        reason = failed.and_then(|h| h.reason.clone()),
+        "demo run"
+    );
+    metrics::counter!("frontend_demo_runs_total", "ok" => report.ok.to_string()).increment(1);
+    report
+}
+
+async fn run_demo(State(state): State<AppState>) -> Json<DemoReport> {
+    Json(run(&state).await)
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    match envoy::readiness(&state.admin).await {
+        Readiness::Live => (StatusCode::OK, Json(json!({"ready": true, "envoy": "LIVE"}))).into_response(),
+        Readiness::NotReady(why) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"ready": false, "reason": format!("envoy not ready: {why}")})),
+        )
+            .into_response(),
+    }
+}
+
+/// The request headers passed on to the backend.
+const FORWARDED: [header::HeaderName; 3] = [header::AUTHORIZATION, header::CONTENT_TYPE, header::ACCEPT];
+
+async fn proxy(State(state): State<AppState>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+    let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or(uri.path());
+    let mut out = HeaderMap::new();
+    for name in FORWARDED {
+        for value in headers.get_all(&name) {
+            out.append(name.clone(), value.clone());
+        }
+    }
+    let reply = match state.backend.send(method, path, &out, body).await {
+        Ok(reply) => reply,
+        Err(e) => {
+            let reason = match envoy::readiness(&state.admin).await {
+                Readiness::Live if matches!(e, Error::Timeout { .. }) => "timeout",
+                _ => "envoy_not_ready",
+            };
+            return (StatusCode::BAD_GATEWAY, Json(json!({"error": e.to_string(), "reason": reason}))).into_response();
+        }
+    };
+    let is_json = reply.content_type.as_deref().is_some_and(|c| c.starts_with("application/json"));
+    if is_json || reply.status.is_success() {
+        let mut response = (reply.status, reply.body.clone()).into_response();
+        if let Some(ct) = reply.content_type.as_deref().and_then(|c| HeaderValue::from_str(c).ok()) {
+            response.headers_mut().insert(header::CONTENT_TYPE, ct);
+        }
+        return response;
+    }
+    // An error that is not the backend's JSON: Envoy's own reply.
+    let text = reply.text();
+    let text = text.trim();
+    let reason = if reply.status == StatusCode::FORBIDDEN && text.starts_with("RBAC:") {
+        "rbac"
+    } else if reply.status == StatusCode::SERVICE_UNAVAILABLE {
+        "backend_unreachable"
+    } else {
+        "backend_error"
+    };
+    let error = if text.is_empty() { format!("HTTP {}", reply.status) } else { text.to_owned() };
+    (reply.status, Json(json!({"error": error, "reason": reason}))).into_response()
+}
+
+/// A built, bound, not yet serving frontend.
+#[derive(Debug)]
+pub struct Application {
+    app: TcpListener,
+    ops: TcpListener,
+    state: AppState,
+    source: X509Source,
+}
+
+impl Application {
+    /// Validates the config, binds both listeners and waits for this workload's SVID.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let state = config.state()?;
+        config.workload.trust_domain()?;
+        let app = zt_service::workload::bind("listen_addr", &config.listen_addr).await?;
+        let ops = zt_service::workload::bind("ops_addr", &config.workload.ops_addr).await?;
+        let source = config.workload.connect().await?;
+        Ok(Self { app, ops, state, source })
+    }
+
+    /// The browser-facing address.
+    pub fn addr(&self) -> SocketAddr {
+        self.app.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+    }
+
+    /// The ops address.
+    pub fn ops_addr(&self) -> SocketAddr {
+        self.ops.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+    }
+
+    /// Serves both listeners until `shutdown` resolves, then lets open requests finish.
+    pub async fn run_until_stopped<F>(self, shutdown: F) -> anyhow::Result<()>
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let stop = zt_service::Stop::on(shutdown);
+        let ops = zt_service::ops::router("frontend", self.source.clone(), zt_service::ops::install_metrics());
+        let _svid = zt_tls::source::watch_svid(&self.source);
+        tracing::info!(
+            app = %self.addr(),
+            ops = %self.ops_addr(),
+            backend = self.state.backend.base(),
+            envoy_admin = self.state.admin.base(),
+            "serving"
+        );
+        let ops_stop = stop.wait();
+        let ops_task = tokio::spawn(async move { axum::serve(self.ops, ops).with_graceful_shutdown(ops_stop).await });
+        axum::serve(self.app, router(self.state)).with_graceful_shutdown(stop.wait()).await?;
+        ops_task.await??;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}

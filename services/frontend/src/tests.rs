@@ -1,0 +1,292 @@
+//! In-process tests of the frontend router. A local axum server on 127.0.0.1:0 plays the
+//! frontend's Envoy (its outbound listener and its admin `/ready`), answering with the shapes
+//! Envoy and the backend really produce; this checks the frontend's own mapping and plumbing.
+
+use std::sync::{Arc, Mutex};
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, Request, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get};
+use http_body_util::BodyExt as _;
+use serde_json::{Value, json};
+use tower::ServiceExt as _;
+
+use super::*;
+
+/// What the fake Envoy answers, and what it saw.
+#[derive(Debug, Clone)]
+struct Script {
+    status: u16,
+    content_type: &'static str,
+    body: String,
+    ready: Option<(u16, &'static str)>,
+    seen: Vec<(String, Option<String>, String)>,
+}
+
+type Shared = Arc<Mutex<Script>>;
+
+fn script(status: u16, content_type: &'static str, body: impl Into<String>) -> Shared {
+    Arc::new(Mutex::new(Script {
+        status,
+        content_type,
+        body: body.into(),
+        ready: Some((200, "LIVE\n")),
+        seen: Vec::new(),
+    }))
+}
+
+async fn fake_listener(State(s): State<Shared>, req: Request<Body>) -> Response {
+    let (parts, body) = req.into_parts();
+    let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    let mut s = s.lock().expect("lock");
+    let auth = parts.headers.get("authorization").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let target = format!("{} {}", parts.method, parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"));
+    s.seen.push((target, auth, String::from_utf8_lossy(&body).into_owned()));
+    let status = StatusCode::from_u16(s.status).expect("status");
+    (status, [("content-type", s.content_type)], s.body.clone()).into_response()
+}
+
+async fn fake_ready(State(s): State<Shared>) -> Response {
+    let ready = s.lock().expect("lock").ready;
+    match ready {
+        Some((code, text)) => (StatusCode::from_u16(code).expect("status"), text).into_response(),
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
+/// Serves `router` on 127.0.0.1:0; returns its base URL.
+async fn serve(router: Router) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    format!("http://{addr}")
+}
+
+/// A fake Envoy (listener and admin on one port) and the frontend's state pointing at it.
+async fn envoy(shared: &Shared) -> AppState {
+    let fake =
+        Router::new().route("/ready", get(fake_ready)).fallback(any(fake_listener)).with_state(shared.clone());
+    let base = serve(fake).await;
+    state_for(&base, &base)
+}
+
+fn state_for(backend: &str, admin: &str) -> AppState {
+    Config {
+        backend_url: backend.into(),
+        envoy_admin_url: admin.into(),
+        request_timeout: Duration::from_secs(2),
+        ..Config::default()
+    }
+    .state()
+    .expect("state")
+}
+
+/// A base URL where nothing listens.
+async fn closed() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    drop(listener);
+    format!("http://{addr}")
+}
+
+async fn call(state: AppState, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> (StatusCode, Value) {
+    let mut req = Request::builder().method(method).uri(path);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let resp = router(state).oneshot(req.body(Body::from(body.to_owned())).expect("request")).await.expect("answer");
+    let status = resp.status();
+    let bytes = resp.into_body().collect().await.expect("body").to_bytes();
+    let value = serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
+    (status, value)
+}
+
+async fn run_demo_with(shared: &Shared) -> Value {
+    let (status, report) = call(envoy(shared).await, "POST", "/api/run-demo", &[], "").await;
+    assert_eq!(status, StatusCode::OK, "run-demo always answers 200: {report}");
+    report
+}
+
+fn reasons(report: &Value) -> Vec<Value> {
+    report["hops"].as_array().expect("hops").iter().map(|h| h["reason"].clone()).collect()
+}
+
+#[tokio::test]
+async fn run_demo_success_reports_every_hop_with_evidence() {
+    let body = json!({
+        "envoy": {
+            "xfcc": "By=spiffe://ztlab.test/ns/demo/sa/backend;Hash=9f;URI=spiffe://ztlab.test/ns/demo/sa/frontend",
+            "client_spiffe_id": "spiffe://ztlab.test/ns/demo/sa/frontend",
+            "server_spiffe_id": "spiffe://ztlab.test/ns/demo/sa/backend"
+        },
+        "postgres": {"client_spiffe_id": "spiffe://ztlab.test/ns/demo/sa/backend", "ssl_version": "TLSv1.3",
+                     "cipher": "TLS_AES_256_GCM_SHA384", "db_user": "v-jwt-backend-x1"},
+        "openbao": {"lease_id": "database/creds/backend/abc", "ttl_left_secs": 42, "lease_duration_secs": 60, "rotations": 1},
+        "orders": [{"id": 1, "item": "widget"}]
+    });
+    let shared = script(200, "application/json", body.to_string());
+    let report = run_demo_with(&shared).await;
+    assert_eq!(report["ok"], true, "{report}");
+    assert!(report["took_ms"].is_u64(), "{report}");
+    let hops = report["hops"].as_array().expect("hops");
+    assert_eq!(hops.len(), 3);
+    assert_eq!(hops[0]["evidence"]["client_spiffe_id"], "spiffe://ztlab.test/ns/demo/sa/frontend");
+    assert_eq!(hops[0]["via"], "envoy (SDS mTLS + RBAC)");
+    assert_eq!(hops[1]["evidence"]["ssl_version"], "TLSv1.3");
+    assert_eq!(hops[2]["evidence"]["lease_id"], "database/creds/backend/abc");
+    assert_eq!(shared.lock().expect("lock").seen[0].0, "GET /api/demo");
+}
+
+#[tokio::test]
+async fn run_demo_rbac_denial_fails_the_first_hop() {
+    let body = "RBAC: denied for spiffe://ztlab.test/ns/demo/sa/intruder";
+    let report = run_demo_with(&script(403, "text/plain", body)).await;
+    assert_eq!(report["ok"], false);
+    assert_eq!(reasons(&report), [json!("rbac"), json!("skipped"), json!("skipped")]);
+    assert_eq!(report["hops"][0]["error"], body);
+    assert_eq!(report["hops"][0]["ok"], false);
+}
+
+#[tokio::test]
+async fn run_demo_backend_down_behind_envoy() {
+    let body = "upstream connect error or disconnect/reset before headers. reset reason: connection failure, \
+                transport failure reason: delayed connect error: 111";
+    let shared = script(503, "text/plain", body);
+    let report = run_demo_with(&shared).await;
+    assert_eq!(reasons(&report)[0], "backend_unreachable", "{report}");
+
+    // The same reply while the local Envoy is still initializing.
+    shared.lock().expect("lock").ready = Some((503, "PRE_INITIALIZING\n"));
+    let report = run_demo_with(&shared).await;
+    assert_eq!(reasons(&report)[0], "envoy_not_ready", "{report}");
+    assert!(report["hops"][0]["error"].as_str().unwrap_or_default().contains("PRE_INITIALIZING"), "{report}");
+}
+
+#[tokio::test]
+async fn run_demo_backend_errors_name_the_failing_hop() {
+    let body = json!({"error": "connection to 127.0.0.1:5432 refused", "hop": "postgres", "reason": "database_down"});
+    let report = run_demo_with(&script(503, "application/json", body.to_string())).await;
+    assert_eq!(reasons(&report), [Value::Null, json!("database_down"), json!("skipped")], "{report}");
+    assert_eq!(report["hops"][0]["ok"], true);
+    assert_eq!(report["hops"][1]["error"], "connection to 127.0.0.1:5432 refused");
+}
+
+#[tokio::test]
+async fn run_demo_without_envoy() {
+    let state = state_for(&closed().await, &closed().await);
+    let (status, report) = call(state, "POST", "/api/run-demo", &[], "").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(reasons(&report), [json!("envoy_not_ready"), json!("skipped"), json!("skipped")], "{report}");
+    let error = report["hops"][0]["error"].as_str().unwrap_or_default();
+    assert!(error.contains("admin interface does not answer") && error.contains("cannot connect to"), "{error}");
+}
+
+#[tokio::test]
+async fn readyz_follows_envoy_admin() {
+    let shared = script(200, "text/plain", "");
+    let (status, body) = call(envoy(&shared).await, "GET", "/readyz", &[], "").await;
+    assert_eq!((status, body), (StatusCode::OK, json!({"ready": true, "envoy": "LIVE"})));
+
+    shared.lock().expect("lock").ready = Some((503, "PRE_INITIALIZING\n"));
+    let (status, body) = call(envoy(&shared).await, "GET", "/readyz", &[], "").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(body["ready"], false);
+    let reason = body["reason"].as_str().unwrap_or_default();
+    assert!(reason.starts_with("envoy not ready: ") && reason.contains("PRE_INITIALIZING"), "{body}");
+
+    let (status, body) = call(state_for(&closed().await, &closed().await), "GET", "/readyz", &[], "").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(body["reason"].as_str().unwrap_or_default().starts_with("envoy not ready: "), "{body}");
+}
+
+#[tokio::test]
+async fn index_has_a_labelled_run_button() {
+    let resp = router(state_for(&closed().await, &closed().await))
+        .oneshot(Request::builder().uri("/").body(Body::empty()).expect("request"))
+        .await
+        .expect("answer");
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert!(resp.headers()["content-type"].to_str().unwrap_or_default().starts_with("text/html"));
+    let html = String::from_utf8(resp.into_body().collect().await.expect("body").to_bytes().to_vec()).expect("utf8");
+    assert!(html.contains(r#"<html lang="en">"#));
+    assert!(html.contains(r#"<button id="run" type="button""#) && html.contains(">Run Demo</button>"), "{html}");
+    assert!(html.contains(r#"fetch("/api/run-demo", { method: "POST""#));
+    assert!(html.contains(r#"aria-live="polite""#));
+    assert!(!html.contains("http://") && !html.contains("https://"), "no external resources");
+    assert!(!html.contains("innerHTML"), "server text is inserted as text");
+}
+
+#[tokio::test]
+async fn proxies_forward_method_path_body_and_authorization() {
+    let shared = script(200, "application/json", r#"{"token":"t","user":"alice"}"#);
+    let state = envoy(&shared).await;
+    let (status, body) = call(
+        state.clone(),
+        "POST",
+        "/api/login",
+        &[("content-type", "application/json"), ("cookie", "not-forwarded")],
+        r#"{"username":"alice","password":"pw"}"#,
+    )
+    .await;
+    assert_eq!((status, body), (StatusCode::OK, json!({"token": "t", "user": "alice"})));
+    for (method, path) in [("GET", "/api/orders?limit=5"), ("PUT", "/api/github/token"), ("GET", "/api/github/repos")] {
+        call(state.clone(), method, path, &[("authorization", "Bearer abc")], "").await;
+    }
+    let seen = shared.lock().expect("lock").seen.clone();
+    assert_eq!(seen[0], ("POST /api/login".into(), None, r#"{"username":"alice","password":"pw"}"#.into()));
+    let rest: Vec<(&str, Option<&str>)> = seen[1..].iter().map(|(t, a, _)| (t.as_str(), a.as_deref())).collect();
+    assert_eq!(
+        rest,
+        [
+            ("GET /api/orders?limit=5", Some("Bearer abc")),
+            ("PUT /api/github/token", Some("Bearer abc")),
+            ("GET /api/github/repos", Some("Bearer abc"))
+        ]
+    );
+}
+
+#[tokio::test]
+async fn proxies_pass_json_errors_and_wrap_envoy_replies() {
+    let shared = script(401, "application/json", r#"{"error":"bad password"}"#);
+    let state = envoy(&shared).await;
+    let (status, body) = call(state.clone(), "POST", "/api/login", &[], "{}").await;
+    assert_eq!((status, body), (StatusCode::UNAUTHORIZED, json!({"error": "bad password"})));
+
+    *shared.lock().expect("lock") = Script {
+        status: 403,
+        content_type: "text/plain",
+        body: "RBAC: denied for spiffe://ztlab.test/x".into(),
+        ..shared.lock().expect("lock").clone()
+    };
+    let (status, body) = call(state, "GET", "/api/orders", &[], "").await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(body, json!({"error": "RBAC: denied for spiffe://ztlab.test/x", "reason": "rbac"}));
+
+    let (status, body) = call(state_for(&closed().await, &closed().await), "GET", "/api/orders", &[], "").await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY);
+    assert_eq!(body["reason"], "envoy_not_ready", "{body}");
+}
+
+#[test]
+fn config_defaults_and_durations() {
+    let config = Config::default();
+    assert_eq!(config.listen_addr, "127.0.0.1:8080");
+    assert_eq!(config.backend_url, "http://127.0.0.1:10080");
+    assert_eq!(config.envoy_admin_url, "http://127.0.0.1:15080");
+    assert_eq!(config.request_timeout, Duration::from_secs(5));
+    let json = serde_json::to_value(&config).expect("json");
+    assert_eq!(json["request_timeout"], "5s");
+    assert_eq!(json["trust_domain"], "ztlab.test", "workload settings are flattened");
+    let parsed: Config = serde_json::from_value(json!({"request_timeout": "250ms"})).expect("humantime");
+    assert_eq!(parsed.request_timeout, Duration::from_millis(250));
+    let parsed: Config = serde_json::from_value(json!({"request_timeout": 3})).expect("seconds");
+    assert_eq!(parsed.request_timeout, Duration::from_secs(3));
+    let err = serde_json::from_value::<Config>(json!({"request_timeout": "soon"})).expect_err("bad");
+    assert!(err.to_string().contains("not a duration"), "{err}");
+    let bad = Config { backend_url: "https://127.0.0.1:1".into(), ..Config::default() };
+    assert!(bad.state().expect_err("https").to_string().starts_with("backend_url:"));
+    let zero = Config { request_timeout: Duration::ZERO, ..Config::default() };
+    assert!(zero.state().expect_err("zero").to_string().starts_with("request_timeout:"));
+}
