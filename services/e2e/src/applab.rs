@@ -135,7 +135,8 @@ impl AppLab {
         let config = dir.path().join("lab.toml");
         std::fs::write(&config, text).expect("write lab.toml");
         let lab = AppLab { dir, ports: p, config };
-        let out = lab.ztlab_env(&["up", "--config", &lab.config.display().to_string()], &[("RUST_LOG", &opts.rust_log)]);
+        let out =
+            lab.ztlab_env(&["up", "--config", &lab.config.display().to_string()], &[("RUST_LOG", &opts.rust_log)]);
         assert!(out.0, "ztlab up failed:\n{}", out.1);
         lab
     }
@@ -194,8 +195,8 @@ impl Drop for AppLab {
 
 /// One plain HTTP request: (status, body). Status 0 when nothing answered.
 pub async fn http(method: &str, url: &str, body: Option<serde_json::Value>, token: Option<&str>) -> (u16, String) {
-    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .build_http::<Full<Bytes>>();
+    let client =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http::<Full<Bytes>>();
     let mut req = hyper::Request::builder().method(method).uri(url);
     if body.is_some() {
         req = req.header("content-type", "application/json");

@@ -153,12 +153,7 @@ fn hops_from_success(body: &Map<String, Value>) -> Vec<Hop> {
                 }
                 passed(i, Value::Object(evidence))
             }
-            None => failed(
-                i,
-                "bad_response",
-                format!("the backend answered 200 without a {key:?} section"),
-                json!({}),
-            ),
+            None => failed(i, "bad_response", format!("the backend answered 200 without a {key:?} section"), json!({})),
         })
         .collect()
 }
@@ -268,9 +263,11 @@ pub fn hops_from_error(err: &Error, readiness: Readiness) -> Vec<Hop> {
             format!("the frontend's Envoy is not ready: {why}; the call failed: {err}"),
             json!({}),
         ),
-        (_, Readiness::Live) => {
-            first_hop_failed("envoy_not_ready", format!("the frontend's Envoy is live but the call failed: {err}"), json!({}))
-        }
+        (_, Readiness::Live) => first_hop_failed(
+            "envoy_not_ready",
+            format!("the frontend's Envoy is live but the call failed: {err}"),
+            json!({}),
+        ),
     }
 }
 

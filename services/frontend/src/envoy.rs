@@ -94,14 +94,17 @@ impl PlainClient {
         for (name, value) in headers {
             builder = builder.header(name, value);
         }
-        let request = builder
-            .body(Full::new(body))
-            .map_err(|e| Error::InvalidSetting { field: "path".into(), value: url.clone(), reason: e.to_string() })?;
+        let request = builder.body(Full::new(body)).map_err(|e| Error::InvalidSetting {
+            field: "path".into(),
+            value: url.clone(),
+            reason: e.to_string(),
+        })?;
         let exchange = async {
-            let response = self.http.request(request).await.map_err(|e| Error::Connect {
-                url: url.clone(),
-                reason: error_chain(&e),
-            })?;
+            let response = self
+                .http
+                .request(request)
+                .await
+                .map_err(|e| Error::Connect { url: url.clone(), reason: error_chain(&e) })?;
             let (parts, body) = response.into_parts();
             let body = Limited::new(body, MAX_BODY)
                 .collect()
@@ -150,7 +153,11 @@ pub async fn readiness(admin: &PlainClient) -> Readiness {
                 Readiness::Live
             } else {
                 let state = if state.is_empty() { "no state".to_owned() } else { state };
-                Readiness::NotReady(format!("Envoy reports {state} (admin {} answered {})", admin.url("/ready"), reply.status))
+                Readiness::NotReady(format!(
+                    "Envoy reports {state} (admin {} answered {})",
+                    admin.url("/ready"),
+                    reply.status
+                ))
             }
         }
         Err(e) => Readiness::NotReady(format!("Envoy's admin interface does not answer: {e}")),
@@ -165,7 +172,10 @@ mod tests {
     fn base_urls_are_checked() {
         let t = Duration::from_secs(1);
         assert!(PlainClient::new("backend_url", "http://127.0.0.1:10080", t).is_ok());
-        assert_eq!(PlainClient::new("backend_url", "http://127.0.0.1:10080/", t).expect("ok").base(), "http://127.0.0.1:10080");
+        assert_eq!(
+            PlainClient::new("backend_url", "http://127.0.0.1:10080/", t).expect("ok").base(),
+            "http://127.0.0.1:10080"
+        );
         for bad in ["https://127.0.0.1:10080", "127.0.0.1:10080", "http://127.0.0.1:1/api", "not a url"] {
             let err = PlainClient::new("backend_url", bad, t).expect_err(bad).to_string();
             assert!(err.starts_with("backend_url:"), "{err}");

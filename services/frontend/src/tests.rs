@@ -66,8 +66,7 @@ async fn serve(router: Router) -> String {
 
 /// A fake Envoy (listener and admin on one port) and the frontend's state pointing at it.
 async fn envoy(shared: &Shared) -> AppState {
-    let fake =
-        Router::new().route("/ready", get(fake_ready)).fallback(any(fake_listener)).with_state(shared.clone());
+    let fake = Router::new().route("/ready", get(fake_ready)).fallback(any(fake_listener)).with_state(shared.clone());
     let base = serve(fake).await;
     state_for(&base, &base)
 }
@@ -99,7 +98,8 @@ async fn call(state: AppState, method: &str, path: &str, headers: &[(&str, &str)
     let resp = router(state).oneshot(req.body(Body::from(body.to_owned())).expect("request")).await.expect("answer");
     let status = resp.status();
     let bytes = resp.into_body().collect().await.expect("body").to_bytes();
-    let value = serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
+    let value =
+        serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
     (status, value)
 }
 

@@ -10,7 +10,8 @@
 //!
 //! Credentials: `Authorization: Bearer <token>` or `Authorization: token <token>`. A token that
 //! starts with [`TOKEN_PREFIX`] (`ghp_fixture_`) followed by a login (letters, digits and `-`)
-//! is valid for that login: `ghp_fixture_jake` is user `jake`. Anything else gets GitHub's
+//! is valid for that login, optionally followed by `_<secret>`: `ghp_fixture_jake` and
+//! `ghp_fixture_jake_x1y2` are user `jake`. Anything else gets GitHub's
 //! `401 {"message":"Bad credentials"}`. Answers are deterministic per login. Tokens are never
 //! logged.
 
@@ -60,7 +61,10 @@ pub fn login_for(headers: &HeaderMap) -> Option<String> {
     if !scheme.eq_ignore_ascii_case("bearer") && !scheme.eq_ignore_ascii_case("token") {
         return None;
     }
-    let login = token.trim().strip_prefix(TOKEN_PREFIX)?;
+    // `ghp_fixture_<login>` or `ghp_fixture_<login>_<anything>`: the part after the login plays
+    // the token's secret (tests check that it never reaches a log).
+    let rest = token.trim().strip_prefix(TOKEN_PREFIX)?;
+    let login = rest.split_once('_').map_or(rest, |(l, _)| l);
     let valid = !login.is_empty()
         && login.len() <= 39
         && login.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
@@ -191,7 +195,7 @@ mod tests {
 
     #[tokio::test]
     async fn user_and_repos_for_valid_tokens() {
-        for auth in ["Bearer ghp_fixture_jake", "token ghp_fixture_jake", "bearer ghp_fixture_jake"] {
+        for auth in ["Bearer ghp_fixture_jake", "token ghp_fixture_jake", "bearer ghp_fixture_jake_s3cr3t"] {
             let (status, headers, body) = get("/user", Some(auth)).await;
             assert_eq!(status, StatusCode::OK, "{auth}");
             assert_eq!(headers[FIXTURE_HEADER], "github");

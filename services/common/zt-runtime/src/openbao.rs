@@ -83,9 +83,7 @@ pub struct AppConfig {
 /// Decodes `sys/generate-root`'s `encoded_token`: base64 of the token XOR the one-time password.
 fn decode_root_token(encoded: &str, otp: &str) -> Option<String> {
     use base64::Engine as _;
-    let raw = base64::engine::general_purpose::STANDARD_NO_PAD
-        .decode(encoded.trim_end_matches('='))
-        .ok()?;
+    let raw = base64::engine::general_purpose::STANDARD_NO_PAD.decode(encoded.trim_end_matches('=')).ok()?;
     if raw.len() != otp.len() {
         return None;
     }

@@ -32,12 +32,36 @@ pub fn free_port() -> Result<u16> {
             l.local_addr().map(|a| a.port()).map_err(Error::io("finding a free port"))?
         };
         let mut given = GIVEN.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if !given.contains(&port) && is_free(port) {
+        if !given.contains(&port) && is_free(port) && reserve(port) {
             given.push(port);
             return Ok(port);
         }
     }
     Err(Error::config("ports", "no free port found on 127.0.0.1"))
+}
+
+/// How long a port handed out by [`free_port`] stays reserved for its taker.
+const RESERVATION: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Reserves `port` across processes for [`RESERVATION`] (a file per port in
+/// `$TMPDIR/ztlab-ports`), so that labs started in parallel by several processes (tests, each
+/// `ztlab up`) never pick the same free port before one of them binds it. False if another
+/// process reserved it recently.
+fn reserve(port: u16) -> bool {
+    let dir = std::env::temp_dir().join("ztlab-ports");
+    if std::fs::create_dir_all(&dir).is_err() {
+        return true;
+    }
+    let file = dir.join(port.to_string());
+    let fresh = std::fs::metadata(&file)
+        .and_then(|m| m.modified())
+        .is_ok_and(|t| t.elapsed().is_ok_and(|age| age < RESERVATION));
+    if fresh {
+        return false;
+    }
+    // Recreate it (an expired reservation is taken over), then make sure it is ours.
+    let _ = std::fs::remove_file(&file);
+    std::fs::OpenOptions::new().write(true).create_new(true).open(&file).is_ok()
 }
 
 /// Whether `port` can be bound on 127.0.0.1 now.

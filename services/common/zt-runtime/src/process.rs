@@ -105,14 +105,20 @@ impl ProcessRecord {
     /// Stops the process: SIGTERM, then SIGKILL after `grace`. Only if it is still the process
     /// that was started (pid and start time match).
     pub fn stop(&self, grace: Duration) {
+        self.stop_with(Signal::SIGTERM, grace);
+    }
+
+    /// Like [`ProcessRecord::stop`] with another first signal (PostgreSQL's fast shutdown is
+    /// SIGINT; its SIGTERM waits for every client to disconnect).
+    pub fn stop_with(&self, signal: Signal, grace: Duration) {
         if !self.is_alive() {
             reap(self.pid);
             return;
         }
         let pid = Pid::from_raw(self.pid as i32);
-        let _ = kill(pid, Signal::SIGTERM);
+        let _ = kill(pid, signal);
         if !self.wait_gone(grace) {
-            tracing::warn!(pid = self.pid, "did not stop after SIGTERM; sending SIGKILL");
+            tracing::warn!(pid = self.pid, ?signal, "did not stop; sending SIGKILL");
             let _ = kill(pid, Signal::SIGKILL);
             self.wait_gone(Duration::from_secs(5));
         }
