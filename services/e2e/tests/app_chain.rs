@@ -157,6 +157,39 @@ async fn run_demo_rbac_flip_negatives_and_github() {
     assert!(out.trim_end().ends_with("403"), "another SPIFFE ID gets 403 from RBAC: {out}");
     assert!(out.contains("RBAC: denied for spiffe://ztlab.test/ns/demo/sa/backend"), "{out}");
 
+    // OpenBao: the root token was revoked after configuring; the key file is 0600.
+    let key_file = lab.state().join("openbao/unseal.json");
+    let keys: Value = serde_json::from_str(&std::fs::read_to_string(&key_file).expect("key file")).expect("json");
+    assert_eq!(keys["root_token"], "", "no root token is kept: {key_file:?}");
+    use std::os::unix::fs::PermissionsExt as _;
+    assert_eq!(std::fs::metadata(&key_file).expect("meta").permissions().mode() & 0o777, 0o600);
+
+    // A JWT-SVID for the backend's ID but another audience is refused by OpenBao's jwt role; the
+    // right audience is accepted (so the refusal is about the audience).
+    let l = lab.lab();
+    let exe = std::env::current_exe().expect("exe");
+    l.register("a", "e2e-jwt", "/ns/demo/sa/backend", &exe, 0).await.expect("register the test binary");
+    let socket = format!("unix://{}", l.workload_socket("a").expect("socket").display());
+    let jwt = |aud: &'static str| {
+        let socket = socket.clone();
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                match zt_tls::source::fetch_jwt_svid(&socket, aud).await {
+                    Ok(svid) => return svid.token().to_owned(),
+                    Err(e) => assert!(Instant::now() < deadline, "no JWT-SVID for the test binary: {e}"),
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        }
+    };
+    let login = format!("http://127.0.0.1:{}/v1/auth/jwt/login", lab.ports.openbao);
+    let (s, body) = http("POST", &login, Some(json!({"role": "backend", "jwt": jwt("not-openbao").await})), None).await;
+    assert_eq!(s, 400, "wrong audience must be refused: {body}");
+    assert!(body.contains("aud"), "{body}");
+    let (s, body) = http("POST", &login, Some(json!({"role": "backend", "jwt": jwt("openbao").await})), None).await;
+    assert_eq!(s, 200, "the right audience logs in: {body}");
+
     // The GitHub token never shows up in any log, even at debug level.
     // Envoy flushes its access log every few seconds.
     let deadline = Instant::now() + Duration::from_secs(20);
