@@ -18,11 +18,11 @@
 //!   `authorization: Bearer <user token>` when a token is given, and prints the status and body
 //!   as one JSON line.
 //!
-//! Current behaviour, stated plainly: the document service does not serve documents yet, and
-//! its caller allow-list admits only the frontend, so today `act` gets the document service's
-//! 403 naming the agent's SPIFFE ID (`SPIFFE ID spiffe://<td>/agent/<name> is not authorized`).
-//! That 403 does show that the right agent SVID was presented over mTLS. The runtime does not
-//! check the user token; the document service will, against the backend's JWKS.
+//! The document service admits the three agents (its default `allowed_clients`), derives the
+//! agent from the caller's SPIFFE ID, verifies the user token against the backend's JWKS, and
+//! asks opa; `act` prints its answer as is: 200 with the document, 403 with the policy's reason
+//! (for example `agent without a user (gpt4)` when no token is given), 401 when the token is
+//! rejected. The runtime itself does not check the user token.
 //!
 //! Shape: [`Config`] (layered: defaults, TOML file, `ZT_*`), [`Application::build`] binds the
 //! ops listener and connects every agent's source, [`Application::run_until_stopped`] serves
@@ -197,7 +197,7 @@ pub struct ActOutcome {
 }
 
 /// Calls the document service once as `agent` for document `doc`, with the user's token if
-/// given. Today this returns the document service's 403 naming the agent (see the crate docs).
+/// given (see the crate docs for the answers).
 pub async fn act(config: &Config, agent: &str, user_token: Option<&str>, doc: &str) -> anyhow::Result<ActOutcome> {
     config.validate()?;
     check_document_id(doc)?;

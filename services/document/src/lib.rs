@@ -1,26 +1,74 @@
-//! The `document` service (skeleton).
+//! The `document` service: serves documents over mTLS, each read decided by opa, for the
+//! frontend (a user reading directly) and for AI agents acting for a user (delegation).
 //!
-//! It serves over mTLS with its own SVID and calls the `opa` service over mTLS, checking that
-//! the server is opa's SPIFFE ID. Today it exposes `GET /v1/opa/peer` (ask opa who we are) and
-//! the `check-opa` command, which calls opa repeatedly and reports what opa saw (used by the
-//! rotation and failure tests). [`OpaClient::decide`] asks opa for a document decision
-//! (`POST /v1/data/ztlab/documents/decision`, OPA's Data API), and the `decide` command makes
-//! one such call with this workload's SVID. Serving documents comes with the delegation work.
+//! - `GET /v1/documents/{id}` ([`api`]): the caller is the SPIFFE ID of its client certificate
+//!   (native SDK, mTLS with this workload's SVID). Only `allowed_clients` get past the listener
+//!   (default: the frontend and the agents `gpt4`, `claude`, `summarizer` of this trust domain;
+//!   others get a 403 naming them, and callers of another trust domain fail the handshake). The
+//!   user comes from `authorization: Bearer <token>`, verified against the backend's JWKS
+//!   (`user_jwks_url`, issuer `user_token_issuer`) with `zt-usertoken`; the agent from the
+//!   caller's ID (`spiffe://<td>/agent/<name>`). opa decides ([`OpaClient::decide`], OPA's Data
+//!   API at `opa_decision_path`). Answers: 200 `{"id","title","department","body",
+//!   "decision":{"allow":true,"reason"}}`; 403 `{"allow":false,"reason":<policy's reason>}`;
+//!   401 `{"allow":false,"reason":"user token rejected: …"}`; 400 for a malformed document ID;
+//!   503 naming opa when opa gives no decision (or naming the JWKS when tokens cannot be
+//!   checked). Each decision is one JSON log line: caller, user, agent, doc, allow, reason,
+//!   status (never the token).
+//! - `GET /v1/opa/peer`: asks opa who we are (rotation checks).
+//! - Commands: `check-opa` calls opa repeatedly and reports what opa saw; `decide` asks opa for
+//!   one decision with this workload's SVID.
+//!
+//! Module map: [`api`] (router, handler logic, the one error-to-HTTP mapping), [`opa`] (opa's
+//! client), [`catalogue`] (the documents; departments from `policies/rego/data.json`). Shape:
+//! [`Config`] (layered: defaults, TOML file, `ZT_*`), [`Application::build`] binds (port 0 works
+//! for tests) and waits for the SVID, [`Application::run_until_stopped`] serves until shutdown.
+
+pub mod api;
+pub mod catalogue;
+pub mod opa;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
-use anyhow::Context as _;
-use axum::extract::State;
-use axum::http::{Method, StatusCode};
-use axum::routing::get;
-use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use zt_identity::{Rule, lab};
+use zt_service::config::ConfigError;
 use zt_service::workload::{Listeners, WorkloadSettings};
 use zt_tls::client::ClientOptions;
 use zt_tls::{MtlsClient, MtlsServer, X509Source};
+
+pub use catalogue::{Catalogue, Document};
+pub use opa::{CheckReport, Decision, DecisionInput, OpaClient, OpaPeer, check_opa, decide};
+
+/// The agents the document service admits by default (`spiffe://<td>/agent/<name>`).
+pub const AGENTS: [&str; 3] = ["gpt4", "claude", "summarizer"];
+
+/// Errors of the document service. [`api`] maps each to an HTTP status.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The document ID in the path is not a valid ID.
+    #[error("invalid document ID {0:?}: use 1 to 64 of A-Z a-z 0-9 . _ - (like DOC-001)")]
+    InvalidDocumentId(String),
+    /// The user token does not verify (malformed, expired, forged, wrong issuer, unknown key).
+    #[error("user token rejected: {0}")]
+    TokenRejected(String),
+    /// The user token could not be checked (the backend's JWKS is unavailable).
+    #[error("cannot verify the user token: {0}")]
+    TokenUnverifiable(String),
+    /// The policy denied the read; the policy's reason.
+    #[error("denied by policy: {0}")]
+    Denied(String),
+    /// The policy allowed a document this service does not hold.
+    #[error("document {0} does not exist")]
+    NotFound(String),
+    /// opa gave no decision: unreachable, refused the call, or answered without one.
+    #[error("no decision from the policy service (opa): {0}")]
+    Opa(String),
+    /// The documents could not be loaded.
+    #[error("document catalogue: {0}")]
+    Catalogue(String),
+}
 
 /// Configuration: defaults, then the TOML file, then `ZT_*` variables.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -29,16 +77,21 @@ pub struct Config {
     /// Workload API socket, trust domain, ops listener.
     #[serde(flatten)]
     pub workload: WorkloadSettings,
-    /// The mTLS listener.
+    /// The mTLS listener (`ZT_LISTEN_ADDR`).
     pub listen_addr: String,
-    /// The opa service's URL.
+    /// The opa service's URL (`ZT_OPA_URL`).
     pub opa_url: String,
     /// The SPIFFE ID opa must present. Empty means opa of this trust domain.
     pub opa_id: String,
-    /// SPIFFE IDs allowed to call. Empty means the frontend of this trust domain.
+    /// SPIFFE IDs allowed to call. Empty means the frontend and the agents gpt4, claude and
+    /// summarizer of this trust domain.
     pub allowed_clients: Vec<String>,
     /// The Data API path of the document decision on opa.
     pub opa_decision_path: String,
+    /// The backend's JWKS, which verifies user tokens (`ZT_USER_JWKS_URL`).
+    pub user_jwks_url: String,
+    /// The issuer user tokens must carry (`ZT_USER_TOKEN_ISSUER`).
+    pub user_token_issuer: String,
 }
 
 impl Default for Config {
@@ -50,6 +103,8 @@ impl Default for Config {
             opa_id: String::new(),
             allowed_clients: vec![],
             opa_decision_path: "ztlab/documents/decision".into(),
+            user_jwks_url: "http://127.0.0.1:9090/.well-known/jwks.json".into(),
+            user_token_issuer: "ztlab-backend".into(),
         }
     }
 }
@@ -63,12 +118,31 @@ impl Config {
         Ok(Rule::Exact(zt_identity::parse_id("opa_id", &self.opa_id)?))
     }
 
-    fn client_rule(&self) -> anyhow::Result<Rule> {
+    /// The rule for callers: `allowed_clients`, or by default the frontend and the agents.
+    pub fn client_rule(&self) -> anyhow::Result<Rule> {
         let td = self.workload.trust_domain()?;
         if self.allowed_clients.is_empty() {
-            return Ok(Rule::Exact(lab::id(td.as_str(), lab::FRONTEND)?));
+            let mut ids = vec![lab::id(td.as_str(), lab::FRONTEND)?.to_string()];
+            for agent in AGENTS {
+                ids.push(lab::id(td.as_str(), &format!("/agent/{agent}"))?.to_string());
+            }
+            return Ok(Rule::allow_list("allowed_clients", ids)?);
         }
         Ok(Rule::allow_list("allowed_clients", &self.allowed_clients)?)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if !self.opa_url.starts_with("https://") {
+            return Err(ConfigError::field("opa_url", format!("{:?} is not an https:// URL", self.opa_url)));
+        }
+        if !self.user_jwks_url.starts_with("http://") && !self.user_jwks_url.starts_with("https://") {
+            let msg = format!("{:?} is not an http:// or https:// URL", self.user_jwks_url);
+            return Err(ConfigError::field("user_jwks_url", msg));
+        }
+        if self.user_token_issuer.trim().is_empty() {
+            return Err(ConfigError::field("user_token_issuer", "must not be empty"));
+        }
+        Ok(())
     }
 
     /// An mTLS client for opa built from `source`.
@@ -81,89 +155,15 @@ impl Config {
             decision_path: self.opa_decision_path.trim_matches('/').to_owned(),
         })
     }
-}
 
-/// Talks to the opa service.
-#[derive(Debug, Clone)]
-pub struct OpaClient {
-    client: MtlsClient,
-    base: String,
-    decision_path: String,
-}
-
-/// What the document service asks opa about one request (the input of
-/// `data.ztlab.documents.decision`; see `policies/rego/ztlab/documents.rego`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DecisionInput {
-    /// The caller's SPIFFE ID, from its peer certificate.
-    pub caller_spiffe_id: String,
-    /// The user, from a verified user token (`None`: no user).
-    pub user: Option<String>,
-    /// The agent, when the caller is an agent (`None`: not an agent).
-    pub agent: Option<String>,
-    /// The requested document.
-    pub document: String,
-}
-
-/// opa's decision.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Decision {
-    /// Whether access is granted.
-    pub allow: bool,
-    /// Why.
-    pub reason: String,
-}
-
-/// What opa said about us.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct OpaPeer {
-    /// The SPIFFE ID opa authenticated.
-    pub spiffe_id: String,
-    /// The certificate opa saw.
-    pub cert: zt_tls::CertInfo,
-}
-
-/// A non-2xx answer from opa as an error with opa's message.
-fn refused(resp: &zt_tls::client::Response) -> anyhow::Error {
-    let msg = resp
-        .json::<serde_json::Value>()
-        .ok()
-        .and_then(|v| v.get("message").and_then(|m| m.as_str()).map(str::to_owned))
-        .unwrap_or_else(|| String::from_utf8_lossy(&resp.body).into_owned());
-    anyhow::anyhow!("opa refused the call ({}): {msg}", resp.status)
-}
-
-impl OpaClient {
-    /// Asks opa who we are. A refusal comes back as an error with opa's reason.
-    pub async fn whoami(&self) -> anyhow::Result<OpaPeer> {
-        let resp = self.client.get(&format!("{}/v1/peer", self.base)).await?;
-        if !resp.status.is_success() {
-            return Err(refused(&resp));
-        }
-        Ok(resp.json()?)
+    /// The handler context: trust domain, user-token verifier, documents.
+    pub fn context(&self) -> anyhow::Result<api::Context> {
+        Ok(api::Context {
+            trust_domain: self.workload.trust_domain()?,
+            verifier: zt_usertoken::Verifier::new(&self.user_jwks_url, &self.user_token_issuer),
+            catalogue: Catalogue::lab()?,
+        })
     }
-
-    /// Asks opa for the document decision. A refusal, or an answer without a decision (the
-    /// policy is not loaded), is an error.
-    pub async fn decide(&self, input: &DecisionInput) -> anyhow::Result<Decision> {
-        let url = format!("{}/v1/data/{}", self.base, self.decision_path);
-        let resp = self.client.request(Method::POST, &url, Some(&serde_json::json!({ "input": input }))).await?;
-        if !resp.status.is_success() {
-            return Err(refused(&resp));
-        }
-        let answer: serde_json::Value = resp.json().context("opa's answer is not JSON")?;
-        let result = answer
-            .get("result")
-            .with_context(|| format!("opa has no decision at data/{} (is the policy loaded?)", self.decision_path))?;
-        serde_json::from_value(result.clone()).with_context(|| format!("opa's decision has the wrong shape: {result}"))
-    }
-}
-
-/// Connects with this workload's SVID and asks opa for one decision.
-pub async fn decide(config: &Config, input: &DecisionInput) -> anyhow::Result<Decision> {
-    let source = config.workload.connect().await?;
-    let opa = config.opa_client(&source, ClientOptions::default())?;
-    opa.decide(input).await
 }
 
 /// A built, bound, not yet serving document service.
@@ -172,19 +172,22 @@ pub struct Application {
     listeners: Listeners,
     server: MtlsServer,
     source: X509Source,
-    opa: OpaClient,
+    state: api::AppState,
 }
 
 impl Application {
     /// Validates the config, binds the listeners and waits for this workload's SVID.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
+        config.validate()?;
         let rule = config.client_rule()?;
         let td = config.workload.trust_domain()?;
+        let context = config.context()?;
         let listeners = Listeners::bind("listen_addr", &config.listen_addr, &config.workload.ops_addr).await?;
         let source = config.workload.connect().await?;
+        tracing::info!(allowed_clients = %rule, user_jwks_url = %config.user_jwks_url, "callers");
         let server = MtlsServer::new(&source, &td, Arc::new(rule))?;
         let opa = config.opa_client(&source, ClientOptions::default())?;
-        Ok(Self { listeners, server, source, opa })
+        Ok(Self { listeners, server, source, state: api::AppState { context, opa } })
     }
 
     /// The mTLS address.
@@ -199,63 +202,6 @@ impl Application {
     {
         let ops = zt_service::ops::router("document", self.source.clone(), zt_service::ops::install_metrics());
         let _svid = zt_tls::source::watch_svid(&self.source);
-        let app = Router::new().route("/v1/opa/peer", get(opa_peer)).with_state(self.opa);
-        self.listeners.serve(self.server, app, ops, shutdown).await
+        self.listeners.serve(self.server, api::router(self.state), ops, shutdown).await
     }
-}
-
-async fn opa_peer(State(opa): State<OpaClient>) -> Result<Json<OpaPeer>, (StatusCode, Json<serde_json::Value>)> {
-    opa.whoami().await.map(Json).map_err(|e| {
-        (StatusCode::BAD_GATEWAY, Json(serde_json::json!({"error": "opa_unavailable", "message": format!("{e:#}")})))
-    })
-}
-
-/// The result of [`check_opa`].
-#[derive(Debug, Default, Serialize, Deserialize)]
-pub struct CheckReport {
-    /// Requests sent.
-    pub requests: u64,
-    /// Requests that opa answered with our identity.
-    pub ok: u64,
-    /// Requests that failed.
-    pub failed: u64,
-    /// The first distinct errors, in order.
-    pub errors: Vec<String>,
-    /// The SPIFFE ID opa saw.
-    pub spiffe_id_seen_by_opa: Option<String>,
-    /// Distinct serial numbers of our SVID that opa saw, in order.
-    pub serials_seen_by_opa: Vec<String>,
-}
-
-/// Calls opa every `interval` until `duration` has passed (at least once), each time over a new
-/// mTLS connection so that every call uses the current SVID.
-pub async fn check_opa(config: &Config, duration: Duration, interval: Duration) -> anyhow::Result<CheckReport> {
-    let source = config.workload.connect().await?;
-    let opa = config.opa_client(&source, ClientOptions { reuse_connections: false, ..ClientOptions::default() })?;
-    let mut report = CheckReport::default();
-    let start = Instant::now();
-    loop {
-        report.requests += 1;
-        match opa.whoami().await {
-            Ok(peer) => {
-                report.ok += 1;
-                report.spiffe_id_seen_by_opa = Some(peer.spiffe_id);
-                if report.serials_seen_by_opa.last() != Some(&peer.cert.serial) {
-                    report.serials_seen_by_opa.push(peer.cert.serial);
-                }
-            }
-            Err(e) => {
-                report.failed += 1;
-                let msg = format!("{e:#}");
-                if report.errors.len() < 5 && !report.errors.contains(&msg) {
-                    report.errors.push(msg);
-                }
-            }
-        }
-        if start.elapsed() >= duration {
-            break;
-        }
-        tokio::time::sleep(interval).await;
-    }
-    Ok(report)
 }

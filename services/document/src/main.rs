@@ -3,9 +3,22 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
-/// The ztlab document service.
+/// The ztlab document service: documents over mTLS, each read decided by opa.
+///
+/// `serve` (the default) answers `GET /v1/documents/{id}` on `listen_addr` over mTLS. Callers
+/// are the SPIFFE IDs in `allowed_clients` (default: the frontend and the agents gpt4, claude and
+/// summarizer of this trust domain); the user comes from `authorization: Bearer <token>`,
+/// verified against the backend's JWKS; the agent from the caller's SPIFFE ID. Answers: 200 with
+/// the document and opa's decision, 403 with the policy's reason, 401 for a rejected user token,
+/// 503 when opa (or the JWKS) is unavailable. `/healthz` and `/metrics` are on `ops_addr`.
+///
+/// Settings (TOML file, then environment): ZT_LISTEN_ADDR (127.0.0.1:8085), ZT_OPA_URL
+/// (https://127.0.0.1:8181), ZT_OPA_ID, ZT_ALLOWED_CLIENTS, ZT_OPA_DECISION_PATH,
+/// ZT_USER_JWKS_URL (http://127.0.0.1:9090/.well-known/jwks.json), ZT_USER_TOKEN_ISSUER
+/// (ztlab-backend), ZT_OPS_ADDR, ZT_TRUST_DOMAIN, ZT_SPIFFE_ENDPOINT_SOCKET (or
+/// SPIFFE_ENDPOINT_SOCKET), ZT_SVID_WAIT_SECS.
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(version, about, long_about)]
 struct Args {
     #[command(flatten)]
     config: zt_service::ConfigArg,
@@ -15,7 +28,7 @@ struct Args {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Serve (the default).
+    /// Serve documents over mTLS (the default).
     Serve,
     /// Call opa repeatedly with this workload's SVID and print a JSON report of what opa saw.
     /// Exits 1 if any call failed.

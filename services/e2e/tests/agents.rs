@@ -74,7 +74,10 @@ async fn one_process_holds_and_presents_each_agents_svid() {
 
     // Then document and the agent runtime as workloads of the running site; the new handle owns
     // everything from here on.
-    let (document, doc_port) = service("document", "document", "a", DOC, 0);
+    let (mut document, doc_port) = service("document", "document", "a", DOC, 0);
+    // Admit only the frontend here, so that the document service's 403 names the agent's SPIFFE
+    // ID it saw (the delegation decisions themselves are in the scenarios test).
+    document.env.insert("ZT_ALLOWED_CLIENTS".into(), format!("[\"spiffe://{TD}/ns/demo/sa/frontend\"]"));
     let ops = free_port().expect("port");
     let runtime = WorkloadSpec {
         name: "agents".into(),
@@ -131,9 +134,8 @@ async fn one_process_holds_and_presents_each_agents_svid() {
     let serials: std::collections::BTreeSet<&str> = list.iter().filter_map(|i| i["svid_serial"].as_str()).collect();
     assert_eq!(serials.len(), 3, "{health}");
 
-    // `agents act`: each agent presents its own SVID to the document service. The document
-    // service does not serve documents yet and admits only the frontend, so the honest answer
-    // today is its 403 naming the agent's SPIFFE ID.
+    // `agents act`: each agent presents its own SVID to the document service, which here admits
+    // only the frontend, so it answers 403 naming the agent's SPIFFE ID.
     for agent in AGENTS {
         let out = tokio::process::Command::new(&exe)
             .args(["act", "--agent", agent, "--user-token", "not-checked-yet", "--doc", "DOC-001"])

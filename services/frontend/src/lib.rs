@@ -33,6 +33,7 @@ pub mod page;
 mod tests;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
@@ -174,6 +175,7 @@ impl Config {
         Ok(AppState {
             backend: PlainClient::new("backend_url", &self.backend_url, self.request_timeout)?,
             admin: PlainClient::new("envoy_admin_url", &self.envoy_admin_url, self.request_timeout)?,
+            documents: None,
         })
     }
 }
@@ -185,6 +187,27 @@ pub struct AppState {
     pub backend: PlainClient,
     /// The Envoy admin interface.
     pub admin: PlainClient,
+    /// The document service, over mTLS with the frontend's own SVID (native SDK); set once the
+    /// SVID is there.
+    pub documents: Option<Arc<Documents>>,
+}
+
+/// An mTLS client for the document service, which must present the document's SPIFFE ID.
+#[derive(Debug)]
+pub struct Documents {
+    client: zt_tls::MtlsClient,
+    base: String,
+}
+
+impl Documents {
+    /// A client for `config.document_url` with the SVIDs of `source`.
+    pub fn new(config: &Config, source: &X509Source) -> anyhow::Result<Self> {
+        let td = config.workload.trust_domain()?;
+        let id = zt_identity::lab::id(td.as_str(), zt_identity::lab::DOCUMENT)?;
+        let options = zt_tls::client::ClientOptions { timeout: config.request_timeout, ..Default::default() };
+        let client = zt_tls::MtlsClient::new(source, &td, Arc::new(zt_identity::Rule::Exact(id)), options)?;
+        Ok(Self { client, base: config.document_url.trim_end_matches('/').to_owned() })
+    }
 }
 
 /// The browser-facing router.
@@ -197,6 +220,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/orders", get(proxy))
         .route("/api/github/token", put(proxy))
         .route("/api/github/repos", get(proxy))
+        .route("/api/documents/{id}", get(document))
         .with_state(state)
 }
 
@@ -226,6 +250,41 @@ pub async fn run(state: &AppState) -> DemoReport {
 
 async fn run_demo(State(state): State<AppState>) -> Json<DemoReport> {
     Json(run(&state).await)
+}
+
+/// `GET /api/documents/{id}`: reads a document as the user whose token the browser sends. The
+/// document service sees the frontend's SPIFFE ID (a direct read, no agent) and the user's token,
+/// and answers with the document or the policy's reason, which is passed on as is.
+async fn document(
+    State(state): State<AppState>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let Some(docs) = state.documents.clone() else {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"error": "no SVID yet for calling the document service"})),
+        )
+            .into_response();
+    };
+    if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+        return (StatusCode::BAD_REQUEST, Json(json!({"error": "invalid document id", "field": "id"}))).into_response();
+    }
+    let auth = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    let extra: Vec<(&str, &str)> = if auth.is_empty() { vec![] } else { vec![("authorization", auth.as_str())] };
+    let url = format!("{}/v1/documents/{id}", docs.base);
+    match docs.client.request_with_headers(Method::GET, &url, &extra, None).await {
+        Ok(resp) => {
+            let body: serde_json::Value = serde_json::from_slice(&resp.body)
+                .unwrap_or_else(|_| json!({"error": String::from_utf8_lossy(&resp.body)}));
+            (StatusCode::from_u16(resp.status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY), Json(body)).into_response()
+        }
+        Err(e) => (
+            StatusCode::BAD_GATEWAY,
+            Json(json!({"error": format!("document service: {e}"), "reason": "document_unreachable"})),
+        )
+            .into_response(),
+    }
 }
 
 async fn readyz(State(state): State<AppState>) -> Response {
@@ -294,11 +353,12 @@ pub struct Application {
 impl Application {
     /// Validates the config, binds both listeners and waits for this workload's SVID.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        let state = config.state()?;
+        let mut state = config.state()?;
         config.workload.trust_domain()?;
         let app = zt_service::workload::bind("listen_addr", &config.listen_addr).await?;
         let ops = zt_service::workload::bind("ops_addr", &config.workload.ops_addr).await?;
         let source = config.workload.connect().await?;
+        state.documents = Some(Arc::new(Documents::new(&config, &source)?));
         Ok(Self { app, ops, state, source })
     }
 

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{HeaderMap, Request, StatusCode};
+use axum::http::{Request, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use http_body_util::BodyExt as _;
@@ -254,12 +254,12 @@ async fn proxies_pass_json_errors_and_wrap_envoy_replies() {
     let (status, body) = call(state.clone(), "POST", "/api/login", &[], "{}").await;
     assert_eq!((status, body), (StatusCode::UNAUTHORIZED, json!({"error": "bad password"})));
 
-    *shared.lock().expect("lock") = Script {
-        status: 403,
-        content_type: "text/plain",
-        body: "RBAC: denied for spiffe://ztlab.test/x".into(),
-        ..shared.lock().expect("lock").clone()
-    };
+    {
+        let mut s = shared.lock().expect("lock");
+        s.status = 403;
+        s.content_type = "text/plain";
+        s.body = "RBAC: denied for spiffe://ztlab.test/x".into();
+    }
     let (status, body) = call(state, "GET", "/api/orders", &[], "").await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert_eq!(body, json!({"error": "RBAC: denied for spiffe://ztlab.test/x", "reason": "rbac"}));

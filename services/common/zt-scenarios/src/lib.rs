@@ -1,0 +1,264 @@
+//! The scenario catalogue (`demo/scenarios.toml`): every demo scenario described once, as data.
+//! The end-to-end tests, `demo.sh` and the presenter UI all read it through this crate, so that a
+//! scenario that is shown is a scenario that is tested.
+//!
+//! - [`Catalogue::builtin`] is the catalogue compiled in; [`Catalogue::parse`] checks any text.
+//! - A [`Scenario`] has steps ([`Step`], an [`Action`] and what it must give) or, for the
+//!   delegation matrix, [`Case`]s.
+
+use std::collections::BTreeSet;
+
+use serde::{Deserialize, Serialize};
+
+/// The catalogue in the repository.
+pub const BUILTIN: &str = include_str!("../../../../demo/scenarios.toml");
+
+/// What can go wrong reading a catalogue.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CatalogueError {
+    /// Not TOML, or a field of the wrong shape (the message names it).
+    #[error("invalid scenario catalogue: {0}")]
+    Syntax(String),
+    /// A value that parses but makes no sense; the field path names it.
+    #[error("invalid scenario catalogue: {field}: {message}")]
+    Invalid {
+        /// For example `scenario[2].case[0].doc`.
+        field: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// The whole catalogue.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Catalogue {
+    /// Scenarios, in the order they are presented.
+    pub scenario: Vec<Scenario>,
+}
+
+/// One scenario.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    /// Stable id (`run-demo`), used in URLs and `demo.sh --scenario`.
+    pub id: String,
+    /// Title.
+    pub title: String,
+    /// What the presenter says.
+    pub narration: String,
+    /// What to show.
+    #[serde(default)]
+    pub evidence: Vec<String>,
+    /// The outcome, in one sentence.
+    pub expected: String,
+    /// Steps, run in order.
+    #[serde(default)]
+    pub step: Vec<Step>,
+    /// Delegation cases.
+    #[serde(default)]
+    pub case: Vec<Case>,
+}
+
+/// One step: an action and what it must give.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Step {
+    /// What to do.
+    pub action: Action,
+    /// For `rbac`: the policy to install.
+    pub mode: Option<String>,
+    /// For `run-demo`: `ok`, or the reason the first failing hop must give (`rbac`, …).
+    pub expect: Option<String>,
+}
+
+/// The actions a step can take.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum Action {
+    /// `POST /api/run-demo` on the frontend.
+    RunDemo,
+    /// `ztlab policy rbac <mode>`.
+    Rbac,
+}
+
+/// One delegation case: who asks for which document, and the decision.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Case {
+    /// Its number in the matrix.
+    pub n: u32,
+    /// The user, or none.
+    pub user: Option<String>,
+    /// The agent acting for the user, or none (the user reads directly).
+    pub agent: Option<String>,
+    /// The document.
+    pub doc: String,
+    /// The decision.
+    pub expect: Decision,
+    /// A part of the policy's reason.
+    pub because: Option<String>,
+}
+
+/// A decision.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Decision {
+    /// Access granted.
+    Granted,
+    /// Access denied.
+    Denied,
+}
+
+impl Case {
+    /// `Alice → GPT4 → DOC-001`.
+    pub fn label(&self) -> String {
+        let mut parts = Vec::new();
+        parts.extend(self.user.as_deref().map(capitalise));
+        parts.extend(self.agent.as_deref().map(capitalise));
+        parts.push(self.doc.clone());
+        let mut label = parts.join(" → ");
+        if self.user.is_none() {
+            label.push_str(", no user");
+        }
+        label
+    }
+}
+
+fn capitalise(s: &str) -> String {
+    let mut c = s.chars();
+    c.next().map(|f| f.to_uppercase().chain(c).collect()).unwrap_or_default()
+}
+
+fn invalid(field: String, message: impl Into<String>) -> CatalogueError {
+    CatalogueError::Invalid { field, message: message.into() }
+}
+
+impl Catalogue {
+    /// The catalogue compiled in.
+    pub fn builtin() -> Result<Self, CatalogueError> {
+        Self::parse(BUILTIN)
+    }
+
+    /// Parses and checks a catalogue.
+    pub fn parse(text: &str) -> Result<Self, CatalogueError> {
+        let c: Catalogue = toml::from_str(text).map_err(|e| CatalogueError::Syntax(e.to_string()))?;
+        c.check()?;
+        Ok(c)
+    }
+
+    /// The scenario `id`.
+    pub fn get(&self, id: &str) -> Option<&Scenario> {
+        self.scenario.iter().find(|s| s.id == id)
+    }
+
+    fn check(&self) -> Result<(), CatalogueError> {
+        let mut ids = BTreeSet::new();
+        for (i, s) in self.scenario.iter().enumerate() {
+            let f = |name: &str| format!("scenario[{i}].{name}");
+            let id_ok =
+                !s.id.is_empty() && s.id.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+            if !id_ok {
+                return Err(invalid(f("id"), format!("{:?} is not lower-case letters, digits and -", s.id)));
+            }
+            if !ids.insert(s.id.clone()) {
+                return Err(invalid(f("id"), format!("{:?} appears twice", s.id)));
+            }
+            for (name, v) in [("title", &s.title), ("narration", &s.narration), ("expected", &s.expected)] {
+                if v.trim().is_empty() {
+                    return Err(invalid(f(name), "must not be empty"));
+                }
+            }
+            if s.step.is_empty() && s.case.is_empty() {
+                return Err(invalid(f("step"), "a scenario needs steps or cases"));
+            }
+            for (j, st) in s.step.iter().enumerate() {
+                let sf = |name: &str| format!("scenario[{i}].step[{j}].{name}");
+                match st.action {
+                    Action::Rbac => match st.mode.as_deref() {
+                        Some("allow-frontend" | "deny-frontend") => {}
+                        other => {
+                            return Err(invalid(sf("mode"), format!("{other:?}: allow-frontend or deny-frontend")));
+                        }
+                    },
+                    Action::RunDemo => {
+                        if st.expect.as_deref().is_none_or(str::is_empty) {
+                            return Err(invalid(sf("expect"), "ok, or the reason of the failing hop"));
+                        }
+                    }
+                }
+            }
+            let mut numbers = BTreeSet::new();
+            for (j, c) in s.case.iter().enumerate() {
+                let cf = |name: &str| format!("scenario[{i}].case[{j}].{name}");
+                if !numbers.insert(c.n) {
+                    return Err(invalid(cf("n"), format!("case {} appears twice", c.n)));
+                }
+                if c.user.is_none() && c.agent.is_none() {
+                    return Err(invalid(cf("user"), "a case needs a user, an agent, or both"));
+                }
+                if !c.doc.starts_with("DOC-") {
+                    return Err(invalid(cf("doc"), format!("{:?} is not a document id (DOC-…)", c.doc)));
+                }
+                if c.expect == Decision::Denied && c.because.is_none() {
+                    return Err(invalid(cf("because"), "a denial names its reason"));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtin_catalogue_holds_the_nine_delegation_cases() {
+        let c = Catalogue::builtin().expect("builtin");
+        let d = c.get("delegation").expect("delegation");
+        let got: Vec<(u32, String, Decision)> = d.case.iter().map(|c| (c.n, c.label(), c.expect)).collect();
+        use Decision::*;
+        let want = [
+            (1, "Alice → DOC-001", Granted),
+            (2, "Bob → DOC-001", Denied),
+            (3, "Carol → DOC-002", Denied),
+            (4, "Alice → DOC-003", Denied),
+            (5, "Alice → Gpt4 → DOC-001", Granted),
+            (6, "Bob → Claude → DOC-003", Granted),
+            (7, "Gpt4 → DOC-001, no user", Denied),
+            (8, "Alice → Summarizer → DOC-001", Denied),
+            (9, "Bob → Gpt4 → DOC-003", Denied),
+        ];
+        let want: Vec<(u32, String, Decision)> = want.iter().map(|(n, l, d)| (*n, (*l).to_owned(), *d)).collect();
+        assert_eq!(got, want);
+        assert!(c.get("run-demo").is_some() && c.get("envoy-rbac").is_some());
+    }
+
+    #[test]
+    fn bad_catalogues_name_the_field() {
+        let base = "[[scenario]]\nid = \"x\"\ntitle = \"t\"\nnarration = \"n\"\nexpected = \"e\"\n";
+        for (extra, field) in [
+            ("", "scenario[0].step"),
+            ("[[scenario.step]]\naction = \"rbac\"\nmode = \"sideways\"\n", "scenario[0].step[0].mode"),
+            ("[[scenario.step]]\naction = \"run-demo\"\n", "scenario[0].step[0].expect"),
+            ("[[scenario.case]]\nn = 1\ndoc = \"DOC-001\"\nexpect = \"granted\"\n", "scenario[0].case[0].user"),
+            ("[[scenario.case]]\nn = 1\nuser = \"a\"\ndoc = \"X\"\nexpect = \"granted\"\n", "scenario[0].case[0].doc"),
+            (
+                "[[scenario.case]]\nn = 1\nuser = \"a\"\ndoc = \"DOC-1\"\nexpect = \"denied\"\n",
+                "scenario[0].case[0].because",
+            ),
+        ] {
+            let err = Catalogue::parse(&format!("{base}{extra}")).expect_err(field);
+            assert!(err.to_string().contains(field), "{field}: {err}");
+        }
+        let err = Catalogue::parse(&format!("{base}[[scenario.step]]\naction = \"explode\"\nexpect = \"ok\"\n"))
+            .expect_err("unknown action");
+        assert!(err.to_string().contains("explode"), "{err}");
+        let twice = format!("{base}[[scenario.step]]\naction = \"run-demo\"\nexpect = \"ok\"\n");
+        let err = Catalogue::parse(&format!("{twice}{twice}")).expect_err("duplicate id");
+        assert!(err.to_string().contains("appears twice"), "{err}");
+    }
+}

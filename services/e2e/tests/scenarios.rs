@@ -1,0 +1,176 @@
+//! Every scenario of the catalogue (`demo/scenarios.toml`) end to end, on a lab started with
+//! `ztlab up`: the same file the presenter's `demo.sh` and UI read. Plus the user-token negatives
+//! of the delegation work: expired, forged and wrong-issuer tokens are refused by the document
+//! service.
+
+use std::time::Duration;
+
+use e2e::applab::{AppLab, AppLabOptions, http_json};
+use serde_json::{Value, json};
+use zt_scenarios::{Action, Case, Catalogue, Decision};
+
+/// Logs `user` in through the frontend (seeded password `<user>99`).
+async fn login(lab: &AppLab, user: &str) -> String {
+    let (s, body) = http_json(
+        "POST",
+        &lab.frontend("/api/login"),
+        Some(json!({"username": user, "password": format!("{user}99")})),
+        None,
+    )
+    .await;
+    assert_eq!(s, 200, "login {user}: {body}");
+    body["token"].as_str().expect("token").to_owned()
+}
+
+/// The `agents` runtime's binary as the lab installed it (its path is the agents' selector).
+fn act(lab: &AppLab, agent: &str, token: Option<&str>, doc: &str) -> (u16, Value) {
+    let mut cmd = std::process::Command::new(lab.state().join("bin/agents"));
+    cmd.args(["act", "--agent", agent, "--doc", doc])
+        .env("SPIFFE_ENDPOINT_SOCKET", format!("unix://{}", lab.lab().workload_socket("a").expect("socket").display()))
+        .env("ZT_TRUST_DOMAIN", "ztlab.test")
+        .env("ZT_DOCUMENT_URL", format!("https://127.0.0.1:{}", lab.ports.document))
+        .env("ZT_OPS_ADDR", "127.0.0.1:0");
+    if let Some(t) = token {
+        cmd.args(["--user-token", t]);
+    }
+    let out = cmd.output().expect("run agents act");
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
+        panic!("agents act: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+    });
+    (v["status"].as_u64().unwrap_or(0) as u16, v["body"].clone())
+}
+
+/// One delegation case: directly through the frontend (the document service sees the
+/// frontend's SPIFFE ID), or through the agent runtime with the agent's SVID.
+async fn run_case(lab: &AppLab, c: &Case) -> (u16, Value) {
+    let token = match &c.user {
+        Some(u) => Some(login(lab, u).await),
+        None => None,
+    };
+    match &c.agent {
+        Some(agent) => {
+            let (lab_ref, agent, doc) = (lab, agent.clone(), c.doc.clone());
+            let token = token.clone();
+            tokio::task::block_in_place(|| act(lab_ref, &agent, token.as_deref(), &doc))
+        }
+        None => http_json("GET", &lab.frontend(&format!("/api/documents/{}", c.doc)), None, token.as_deref()).await,
+    }
+}
+
+fn reason(body: &Value) -> String {
+    body["reason"].as_str().or_else(|| body["decision"]["reason"].as_str()).unwrap_or_default().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_catalogue_scenario_holds_end_to_end() {
+    let catalogue = Catalogue::builtin().expect("catalogue");
+    let lab = tokio::task::spawn_blocking(|| AppLab::start(AppLabOptions::default())).await.expect("start");
+    for s in &catalogue.scenario {
+        for (i, step) in s.step.iter().enumerate() {
+            let what = format!("{} step {i}", s.id);
+            match step.action {
+                Action::Rbac => {
+                    let (ok, out) = lab.ztlab(&["policy", "rbac", step.mode.as_deref().unwrap_or_default()]);
+                    assert!(ok, "{what}: {out}");
+                }
+                Action::RunDemo => {
+                    let want = step.expect.as_deref().unwrap_or("ok");
+                    // Policy swaps take effect within 2 s.
+                    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+                    loop {
+                        let (_, demo) = http_json("POST", &lab.frontend("/api/run-demo"), None, None).await;
+                        let got = if demo["ok"] == true {
+                            "ok".to_owned()
+                        } else {
+                            demo["hops"]
+                                .as_array()
+                                .and_then(|h| h.iter().find(|x| x["ok"] == false))
+                                .and_then(|h| h["reason"].as_str())
+                                .unwrap_or("?")
+                                .to_owned()
+                        };
+                        if got == want {
+                            break;
+                        }
+                        assert!(std::time::Instant::now() < deadline, "{what}: want {want}, got {got}: {demo:#}");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                }
+                other => panic!("{what}: no runner for {other:?}"),
+            }
+        }
+        for c in &s.case {
+            let (status, body) = run_case(&lab, c).await;
+            let label = format!("case {} ({})", c.n, c.label());
+            match c.expect {
+                Decision::Granted => {
+                    assert_eq!(status, 200, "{label} must be granted: {body}");
+                    assert_eq!(body["id"], c.doc, "{label}: the document itself: {body}");
+                }
+                Decision::Denied => {
+                    assert_eq!(status, 403, "{label} must be denied: {body}");
+                    assert!(body.get("body").is_none() || body["body"].is_null(), "{label}: no document: {body}");
+                }
+            }
+            if let Some(because) = &c.because {
+                assert!(
+                    reason(&body).contains(because.as_str()),
+                    "{label}: reason {:?} lacks {because:?}",
+                    reason(&body)
+                );
+            }
+            eprintln!("{label}: {status} {}", reason(&body));
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn expired_forged_and_wrong_issuer_user_tokens_are_refused() {
+    let lab = tokio::task::spawn_blocking(|| AppLab::start(AppLabOptions::default())).await.expect("start");
+    let good = login(&lab, "alice").await;
+    let doc = |t: String| {
+        let url = lab.frontend("/api/documents/DOC-001");
+        async move { http_json("GET", &url, None, Some(&t)).await }
+    };
+    let (s, body) = doc(good.clone()).await;
+    assert_eq!(s, 200, "the real token works (so the refusals below are about the token): {body}");
+
+    // The backend's own key, but a token that is already expired.
+    let key = lab.state().join("backend/user-token.pem");
+    let expired = zt_usertoken::Issuer::load_or_create(&key, "ztlab-backend", Duration::from_secs(0))
+        .expect("backend key")
+        .issue(2, "alice")
+        .expect("issue")
+        .0;
+    tokio::time::sleep(Duration::from_secs(zt_usertoken::LEEWAY_SECS as u64 + 1)).await;
+    // Another key: forged.
+    let other = e2e::state_dir();
+    let forged =
+        zt_usertoken::Issuer::load_or_create(&other.path().join("k.pem"), "ztlab-backend", Duration::from_secs(600))
+            .expect("key")
+            .issue(2, "alice")
+            .expect("issue")
+            .0;
+    // The backend's key, another issuer.
+    let wrong_issuer = zt_usertoken::Issuer::load_or_create(&key, "evil", Duration::from_secs(600))
+        .expect("key")
+        .issue(2, "alice")
+        .expect("issue")
+        .0;
+    // A good token with its signature cut off.
+    let truncated = good.rsplit_once('.').map(|(h, _)| format!("{h}.")).unwrap_or_default();
+    for (name, token, want) in [
+        ("expired", expired, "expired"),
+        ("forged", forged, "token"),
+        ("wrong issuer", wrong_issuer, "issuer"),
+        ("truncated", truncated, "token"),
+    ] {
+        let (s, body) = doc(token.clone()).await;
+        assert!(s == 401 || s == 403, "{name} token must be refused: {s} {body}");
+        assert!(reason(&body).contains(want) || body.to_string().contains(want), "{name}: {body}");
+        assert!(body.get("body").is_none(), "{name}: no document: {body}");
+        // The same token through an agent.
+        let (s, body) = tokio::task::block_in_place(|| act(&lab, "gpt4", Some(&token), "DOC-001"));
+        assert!(s == 401 || s == 403, "{name} token via gpt4 must be refused: {s} {body}");
+    }
+}
