@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use e2e::{Probe, bin, lab_with_opa, pem, site, spec, state_dir};
+use e2e::{Probe, bin, lab_with_opa, pem, service, site, spec, state_dir};
 use zt_identity::Rule;
 use zt_runtime::Error;
 use zt_runtime::lab::Lab;
@@ -359,7 +359,9 @@ async fn ztlab_cli_up_status_logs_down() {
     let entries: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     let ids: Vec<&str> =
         entries.as_array().expect("array").iter().map(|e| e["spiffe_id"].as_str().expect("id")).collect();
-    assert_eq!(ids, ["spiffe://ztlab.test/ns/demo/sa/opa", "spiffe://ztlab.test/ns/demo/sa/document"]);
+    // The whole built-in catalogue, whether or not this lab runs each workload.
+    assert_eq!(&ids[..2], ["spiffe://ztlab.test/ns/demo/sa/opa", "spiffe://ztlab.test/ns/demo/sa/document"]);
+    assert_eq!(ids.len(), 11, "{ids:?}");
     assert!(
         entries.as_array().expect("array").iter().all(|e| e["site_status"]
             .as_array()
@@ -445,4 +447,46 @@ impl Drop for DownOnDrop {
     fn drop(&mut self) {
         let _ = self.0.down();
     }
+}
+
+/// The document service (issue 5): a caller holding a valid SVID from another trust domain is
+/// refused at the handshake, even with an allowed SPIFFE ID path; the same caller with an SVID of
+/// the lab's trust domain reaches the service (and gets its answer about the missing user token).
+#[tokio::test(flavor = "multi_thread")]
+async fn document_refuses_callers_from_another_trust_domain() {
+    init();
+    let dir = state_dir();
+    let mut spec = spec(&dir, vec![site("a", "ztlab.test", true), site("b", "other.test", false)]);
+    let (opa, opa_port) = service("opa", "opa", "a", "/ns/demo/sa/opa", 0);
+    let (mut document, doc_port) = service("document", "document", "a", DOC, 0);
+    document.env.insert("ZT_OPA_URL".into(), format!("https://127.0.0.1:{opa_port}"));
+    spec.workloads = vec![opa, document];
+    let lab = Lab::up(spec, true).await.unwrap_or_else(|e| panic!("lab did not start: {e}"));
+    let frontend = "/ns/demo/sa/frontend";
+    let files = tempfile::tempdir().expect("tmp");
+    let mut pems = Vec::new();
+    for s in ["a", "b"] {
+        register_self(&lab, s, "e2e-doc", frontend).await;
+        let endpoint = format!("unix://{}", lab.workload_socket(s).expect("socket").display());
+        let svid = zt_tls::source::check_identity(&endpoint, Duration::from_secs(20)).await.expect("svid");
+        pems.push(write_pem(files.path(), s, &svid));
+    }
+    let url = format!("https://127.0.0.1:{doc_port}/v1/documents/DOC-001");
+    let get = |pem: &(String, String)| {
+        let (cert, key, url) = (pem.0.clone(), pem.1.clone(), url.clone());
+        async move {
+            let out = tokio::process::Command::new("curl")
+                .args(["-sk", "--max-time", "10", "--cert", &cert, "--key", &key, &url])
+                .output()
+                .await
+                .expect("curl");
+            (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned())
+        }
+    };
+    let (code, body) = get(&pems[0]).await;
+    assert_eq!(code, 0, "spiffe://ztlab.test{frontend} reaches the document service: {body}");
+    assert!(body.contains("user"), "and is told about the user token it lacks: {body}");
+    let (code, body) = get(&pems[1]).await;
+    assert_ne!(code, 0, "spiffe://other.test{frontend} must be refused at the handshake: {body}");
+    assert!(body.is_empty(), "no HTTP answer for another trust domain: {body}");
 }

@@ -216,6 +216,10 @@ impl LabConfig {
             if APP_SERVICES.contains(name) && self.app.is_none() {
                 continue;
             }
+            // The agents runtime is optional: it runs when configured.
+            if *name == "agents" && !self.services.contains_key("agents") {
+                continue;
+            }
             let ops_port = ops(name)?;
             let mut env = BTreeMap::new();
             let mut ports = BTreeMap::new();

@@ -324,6 +324,16 @@ impl OpenBao {
         Ok(())
     }
 
+    /// Unseals the server again if it is sealed (someone ran `bao operator seal`), and waits
+    /// until it is active.
+    pub async fn ensure_unsealed(&self) -> Result<()> {
+        if self.health().await?.sealed {
+            self.unseal().await?;
+        }
+        self.wait_health(ACTIVE_TIMEOUT, |h| !h.sealed && !h.standby).await?;
+        Ok(())
+    }
+
     /// `PUT /v1/sys/unseal` with the key from the key file.
     async fn unseal(&self) -> Result<()> {
         let keys = read_keys(&self.dir, &self.record)?;
