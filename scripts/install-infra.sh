@@ -111,6 +111,7 @@ ok "openssl"
 if [ "$with_test_tools" -eq 1 ]; then
   step "Test tools: OPA $OPA_VERSION (conformance checks)"
   go_tool opa "$(opa_dir)" github.com/open-policy-agent/opa "$OPA_VERSION" .
+  pip_tool kubernetes-validate "$ZT_CACHE/kubernetes-validate-$KUBERNETES_VALIDATE_VERSION" "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION"
 fi
 
 step "Infrastructure ready in $ZT_CACHE"

@@ -29,6 +29,9 @@ step "Lint: shellcheck"
 shellcheck -x scripts/*.sh .ci/run
 ok "scripts are shellcheck-clean"
 
+step "kind runtime: manifests and Cilium policies, checked offline (docs/kind.md)"
+"$ZT_ROOT/scripts/validate-kind.sh"
+
 step "Lint: rustfmt, clippy"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
