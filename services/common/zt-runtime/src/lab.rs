@@ -795,21 +795,38 @@ impl Lab {
         .await?;
         // 2. The app PostgreSQL.
         let hba = appchain::init_app_postgres(&cluster, &log_dir.join("postgres-app-initdb.log")).await?;
-        let log = self.log_path_for(appchain::POSTGRES_APP);
-        let c2 = cluster.clone();
-        let pid_for_helper = pid_file.clone();
-        self.ensure_process(
-            appchain::POSTGRES_APP,
-            started,
-            |_| {
-                let rec = appchain::spawn_app_postgres(&cluster, &pg_certs, &hba, log)?;
-                std::fs::write(&pid_for_helper, format!("{}\n", rec.pid))
-                    .map_err(Error::io(format!("writing {}", pid_for_helper.display())))?;
-                Ok(rec)
-            },
-            async |rec| c2.wait_ready(appchain::POSTGRES_APP, rec, timeout).await,
-        )
-        .await?;
+        // PostgreSQL reads its certificate and key once at start; if spiffe-helper is rewriting
+        // them at that moment (cert and key from two SVIDs), it exits. Try again, up to 3 times.
+        for attempt in 1..=3 {
+            let log = self.log_path_for(appchain::POSTGRES_APP);
+            let c2 = cluster.clone();
+            let pid_for_helper = pid_file.clone();
+            let result = self
+                .ensure_process(
+                    appchain::POSTGRES_APP,
+                    started,
+                    |_| {
+                        let rec = appchain::spawn_app_postgres(&cluster, &pg_certs, &hba, log)?;
+                        std::fs::write(&pid_for_helper, format!("{}\n", rec.pid))
+                            .map_err(Error::io(format!("writing {}", pid_for_helper.display())))?;
+                        Ok(rec)
+                    },
+                    async |rec| c2.wait_ready(appchain::POSTGRES_APP, rec, timeout).await,
+                )
+                .await;
+            match result {
+                Ok(_) => break,
+                Err(e)
+                    if attempt < 3
+                        && !self.state.workloads.get(appchain::POSTGRES_APP).is_some_and(ProcessRecord::is_alive) =>
+                {
+                    let tail = crate::process::tail(&self.log_path_for(appchain::POSTGRES_APP), 5);
+                    tracing::warn!(error = %e, attempt, log = %tail, "postgres-app exited while starting; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
         // 3. The OIDC Discovery Provider, reading keys from the site's SPIRE server.
         let conf = appchain::write_oidc_config(
             &paths,
