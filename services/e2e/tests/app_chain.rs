@@ -169,13 +169,15 @@ async fn run_demo_rbac_flip_negatives_and_github() {
     let l = lab.lab();
     let exe = std::env::current_exe().expect("exe");
     l.register("a", "e2e-jwt", "/ns/demo/sa/backend", &exe, 0).await.expect("register the test binary");
+    l.register("a", "e2e-jwt-other", "/ns/demo/sa/intruder", &exe, 0).await.expect("register the test binary");
     let socket = format!("unix://{}", l.workload_socket("a").expect("socket").display());
-    let jwt = |aud: &'static str| {
+    let jwt_as = |aud: &'static str, path: &'static str| {
         let socket = socket.clone();
+        let id = zt_identity::SpiffeId::new(format!("{td}{path}")).expect("id");
         async move {
             let deadline = Instant::now() + Duration::from_secs(30);
             loop {
-                match zt_tls::source::fetch_jwt_svid(&socket, aud).await {
+                match zt_tls::source::fetch_jwt_svid_as(&socket, aud, Some(&id)).await {
                     Ok(svid) => return svid.token().to_owned(),
                     Err(e) => assert!(Instant::now() < deadline, "no JWT-SVID for the test binary: {e}"),
                 }
@@ -184,11 +186,18 @@ async fn run_demo_rbac_flip_negatives_and_github() {
         }
     };
     let login = format!("http://127.0.0.1:{}/v1/auth/jwt/login", lab.ports.openbao);
-    let (s, body) = http("POST", &login, Some(json!({"role": "backend", "jwt": jwt("not-openbao").await})), None).await;
+    let backend = "/ns/demo/sa/backend";
+    let (s, body) =
+        http("POST", &login, Some(json!({"role": "backend", "jwt": jwt_as("not-openbao", backend).await})), None).await;
     assert_eq!(s, 400, "wrong audience must be refused: {body}");
     assert!(body.contains("aud"), "{body}");
-    let (s, body) = http("POST", &login, Some(json!({"role": "backend", "jwt": jwt("openbao").await})), None).await;
-    assert_eq!(s, 200, "the right audience logs in: {body}");
+    let intruder = jwt_as("openbao", "/ns/demo/sa/intruder").await;
+    let (s, body) = http("POST", &login, Some(json!({"role": "backend", "jwt": intruder})), None).await;
+    assert_eq!(s, 400, "another subject must be refused: {body}");
+    assert!(body.contains("sub"), "{body}");
+    let (s, body) =
+        http("POST", &login, Some(json!({"role": "backend", "jwt": jwt_as("openbao", backend).await})), None).await;
+    assert_eq!(s, 200, "the backend's ID with the right audience logs in: {body}");
 
     // The GitHub token never shows up in any log, even at debug level.
     // Envoy flushes its access log every few seconds.

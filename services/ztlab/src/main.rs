@@ -10,6 +10,7 @@
 
 mod api;
 mod config;
+mod demo;
 mod table;
 
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -98,6 +99,8 @@ enum Command {
         /// admin, operator, developer or viewer.
         user: String,
     },
+    /// The demo scenarios (demo/scenarios.toml): list, show, and run them against the lab.
+    Demo(demo::DemoArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -216,6 +219,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             eprintln!("installed {m} in {} (Envoy reloads it in place)", file.display());
             Ok(ExitCode::SUCCESS)
         }
+        Command::Demo(args) => demo::run(&state_dir, out, args).await,
         Command::Whoami => {
             api::whoami(&cli.conn.client(&state_dir)?, out).await?;
             Ok(ExitCode::SUCCESS)

@@ -206,11 +206,20 @@ pub fn watch_svid(source: &X509Source) -> watch::Receiver<Option<CertInfo>> {
 
 /// Fetches a JWT-SVID for `audience` from the Workload API.
 pub async fn fetch_jwt_svid(endpoint: &str, audience: &str) -> Result<spiffe::JwtSvid, Error> {
+    fetch_jwt_svid_as(endpoint, audience, None).await
+}
+
+/// Fetches a JWT-SVID for `audience`, for the SPIFFE ID `id` when the workload holds several.
+pub async fn fetch_jwt_svid_as(
+    endpoint: &str,
+    audience: &str,
+    id: Option<&spiffe::SpiffeId>,
+) -> Result<spiffe::JwtSvid, Error> {
     let endpoint = normalize_endpoint(endpoint)?;
     let client = WorkloadApiClient::connect_to(&endpoint)
         .await
         .map_err(|e| Error::AgentUnreachable { endpoint: endpoint.clone(), reason: e.to_string() })?;
-    client.fetch_jwt_svid(&[audience], None).await.map_err(|e| match e {
+    client.fetch_jwt_svid(&[audience], id).await.map_err(|e| match e {
         WorkloadApiError::NoIdentityIssued => {
             Error::NoIdentity { endpoint: endpoint.clone(), pid: std::process::id(), exe: this_exe() }
         }

@@ -1,0 +1,201 @@
+#!/usr/bin/env bash
+# shellcheck source-path=SCRIPTDIR
+# The guided demo: walks the scenario catalogue (demo/scenarios.toml) on the running lab. For
+# each scenario it prints the title and narration, waits for Enter, runs it with
+# `ztlab demo run <id>` (PASS/FAIL for every step and case, with the observed outcome and the
+# reason), then shows the evidence with the real tools: spire-server entry show, openssl on the
+# backend's SVID, Envoy's RBAC counters, PostgreSQL's log, the document service's decisions.
+#
+#   ./scripts/demo.sh                        # every scenario, pausing before each
+#   ./scripts/demo.sh --auto                 # no pauses (CI, rehearsal)
+#   ./scripts/demo.sh --scenario envoy-rbac  # one scenario
+#   ./scripts/demo.sh --list                 # the scenarios in the catalogue
+#   ./scripts/demo.sh --state-dir DIR        # the lab in DIR (default: $ZT_STATE_DIR, as ztlab)
+#   ./scripts/demo.sh --catalogue FILE       # another scenario catalogue (a rehearsal, a test)
+#
+# Start the lab first (./scripts/setup.sh). Exits 0 when every expected outcome held, 1 when one
+# did not, 2 when a scenario could not run (no lab, a component down). $ZTLAB overrides the
+# ztlab binary (default: the build in this checkout).
+set -euo pipefail
+# shellcheck source=lib.sh
+. "$(dirname "$0")/lib.sh"
+
+auto=0
+list=0
+only=()
+state_args=()
+demo_args=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --auto) auto=1 ;;
+    --list) list=1 ;;
+    --scenario) [ $# -ge 2 ] || die "--scenario needs an id (try --list)"; only+=("$2"); shift ;;
+    --scenario=*) only+=("${1#*=}") ;;
+    --state-dir) [ $# -ge 2 ] || die "--state-dir needs a directory"; state_args=(--state-dir "$2"); shift ;;
+    --state-dir=*) state_args=(--state-dir "${1#*=}") ;;
+    --catalogue) [ $# -ge 2 ] || die "--catalogue needs a file"; demo_args=(--catalogue "$2"); shift ;;
+    --catalogue=*) demo_args=(--catalogue "${1#*=}") ;;
+    -h|--help) usage; exit 0 ;;
+    *) die "unknown argument '$1' (try --help)" ;;
+  esac
+  shift
+done
+
+ZTLAB="${ZTLAB:-$(zt_target_dir)/debug/ztlab}"
+[ -x "$ZTLAB" ] || die "ztlab is not built at $ZTLAB: run ./scripts/setup.sh (or cargo build -p ztlab)"
+zt() { "$ZTLAB" "${state_args[@]}" "$@"; }
+# ztlab demo SUBCOMMAND ARGS...: with the catalogue asked for.
+demo() { local sub="$1"; shift; zt demo "$sub" "${demo_args[@]}" "$@"; }
+
+# While a scenario runs (set to its id), an interruption puts the normal RBAC policy back.
+# `ztlab demo run` does that itself on Ctrl-C; this covers a kill of the script in between.
+current=''
+cleanup() {
+  local rc=$?
+  if [ -n "$current" ] && zt policy rbac show 2>/dev/null | grep -q '^deny-frontend'; then
+    zt policy rbac allow-frontend >/dev/null 2>&1 || true
+    note "interrupted during $current: put the allow-frontend RBAC policy back"
+  fi
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+if [ -t 1 ]; then _cyan=$'\e[36m'; else _cyan=''; fi
+banner() {
+  local line='────────────────────────────────────────────────────────────────────────────────'
+  printf '\n%s%s%s\n%s%s%s\n%s%s%s\n' "$_cyan" "$line" "$_zt_off" "$_zt_bold" "$*" "$_zt_off" "$_cyan" "$line" "$_zt_off"
+}
+heading() { printf '\n%s── %s%s\n' "$_zt_bold" "$*" "$_zt_off"; }
+pause() {
+  [ "$auto" -eq 1 ] && return 0
+  printf '\n%s[Enter] %s%s ' "$_zt_dim" "$*" "$_zt_off"
+  read -r _ || true
+}
+# shows DESCRIPTION DISPLAY CMD...: print DISPLAY (the command as typed; empty: CMD itself) with
+# the state dir as $S, then run CMD; a failure is noted, not fatal.
+shows() {
+  local what="$1" display="$2"; shift 2
+  [ -n "$display" ] || display="$*"
+  printf '  %s%s%s\n' "$_zt_bold" "$what" "$_zt_off"
+  printf '  %s$ %s%s\n' "$_zt_dim" "${display//"${fact[state_dir]}"/\$S}" "$_zt_off"
+  if ! "$@" 2>&1 | sed 's/^/    /'; then
+    note "(that did not work; the lab may be partly down)"
+  fi
+}
+
+if [ "$list" -eq 1 ]; then
+  demo list
+  exit 0
+fi
+
+# The scenarios to walk: the ones asked for (checked against the catalogue), else all.
+catalogue="$(demo list)" || exit 2
+ids=()
+if [ ${#only[@]} -gt 0 ]; then
+  for id in "${only[@]}"; do
+    demo show "$id" >/dev/null || exit 2
+    ids+=("$id")
+  done
+else
+  while read -r id _; do ids+=("$id"); done <<<"$catalogue"
+fi
+[ ${#ids[@]} -gt 0 ] || die "the scenario catalogue is empty"
+
+# Where the lab's evidence is (SPIFFE IDs, ports, files): `ztlab demo facts`, key=value lines.
+declare -A fact=()
+facts_text="$(demo facts)" || exit 2
+while IFS='=' read -r key value; do fact[$key]="$value"; done <<<"$facts_text"
+
+# The evidence for each scenario, with the real tools.
+spire_entries() {
+  local id
+  for id in "$@"; do
+    shows "SPIRE registration entries of $id" '' \
+      "${fact[spire_server]}" entry show -socketPath "${fact[spire_socket]}" -spiffeID "$id"
+  done
+}
+backend_pg_connection() {
+  grep 'connection authorized' "${fact[postgres_log]}" | grep 'application_name=backend' | tail -1
+}
+rbac_counters() {
+  curl -s --max-time 5 "${fact[backend_envoy_admin]}/stats?filter=rbac" \
+    | grep -E 'inbound\.rbac\.(allowed|denied)|rbac\.(config_reload|update_success):'
+}
+lease() { curl -s --max-time 5 "${fact[backend_lease_url]}"; echo; }
+document_decisions() {
+  grep '"document decision"' "${fact[document_log]}" | tail -9 \
+    | sed -E 's/.*"caller":"([^"]*)".*"doc":"([^"]*)","allow":([a-z]+),"reason":"([^"]*)".*/\1 → \2  allow=\3  (\4)/'
+}
+
+evidence() {
+  case "$1" in
+    run-demo)
+      spire_entries "${fact[frontend_id]}" "${fact[backend_id]}"
+      shows "The backend's X.509-SVID, as spiffe-helper wrote it for PostgreSQL" '' \
+        openssl x509 -in "${fact[backend_svid]}" -noout -subject -serial -enddate -ext subjectAltName
+      shows "PostgreSQL's log of the backend's last connection (TLS 1.3, OpenBao's dynamic user)" \
+        "grep 'connection authorized' ${fact[postgres_log]} | grep application_name=backend | tail -1" \
+        backend_pg_connection
+      shows "The backend's OpenBao lease (the backend reports it)" "curl -s ${fact[backend_lease_url]}" lease
+      note "OpenBao's own 'bao lease lookup' needs a token, and the lab revoked its root token"
+      note "right after configuring OpenBao; the lease above is the backend's view of it."
+      ;;
+    envoy-rbac)
+      shows "Envoy's RBAC counters and policy reloads (backend Envoy admin)" \
+        "curl -s ${fact[backend_envoy_admin]}/stats?filter=rbac | grep -E 'inbound.rbac|reload|success'" rbac_counters
+      shows "The policy installed now" "ztlab policy rbac show" zt policy rbac show
+      ;;
+    delegation)
+      # shellcheck disable=SC2086  # agent_ids is a space-separated list of SPIFFE IDs
+      spire_entries ${fact[agent_ids]}
+      shows "The document service's last nine decisions (caller → document, decision, reason)" \
+        "grep '\"document decision\"' ${fact[document_log]} | tail -9" document_decisions
+      ;;
+    *) note "no extra evidence for $1 (the run above shows what it observed)" ;;
+  esac
+}
+
+banner "ztlab demo: ${#ids[@]} scenario(s) from demo/scenarios.toml"
+note "lab: S=${fact[state_dir]}   UI: ${fact[frontend_url]}"
+
+passed=()
+failed=()
+n=0
+for id in "${ids[@]}"; do
+  n=$((n + 1))
+  banner "Scenario $n/${#ids[@]}"
+  demo show "$id"
+  pause "run it"
+  heading "Running $id"
+  current="$id"
+  rc=0
+  demo run "$id" || rc=$?
+  current=''
+  case "$rc" in
+    0) passed+=("$id") ;;
+    1) failed+=("$id") ;;
+    *)
+      printf '%serror:%s scenario %s could not run (ztlab demo run exited %s); is the lab up? ./scripts/setup.sh\n' \
+        "$_zt_red" "$_zt_off" "$id" "$rc" >&2
+      exit 2 ;;
+  esac
+  heading "Evidence"
+  evidence "$id"
+  if [ "$n" -lt ${#ids[@]} ]; then pause "next scenario"; fi
+done
+
+banner "Summary"
+for id in "${ids[@]}"; do
+  title="$(awk -v id="$id" '$1 == id { $1 = ""; sub(/^ +/, ""); print }' <<<"$catalogue")"
+  if printf '%s\n' "${passed[@]}" | grep -qx -- "$id"; then
+    printf '  %sPASS%s  %-12s %s\n' "$_zt_green" "$_zt_off" "$id" "$title"
+  else
+    printf '  %sFAIL%s  %-12s %s\n' "$_zt_red" "$_zt_off" "$id" "$title"
+  fi
+done
+if [ ${#failed[@]} -gt 0 ]; then
+  printf '\n%s%d of %d scenarios failed:%s %s\n' "$_zt_red" "${#failed[@]}" "${#ids[@]}" "$_zt_off" "${failed[*]}"
+  exit 1
+fi
+printf '\n%severy expected outcome held%s\n' "$_zt_green" "$_zt_off"
