@@ -31,11 +31,13 @@ fn json_of(what: &str, stdout: &str) -> Value {
 /// The built-in catalogue with two wrong expectations (the RBAC denial expected to pass; Bob
 /// expected to read DOC-001) and a scenario that denies and never allows again.
 fn wrong_catalogue() -> String {
-    let wrong = BUILTIN.replacen("expect = \"rbac\"", "expect = \"ok\"", 1);
+    // Only the first three scenarios: the drills are slow, and checked by the walkthrough.
+    let end = BUILTIN.find("[[scenario]]\nid = \"rotation\"").expect("the rotation scenario");
+    let wrong = BUILTIN[..end].replacen("expect = \"rbac\"", "expect = \"ok\"", 1);
     let bob = "n = 2\nuser = \"bob\"\ndoc = \"DOC-001\"\nexpect = \"denied\"";
     assert!(wrong.contains(bob), "the catalogue's case 2 changed; update this test");
     let wrong = wrong.replacen(bob, "n = 2\nuser = \"bob\"\ndoc = \"DOC-001\"\nexpect = \"granted\"", 1);
-    assert_ne!(wrong, BUILTIN);
+    assert_ne!(wrong, BUILTIN[..end]);
     format!(
         "{wrong}\n[[scenario]]\nid = \"deny-only\"\ntitle = \"Deny, and wrongly expect ok\"\nnarration = \"n\"\n\
          expected = \"e\"\n[[scenario.step]]\naction = \"rbac\"\nmode = \"deny-frontend\"\n\
@@ -46,10 +48,14 @@ fn wrong_catalogue() -> String {
 #[test]
 fn demo_sh_walks_every_scenario_and_wrong_expectations_fail() {
     let catalogue = Catalogue::builtin().expect("catalogue");
-    let lab = AppLab::start(AppLabOptions::default());
+    // Short-lived SVIDs and database credentials, so that rotation shows within the scenarios'
+    // windows (20 s: SPIRE and the backend rotate at about 10 s).
+    let lab =
+        AppLab::start(AppLabOptions { x509_ttl_secs: 20, db_ttl_secs: 20, db_rotate_at: 0.5, ..Default::default() });
     let state = lab.state();
 
-    // The walkthrough, unattended.
+    // The walkthrough, unattended: every scenario, the drills included.
+    let walk = std::time::Instant::now();
     let out = Command::new(repo().join("scripts/demo.sh"))
         .args(["--auto", "--state-dir"])
         .arg(state)
@@ -58,12 +64,15 @@ fn demo_sh_walks_every_scenario_and_wrong_expectations_fail() {
         .expect("run demo.sh");
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "demo.sh --auto failed:\n{text}");
+    eprintln!("demo.sh --auto over {} scenarios took {:?}", catalogue.scenario.len(), walk.elapsed());
+    assert!(walk.elapsed() < std::time::Duration::from_secs(300), "the walk is too slow for a demo:\n{text}");
     for s in &catalogue.scenario {
         let line = format!("PASS  {:<12} {}", s.id, s.title);
         assert!(text.contains(&line), "{} not reported as passed ({line:?}):\n{text}", s.id);
         assert!(text.contains(&format!("PASS {}  (", s.id)), "{}: no runner verdict:\n{text}", s.id);
     }
-    assert!(!text.contains("FAIL"), "{text}");
+    // No verdict says FAIL (the narration and the drills' live states may say FAILED).
+    assert!(!text.contains("FAIL  ") && !text.lines().any(|l| l.starts_with("FAIL ")), "{text}");
     assert!(!text.contains('\x1b'), "no colours when stdout is not a terminal:\n{text}");
     // The evidence, from the real tools.
     for evidence in [
@@ -72,6 +81,21 @@ fn demo_sh_walks_every_scenario_and_wrong_expectations_fail() {
         "http.inbound.rbac.denied: ",                 // Envoy's admin stats
         "application_name=backend SSL enabled (protocol=TLSv1.3", // PostgreSQL's log
         "spiffe://ztlab.test/agent/gpt4 → DOC-003  allow=false  (gpt4 lacks admin)", // document's log
+        "requests ",                                  // rotation: the live counter
+        "0 failures in ",                             // rotation: the outcome
+        "envoy-frontend (SDS)",                       // rotation: the serials watched
+        "SELECT count(*) FROM pg_roles WHERE rolname = ", // openbao: the old role, checked
+        "repositories, fixture",                      // github
+        "entry.create",                               // entries: the audit trail
+        "entry.delete",
+        "spire-server entry show -entryID ", // entries: on both servers
+        "FAILED (attempts ",                 // failure-drills: site b retries
+        "(SPIRE server down)",               // failure-drills: cached SVIDs
+        "restarted spire-server-a",
+        "Server is healthy.",       // spire-server healthcheck
+        "SPIRE server unavailable", // failure-drills: why site b failed
+        "[mutual auth]",            // network-policy: the matrix
+        "live enforcement exists only on kind",
     ] {
         assert!(text.contains(evidence), "no {evidence:?} in the walkthrough:\n{text}");
     }

@@ -69,8 +69,18 @@ pub struct Step {
     pub action: Action,
     /// For `rbac`: the policy to install.
     pub mode: Option<String>,
-    /// For `run-demo`: `ok`, or the reason the first failing hop must give (`rbac`, …).
+    /// For `run-demo`: `ok`, or the reason the first failing hop must give (`rbac`, …). For
+    /// `site-outage`: `retries` (entry sync fails and retries while the site is down) or
+    /// `cached` (Run Demo stays green on cached SVIDs). For `github`: `fixture`. For
+    /// `network-policy`: `pass`.
     pub expect: Option<String>,
+    /// For `rotation`: how long to watch; for `openbao-lease`: the longest wait for the database
+    /// user to rotate; for `site-outage` with `cached`: how long Run Demo must stay green.
+    pub seconds: Option<u64>,
+    /// For `site-outage`: the site whose SPIRE server is stopped (`a`, `b`).
+    pub site: Option<String>,
+    /// For `github`: the seeded user who logs in (password `<user>99`).
+    pub user: Option<String>,
 }
 
 /// The actions a step can take.
@@ -82,7 +92,55 @@ pub enum Action {
     RunDemo,
     /// `ztlab policy rbac <mode>`.
     Rbac,
+    /// Run Demo in a loop for `seconds`, counting failures, while watching the serials of both
+    /// Envoys' SDS certificates, both spiffe-helpers' files and a native SVID.
+    Rotation,
+    /// The backend's OpenBao lease: the TTL counting down, then a rotation to a new database
+    /// user (within `seconds`), and the old role gone from PostgreSQL.
+    OpenbaoLease,
+    /// `user` logs in, stores a fixture GitHub token, lists repositories.
+    Github,
+    /// An entry created through the entry API, synced to both sites, checked on both SPIRE
+    /// servers, deleted, gone from both, with its audit trail.
+    EntryLifecycle,
+    /// `site`'s SPIRE server is stopped and restarted: `retries` or `cached` (see `expect`).
+    SiteOutage,
+    /// The Cilium policies' reachability matrix (infrastructure/kind/check.py).
+    NetworkPolicy,
 }
+
+impl Action {
+    /// The name used in the catalogue (`run-demo`, …).
+    pub fn name(self) -> &'static str {
+        match self {
+            Action::RunDemo => "run-demo",
+            Action::Rbac => "rbac",
+            Action::Rotation => "rotation",
+            Action::OpenbaoLease => "openbao-lease",
+            Action::Github => "github",
+            Action::EntryLifecycle => "entry-lifecycle",
+            Action::SiteOutage => "site-outage",
+            Action::NetworkPolicy => "network-policy",
+        }
+    }
+
+    /// The step fields this action reads (besides `action`).
+    fn fields(self) -> &'static [&'static str] {
+        match self {
+            Action::RunDemo => &["expect"],
+            Action::Rbac => &["mode"],
+            Action::Rotation => &["seconds"],
+            Action::OpenbaoLease => &["seconds"],
+            Action::Github => &["user", "expect"],
+            Action::EntryLifecycle => &[],
+            Action::SiteOutage => &["site", "expect", "seconds"],
+            Action::NetworkPolicy => &["expect"],
+        }
+    }
+}
+
+/// The longest a step may wait or watch, seconds.
+pub const MAX_SECONDS: u64 = 600;
 
 /// One delegation case: who asks for which document, and the decision.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -176,6 +234,28 @@ impl Catalogue {
             }
             for (j, st) in s.step.iter().enumerate() {
                 let sf = |name: &str| format!("scenario[{i}].step[{j}].{name}");
+                let set = [
+                    ("mode", st.mode.is_some()),
+                    ("expect", st.expect.is_some()),
+                    ("seconds", st.seconds.is_some()),
+                    ("site", st.site.is_some()),
+                    ("user", st.user.is_some()),
+                ];
+                for (name, present) in set {
+                    if present && !st.action.fields().contains(&name) {
+                        return Err(invalid(sf(name), format!("not used by {}", st.action.name())));
+                    }
+                }
+                let expect = st.expect.as_deref();
+                let seconds = |need: bool| -> Result<(), CatalogueError> {
+                    match st.seconds {
+                        None if need => Err(invalid(sf("seconds"), format!("{} needs seconds", st.action.name()))),
+                        Some(n) if n == 0 || n > MAX_SECONDS => {
+                            Err(invalid(sf("seconds"), format!("{n}: between 1 and {MAX_SECONDS}")))
+                        }
+                        _ => Ok(()),
+                    }
+                };
                 match st.action {
                     Action::Rbac => match st.mode.as_deref() {
                         Some("allow-frontend" | "deny-frontend") => {}
@@ -184,8 +264,34 @@ impl Catalogue {
                         }
                     },
                     Action::RunDemo => {
-                        if st.expect.as_deref().is_none_or(str::is_empty) {
+                        if expect.is_none_or(str::is_empty) {
                             return Err(invalid(sf("expect"), "ok, or the reason of the failing hop"));
+                        }
+                    }
+                    Action::Rotation | Action::OpenbaoLease => seconds(true)?,
+                    Action::EntryLifecycle => {}
+                    Action::Github => {
+                        if st.user.as_deref().is_none_or(|u| u.is_empty() || !u.chars().all(|c| c.is_ascii_lowercase()))
+                        {
+                            return Err(invalid(sf("user"), format!("{:?}: a seeded user (lower-case)", st.user)));
+                        }
+                        if expect != Some("fixture") {
+                            return Err(invalid(sf("expect"), format!("{expect:?}: fixture")));
+                        }
+                    }
+                    Action::SiteOutage => {
+                        if st.site.as_deref().is_none_or(|s| s.is_empty()) {
+                            return Err(invalid(sf("site"), "the site whose SPIRE server is stopped"));
+                        }
+                        match expect {
+                            Some("retries") => seconds(false)?,
+                            Some("cached") => seconds(true)?,
+                            other => return Err(invalid(sf("expect"), format!("{other:?}: retries or cached"))),
+                        }
+                    }
+                    Action::NetworkPolicy => {
+                        if expect != Some("pass") {
+                            return Err(invalid(sf("expect"), format!("{expect:?}: pass")));
                         }
                     }
                 }
@@ -234,7 +340,11 @@ mod tests {
         ];
         let want: Vec<(u32, String, Decision)> = want.iter().map(|(n, l, d)| (*n, (*l).to_owned(), *d)).collect();
         assert_eq!(got, want);
-        assert!(c.get("run-demo").is_some() && c.get("envoy-rbac").is_some());
+        for id in
+            ["run-demo", "envoy-rbac", "rotation", "openbao", "github", "entries", "failure-drills", "network-policy"]
+        {
+            assert!(c.get(id).is_some(), "{id} is in the catalogue");
+        }
     }
 
     #[test]
@@ -250,6 +360,30 @@ mod tests {
                 "[[scenario.case]]\nn = 1\nuser = \"a\"\ndoc = \"DOC-1\"\nexpect = \"denied\"\n",
                 "scenario[0].case[0].because",
             ),
+            ("[[scenario.step]]\naction = \"rotation\"\n", "scenario[0].step[0].seconds"),
+            ("[[scenario.step]]\naction = \"rotation\"\nseconds = 0\n", "scenario[0].step[0].seconds"),
+            ("[[scenario.step]]\naction = \"openbao-lease\"\nseconds = 9999\n", "scenario[0].step[0].seconds"),
+            ("[[scenario.step]]\naction = \"rotation\"\nseconds = 5\nsite = \"a\"\n", "scenario[0].step[0].site"),
+            (
+                "[[scenario.step]]\naction = \"rbac\"\nmode = \"deny-frontend\"\nseconds = 3\n",
+                "scenario[0].step[0].seconds",
+            ),
+            ("[[scenario.step]]\naction = \"github\"\nexpect = \"fixture\"\n", "scenario[0].step[0].user"),
+            (
+                "[[scenario.step]]\naction = \"github\"\nuser = \"jake\"\nexpect = \"real\"\n",
+                "scenario[0].step[0].expect",
+            ),
+            ("[[scenario.step]]\naction = \"entry-lifecycle\"\nuser = \"jake\"\n", "scenario[0].step[0].user"),
+            ("[[scenario.step]]\naction = \"site-outage\"\nexpect = \"retries\"\n", "scenario[0].step[0].site"),
+            (
+                "[[scenario.step]]\naction = \"site-outage\"\nsite = \"b\"\nexpect = \"gone\"\n",
+                "scenario[0].step[0].expect",
+            ),
+            (
+                "[[scenario.step]]\naction = \"site-outage\"\nsite = \"a\"\nexpect = \"cached\"\n",
+                "scenario[0].step[0].seconds",
+            ),
+            ("[[scenario.step]]\naction = \"network-policy\"\n", "scenario[0].step[0].expect"),
         ] {
             let err = Catalogue::parse(&format!("{base}{extra}")).expect_err(field);
             assert!(err.to_string().contains(field), "{field}: {err}");
