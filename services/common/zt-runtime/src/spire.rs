@@ -166,9 +166,21 @@ pub fn spawn_agent(paths: &SitePaths, join_token: Option<&str>, log: PathBuf) ->
     })
 }
 
-/// Whether the agent has attested before (and so needs no new join token).
+/// Whether the agent has attested before and its SVID is still valid for a while, so that it
+/// needs no new join token. An agent that was stopped for longer than its SVID's TTL must attest
+/// again (it refuses to start without a join token).
 pub fn agent_attested(paths: &SitePaths) -> bool {
-    paths.agent_data().join("agent-data.json").exists()
+    let Ok(text) = std::fs::read_to_string(paths.agent_data().join("agent-data.json")) else { return false };
+    let expiry = (|| {
+        use base64::Engine as _;
+        let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+        let first = v["svid"].as_array()?.first()?.as_str()?;
+        let pem = base64::engine::general_purpose::STANDARD.decode(first).ok()?;
+        let (_, block) = x509_parser::pem::parse_x509_pem(&pem).ok()?;
+        let cert = block.parse_x509().ok()?;
+        Some(cert.validity().not_after.timestamp())
+    })();
+    expiry.is_some_and(|t| t > time::OffsetDateTime::now_utc().unix_timestamp() + 30)
 }
 
 /// Waits until `GET /ready` on `health_port` answers 200, failing early if the process exits.
