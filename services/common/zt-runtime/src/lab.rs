@@ -1271,7 +1271,7 @@ impl Lab {
         let id = |path: &str| td.as_ref().map(|t| format!("spiffe://{t}{path}"));
         let mut st = ComponentStatus {
             name: name.to_owned(),
-            kind: name.trim_end_matches("-postgres").trim_end_matches("-backend").trim_end_matches("-frontend").into(),
+            kind: String::new(),
             site: app.as_ref().map(|a| a.site.clone()).unwrap_or_default(),
             pid: rec.map(|r| r.pid),
             health: "stopped".into(),
