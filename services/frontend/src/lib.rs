@@ -10,6 +10,12 @@
 //! - `GET /`: the demo page ([`page`]): a "Run Demo" button and the hops with their evidence.
 //! - `POST /api/run-demo`: calls the backend's `GET /api/demo` through Envoy and answers 200
 //!   with a [`demo::DemoReport`] (`{"ok","took_ms","hops":[…]}`), success or not.
+//! - `GET /dashboard`: every lab component (from the lab state in `state_dir`, see
+//!   [`zt_runtime::lab::Lab::status`]) with its SPIFFE ID, how it gets its SVID, health and SVID
+//!   expiry; updated in place from `GET /events`, a server-sent event stream that pushes
+//!   `{"ok":true,"components":[…]}` (or `{"ok":false,"error","todo"}`) every second.
+//! - `GET /scenarios`, `GET /scenarios/{id}`: the scenario catalogue ([`zt_scenarios`]); an
+//!   unknown id is a 404 page naming the known ones. The pages share one layout ([`ui`]).
 //! - `GET /readyz`: 200 `{"ready":true,"envoy":"LIVE"}` when the Envoy's admin `/ready` says
 //!   `LIVE`, else 503 `{"ready":false,"reason":"envoy not ready: …"}`.
 //! - `POST /api/login`, `GET /api/orders`, `PUT /api/github/token`, `GET /api/github/repos`:
@@ -21,7 +27,7 @@
 //! On `ops_addr`: `/healthz` (SPIFFE ID and SVID expiry) and `/metrics`.
 //!
 //! Module map: [`envoy`] (the plain-HTTP client and Envoy readiness), [`demo`] (how answers
-//! map to hops), [`page`] (the HTML). Shape: [`Config`] (layered: defaults, TOML file, `ZT_*`),
+//! map to hops), [`page`] (the Run Demo HTML), [`ui`] (the other pages). Shape: [`Config`] (layered: defaults, TOML file, `ZT_*`),
 //! [`Application::build`] binds (port 0 works for tests) and waits for the SVID,
 //! [`Application::run_until_stopped`] serves until shutdown; [`router`] is the app router
 //! without any SVID, for in-process tests.
@@ -31,14 +37,18 @@ pub mod envoy;
 pub mod page;
 #[cfg(test)]
 mod tests;
+pub mod ui;
 
+use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
@@ -109,6 +119,9 @@ pub struct Config {
     pub request_timeout: Duration,
     /// The document service (mTLS, native SDK), for later (`ZT_DOCUMENT_URL`).
     pub document_url: String,
+    /// The lab's state dir, whose `lab.json` the dashboard reads (`ZT_STATE_DIR`; default `.`,
+    /// the working directory, which `ztlab up` sets to the state dir).
+    pub state_dir: PathBuf,
 }
 
 impl Default for Config {
@@ -120,6 +133,7 @@ impl Default for Config {
             envoy_admin_url: "http://127.0.0.1:15080".into(),
             request_timeout: Duration::from_secs(5),
             document_url: "https://127.0.0.1:8085".into(),
+            state_dir: PathBuf::from("."),
         }
     }
 }
@@ -176,6 +190,7 @@ impl Config {
             backend: PlainClient::new("backend_url", &self.backend_url, self.request_timeout)?,
             admin: PlainClient::new("envoy_admin_url", &self.envoy_admin_url, self.request_timeout)?,
             documents: None,
+            state_dir: self.state_dir.clone(),
         })
     }
 }
@@ -190,6 +205,8 @@ pub struct AppState {
     /// The document service, over mTLS with the frontend's own SVID (native SDK); set once the
     /// SVID is there.
     pub documents: Option<Arc<Documents>>,
+    /// The lab's state dir (for the dashboard).
+    pub state_dir: PathBuf,
 }
 
 /// An mTLS client for the document service, which must present the document's SPIFFE ID.
@@ -216,6 +233,10 @@ pub fn router(state: AppState) -> Router {
         .route("/", get(index))
         .route("/api/run-demo", post(run_demo))
         .route("/readyz", get(readyz))
+        .route("/dashboard", get(dashboard))
+        .route("/events", get(events))
+        .route("/scenarios", get(scenarios))
+        .route("/scenarios/{id}", get(scenario))
         .route("/api/login", post(proxy))
         .route("/api/orders", get(proxy))
         .route("/api/github/token", put(proxy))
@@ -226,6 +247,59 @@ pub fn router(state: AppState) -> Router {
 
 async fn index() -> impl IntoResponse {
     ([(header::CACHE_CONTROL, "no-store")], Html(page::INDEX))
+}
+
+/// The lab's components, or what kept them from being read.
+pub async fn lab_status(state_dir: &Path) -> Result<Vec<zt_runtime::lab::ComponentStatus>, String> {
+    let lab = zt_runtime::lab::Lab::open(state_dir).map_err(|e| e.to_string())?;
+    tokio::time::timeout(Duration::from_secs(5), lab.status())
+        .await
+        .map_err(|_| format!("the lab status took more than 5 s (state dir {})", state_dir.display()))
+}
+
+fn page(status: StatusCode, html: String) -> Response {
+    (status, [(header::CACHE_CONTROL, "no-store")], Html(html)).into_response()
+}
+
+async fn dashboard(State(state): State<AppState>) -> Response {
+    let status = lab_status(&state.state_dir).await;
+    page(StatusCode::OK, ui::dashboard(status.as_deref().map_err(String::as_str)))
+}
+
+/// The JSON pushed on `/events`.
+pub fn status_json(status: &Result<Vec<zt_runtime::lab::ComponentStatus>, String>) -> serde_json::Value {
+    match status {
+        Ok(list) => json!({"ok": true, "components": ui::rows(list)}),
+        Err(e) => json!({"ok": false, "error": e, "todo": ui::STATE_TODO}),
+    }
+}
+
+async fn events(State(state): State<AppState>) -> Sse<impl futures_util::Stream<Item = Result<Event, Infallible>>> {
+    let mut every = tokio::time::interval(Duration::from_secs(1));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let stream = futures_util::stream::unfold((state.state_dir, every), |(dir, mut every)| async move {
+        every.tick().await;
+        let data = status_json(&lab_status(&dir).await).to_string();
+        Some((Ok(Event::default().data(data)), (dir, every)))
+    });
+    Sse::new(stream).keep_alive(KeepAlive::default())
+}
+
+async fn scenarios() -> Response {
+    match zt_scenarios::Catalogue::builtin() {
+        Ok(c) => page(StatusCode::OK, ui::scenario_list(&c)),
+        Err(e) => page(StatusCode::INTERNAL_SERVER_ERROR, ui::catalogue_error(&e.to_string())),
+    }
+}
+
+async fn scenario(axum::extract::Path(id): axum::extract::Path<String>) -> Response {
+    match zt_scenarios::Catalogue::builtin() {
+        Ok(c) => match c.get(&id) {
+            Some(s) => page(StatusCode::OK, ui::scenario_page(s)),
+            None => page(StatusCode::NOT_FOUND, ui::unknown_scenario(&id, &c)),
+        },
+        Err(e) => page(StatusCode::INTERNAL_SERVER_ERROR, ui::catalogue_error(&e.to_string())),
+    }
 }
 
 /// Runs the demo once: `GET /api/demo` through Envoy, mapped to hops.

@@ -290,3 +290,168 @@ fn config_defaults_and_durations() {
     let zero = Config { request_timeout: Duration::ZERO, ..Config::default() };
     assert!(zero.state().expect_err("zero").to_string().starts_with("request_timeout:"));
 }
+
+fn component(name: &str, kind: &str, health: &str, id: Option<&str>, left: Option<i64>) -> ComponentStatus {
+    ComponentStatus {
+        name: name.into(),
+        kind: kind.into(),
+        site: "a".into(),
+        pid: Some(42),
+        health: health.into(),
+        spiffe_id: id.map(str::to_owned),
+        svid_expires_at: None,
+        svid_seconds_left: left,
+        detail: None,
+    }
+}
+
+use zt_runtime::lab::ComponentStatus;
+
+async fn get_page(state: AppState, path: &str) -> (StatusCode, String) {
+    let resp = router(state).oneshot(Request::builder().uri(path).body(Body::empty()).expect("request")).await;
+    let resp = resp.expect("answer");
+    let status = resp.status();
+    assert!(resp.headers()["content-type"].to_str().unwrap_or_default().starts_with("text/html"), "{path}");
+    let bytes = resp.into_body().collect().await.expect("body").to_bytes();
+    (status, String::from_utf8(bytes.to_vec()).expect("utf8"))
+}
+
+async fn no_lab_state() -> (AppState, tempfile_dir::Dir) {
+    let dir = tempfile_dir::Dir::new();
+    let state = Config { state_dir: dir.0.clone(), ..Config::default() }.state().expect("state");
+    (state, dir)
+}
+
+/// An empty temporary directory (removed when dropped).
+mod tempfile_dir {
+    pub struct Dir(pub std::path::PathBuf);
+    impl Dir {
+        pub fn new() -> Self {
+            use std::sync::atomic::{AtomicU32, Ordering};
+            static N: AtomicU32 = AtomicU32::new(0);
+            let n = N.fetch_add(1, Ordering::Relaxed);
+            let p = std::env::temp_dir().join(format!("frontend-test-{}-{n}", std::process::id()));
+            std::fs::create_dir_all(&p).expect("temp dir");
+            Self(p)
+        }
+    }
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+fn assert_layout(html: &str) {
+    assert!(html.contains(r#"<html lang="en">"#), "{html}");
+    for link in [r#"href="/dashboard""#, r#"href="/scenarios""#, r#"href="/""#] {
+        assert!(html.contains(link), "nav has {link}");
+    }
+    assert!(!html.contains("http://") && !html.contains("https://"), "no external resources: {html}");
+    assert!(!html.contains("<link") && !html.contains("<script src"), "everything inline");
+}
+
+#[test]
+fn dashboard_renders_every_component_with_health_via_and_countdown() {
+    let list = vec![
+        component("frontend", "workload", "healthy", Some("spiffe://ztlab.test/ns/demo/sa/frontend"), Some(250)),
+        component("envoy-frontend", "envoy", "stopped", Some("spiffe://ztlab.test/ns/demo/sa/frontend"), None),
+        component("spiffe-helper-backend", "spiffe-helper", "unhealthy", None, Some(12)),
+        component("openbao", "openbao", "healthy", None, None),
+    ];
+    let html = ui::dashboard(Ok(&list));
+    assert_layout(&html);
+    assert!(html.contains(r#"aria-current="page">Dashboard"#));
+    for name in ["frontend", "envoy-frontend", "spiffe-helper-backend", "openbao"] {
+        assert!(html.contains(&format!(r#"<tr data-name="{name}">"#)), "{name}: {html}");
+    }
+    assert!(html.contains("spiffe://ztlab.test/ns/demo/sa/frontend"));
+    assert!(html.contains(r#"<span class="badge ok">✓ healthy</span>"#));
+    assert!(html.contains(r#"<span class="badge bad">■ stopped</span>"#));
+    assert!(html.contains(r#"<span class="badge bad">✗ unhealthy</span>"#));
+    assert!(html.contains(r#"data-left="250""#) && html.contains(r#"data-left="12""#));
+    assert!(html.contains(r#"new EventSource("/events")"#));
+    assert!(!html.contains("error-box\" role"), "no error box when the state is read");
+    let vias: Vec<&str> = list.iter().map(ui::svid_via).collect();
+    assert_eq!(vias, ["native", "SDS", "helper", "—"]);
+}
+
+#[test]
+fn values_are_escaped() {
+    let mut evil = component("<script>x</script>", "workload\"'", "healthy", Some("spiffe://a/<b>&"), None);
+    evil.detail = Some("<img src=x onerror=alert(1)>".into());
+    let html = ui::dashboard(Ok(std::slice::from_ref(&evil)));
+    assert!(!html.contains("<script>x</script>") && !html.contains("<img src=x"), "{html}");
+    assert!(html.contains("&lt;script&gt;x&lt;/script&gt;"));
+    assert!(html.contains("spiffe://a/&lt;b&gt;&amp;"));
+    assert!(html.contains("workload&quot;&#39;"));
+    assert_eq!(ui::esc(r#"<a href="x">'&'</a>"#), "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;");
+    let html = ui::dashboard(Err("reading /x/<lab>.json"));
+    assert!(html.contains("&lt;lab&gt;") && !html.contains("<lab>"));
+}
+
+#[tokio::test]
+async fn dashboard_without_lab_state_says_what_failed_and_what_to_do() {
+    let (state, dir) = no_lab_state().await;
+    let (status, html) = get_page(state, "/dashboard").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_layout(&html);
+    assert!(html.contains(r#"class="error-box" role="alert""#), "{html}");
+    assert!(html.contains("What failed:") && html.contains("cannot read the lab state"), "{html}");
+    assert!(html.contains(&dir.0.join("lab.json").display().to_string()), "names the file: {html}");
+    assert!(html.contains("What to do:") && html.contains("ztlab up"), "{html}");
+}
+
+#[tokio::test]
+async fn events_stream_status_json() {
+    let (state, _dir) = no_lab_state().await;
+    let resp = router(state)
+        .oneshot(Request::builder().uri("/events").body(Body::empty()).expect("request"))
+        .await
+        .expect("answer");
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers()["content-type"], "text/event-stream");
+    let mut body = resp.into_body();
+    let frame = tokio::time::timeout(Duration::from_secs(3), body.frame()).await.expect("an event within 3 s");
+    let data = frame.expect("frame").expect("ok").into_data().expect("data");
+    let text = String::from_utf8(data.to_vec()).expect("utf8");
+    let json_text = text.trim().strip_prefix("data: ").expect("a data line");
+    let v: Value = serde_json::from_str(json_text).expect("json");
+    assert_eq!(v["ok"], false, "{v}");
+    assert!(v["error"].as_str().unwrap_or_default().contains("lab.json"), "{v}");
+    assert!(v["todo"].as_str().unwrap_or_default().contains("ztlab up"), "{v}");
+    let list = [component("backend", "workload", "healthy", Some("spiffe://ztlab.test/ns/demo/sa/backend"), Some(9))];
+    let v = status_json(&Ok(list.to_vec()));
+    assert_eq!(v["ok"], true);
+    assert_eq!(v["components"][0]["name"], "backend");
+    assert_eq!(v["components"][0]["via"], "native");
+    assert_eq!(v["components"][0]["svid_seconds_left"], 9);
+}
+
+#[tokio::test]
+async fn scenario_pages_list_show_and_404() {
+    let state = state_for(&closed().await, &closed().await);
+    let catalogue = zt_scenarios::Catalogue::builtin().expect("catalogue");
+    let (status, html) = get_page(state.clone(), "/scenarios").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_layout(&html);
+    for s in &catalogue.scenario {
+        assert!(html.contains(&format!(r#"href="/scenarios/{}""#, s.id)), "{}", s.id);
+    }
+    let (status, html) = get_page(state.clone(), "/scenarios/run-demo").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_layout(&html);
+    assert!(html.contains("Narration") && html.contains("Evidence to show") && html.contains("Expected outcome"));
+    assert!(html.contains("x-forwarded-client-cert") && html.contains("run-demo"), "{html}");
+    let (status, html) = get_page(state.clone(), "/scenarios/delegation").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains(r#"aria-label="Delegation cases""#), "{html}");
+    assert!(html.contains("Alice → Gpt4 → DOC-001") && html.contains("✓ granted") && html.contains("✗ denied"));
+    let (status, html) = get_page(state, "/scenarios/%3Cnope%3E").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_layout(&html);
+    assert!(html.contains("&quot;&lt;nope&gt;&quot;") && !html.contains("<nope>"), "{html}");
+    for s in &catalogue.scenario {
+        assert!(html.contains(&format!(r#"href="/scenarios/{}""#, s.id)), "404 names {}", s.id);
+    }
+}

@@ -1281,6 +1281,18 @@ impl Lab {
             detail: None,
         };
         let Some(app) = app else { return st };
+        // Who it is does not depend on whether it runs.
+        let (kind, path) = match name {
+            appchain::HELPER_POSTGRES => ("spiffe-helper", Some("/ns/demo/sa/postgres")),
+            appchain::HELPER_BACKEND => ("spiffe-helper", Some(zt_identity::lab::BACKEND)),
+            appchain::POSTGRES_APP => ("postgres", Some("/ns/demo/sa/postgres")),
+            appchain::OIDC => ("oidc-discovery-provider", None),
+            appchain::GITHUB_FIXTURE => ("fixture", None),
+            appchain::ENVOY_BACKEND_NAME => ("envoy", Some(zt_identity::lab::BACKEND)),
+            _ => ("envoy", Some(zt_identity::lab::FRONTEND)),
+        };
+        st.kind = kind.into();
+        st.spiffe_id = path.and_then(id);
         if rec.is_none() {
             return st;
         }

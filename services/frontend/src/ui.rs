@@ -1,0 +1,399 @@
+//! The presenter's pages besides `/`: one shared [`layout`] (header with navigation, large type,
+//! inline CSS only, no CDN), the [`dashboard`] of every lab component (updated in place from
+//! `GET /events`), and the scenario pages ([`scenario_list`], [`scenario_page`],
+//! [`unknown_scenario`]) from the one catalogue, `zt_scenarios`.
+//!
+//! Every value is HTML-escaped ([`esc`]); the dashboard's script inserts values as text.
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+use zt_runtime::lab::ComponentStatus;
+use zt_scenarios::{Catalogue, Decision, Scenario, Step};
+
+/// `s` with `& < > " '` escaped, for HTML text and attribute values.
+pub fn esc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+const CSS: &str = r#"
+:root { --ok: #0a7d32; --bad: #b3261e; --warn: #8a5a00; --muted: #5f6368; --ink: #1b1b1f; --bg: #f7f7f9; --card: #fff; }
+* { box-sizing: border-box; }
+body { margin: 0; font: 22px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: var(--ink); background: var(--bg); }
+header { background: #1b1b1f; color: #fff; }
+header .bar { max-width: 1400px; margin: 0 auto; padding: 14px 24px; display: flex; gap: 32px; align-items: center; flex-wrap: wrap; }
+header .brand { font-size: 28px; font-weight: 700; }
+nav ul { list-style: none; display: flex; gap: 8px; margin: 0; padding: 0; flex-wrap: wrap; }
+nav a { color: #fff; text-decoration: none; font-size: 24px; padding: 6px 16px; border-radius: 8px; display: inline-block; }
+nav a:hover { background: #3a3a44; }
+nav a[aria-current="page"] { background: #1a56db; }
+a:focus-visible, button:focus-visible { outline: 4px solid #f59e0b; outline-offset: 3px; }
+main { max-width: 1400px; margin: 0 auto; padding: 28px 24px 64px; }
+h1 { font-size: 42px; margin: 0 0 12px; }
+h2 { font-size: 30px; margin: 28px 0 10px; }
+p.lead { font-size: 24px; margin: 0 0 24px; }
+.muted { color: var(--muted); }
+.error-box { border: 3px solid var(--bad); background: #fdecea; color: #5c0f0a; border-radius: 12px; padding: 16px 22px; margin: 0 0 24px; }
+.error-box strong { color: var(--bad); }
+table { width: 100%; border-collapse: collapse; background: var(--card); box-shadow: 0 1px 3px rgba(0,0,0,.12); border-radius: 12px; overflow: hidden; }
+th, td { text-align: left; padding: 10px 14px; border-bottom: 1px solid #e3e3e8; vertical-align: top; }
+th { background: #ececf1; font-size: 20px; }
+td.mono, .mono { font-family: ui-monospace, Menlo, Consolas, monospace; font-size: 18px; overflow-wrap: anywhere; }
+td.spiffe { min-width: 22ch; }
+.badge { display: inline-block; font-weight: 700; padding: 2px 12px; border-radius: 6px; color: #fff; background: var(--muted); white-space: nowrap; }
+.badge.ok { background: var(--ok); } .badge.bad { background: var(--bad); }
+.ttl.low { color: var(--bad); font-weight: 700; }
+.panel { background: var(--card); border-radius: 12px; padding: 18px 24px; box-shadow: 0 1px 3px rgba(0,0,0,.12); margin: 0 0 20px; }
+.narration { border-left: 12px solid #1a56db; font-size: 24px; white-space: pre-line; }
+.expected { border-left: 12px solid var(--ok); font-weight: 600; }
+ul.cards { list-style: none; padding: 0; display: grid; gap: 16px; }
+ul.cards a { font-size: 28px; font-weight: 600; color: #1a56db; }
+#live { font-weight: 600; }
+#live.ok { color: var(--ok); } #live.bad { color: var(--bad); }
+"#;
+
+/// A page in the shared layout; `active` is the nav entry to mark (`dashboard`, `scenarios`,
+/// `demo`). `body` is HTML, `title` is text.
+pub fn layout(title: &str, active: &str, body: &str) -> String {
+    let mut nav = String::new();
+    for (key, href, label) in
+        [("dashboard", "/dashboard", "Dashboard"), ("scenarios", "/scenarios", "Scenarios"), ("demo", "/", "Run Demo")]
+    {
+        let current = if key == active { r#" aria-current="page""# } else { "" };
+        let _ = write!(nav, r#"<li><a href="{href}"{current}>{label}</a></li>"#);
+    }
+    format!(
+        "<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
+         <title>{t} · ztlab</title>\n<style>{CSS}</style>\n</head>\n<body>\n\
+         <header><div class=\"bar\"><span class=\"brand\">ztlab</span>\
+         <nav aria-label=\"Main\"><ul>{nav}</ul></nav></div></header>\n\
+         <main>\n{body}\n</main>\n</body>\n</html>\n",
+        t = esc(title),
+    )
+}
+
+/// A component as the dashboard shows it: the status plus how it gets its SVID.
+#[derive(Debug, Clone, Serialize)]
+pub struct Row<'a> {
+    /// The status line.
+    #[serde(flatten)]
+    pub status: &'a ComponentStatus,
+    /// How it gets its SVID ([`svid_via`]).
+    pub via: &'static str,
+}
+
+/// How a component gets its SVID: SDS for Envoys, files from spiffe-helper, the Workload API
+/// for the ztlab services, `—` for infrastructure.
+pub fn svid_via(c: &ComponentStatus) -> &'static str {
+    if c.name.starts_with("envoy-") || c.kind == "envoy" {
+        "SDS"
+    } else if c.name.starts_with("spiffe-helper-") || c.kind == "spiffe-helper" {
+        "helper"
+    } else if c.kind == "workload" {
+        "native"
+    } else {
+        "—"
+    }
+}
+
+/// The rows of `status`, for `GET /events`.
+pub fn rows(status: &[ComponentStatus]) -> Vec<Row<'_>> {
+    status.iter().map(|s| Row { status: s, via: svid_via(s) }).collect()
+}
+
+fn health_class(health: &str) -> &'static str {
+    if health == "healthy" { "ok" } else { "bad" }
+}
+
+fn health_label(health: &str) -> String {
+    match health {
+        "healthy" => "✓ healthy".into(),
+        "stopped" => "■ stopped".into(),
+        other => format!("✗ {other}"),
+    }
+}
+
+fn opt(v: Option<&str>) -> String {
+    esc(v.filter(|s| !s.is_empty()).unwrap_or("—"))
+}
+
+fn component_row(c: &ComponentStatus) -> String {
+    let ttl = match c.svid_seconds_left {
+        Some(n) => format!(r#"<span class="ttl" data-left="{n}">{n} s</span>"#),
+        None => r#"<span class="ttl">—</span>"#.into(),
+    };
+    let kind = if c.kind.is_empty() { "—" } else { c.kind.as_str() };
+    format!(
+        "<tr data-name=\"{name}\"><td class=\"name\"><strong>{name}</strong></td><td class=\"kind\">{kind}</td>\
+         <td class=\"spiffe mono\">{id}</td><td class=\"via\">{via}</td>\
+         <td class=\"health\"><span class=\"badge {cls}\">{label}</span></td><td class=\"expiry\">{ttl}</td>\
+         <td class=\"detail\">{detail}</td></tr>",
+        name = esc(&c.name),
+        kind = esc(kind),
+        id = opt(c.spiffe_id.as_deref()),
+        via = esc(svid_via(c)),
+        cls = health_class(&c.health),
+        label = esc(&health_label(&c.health)),
+        detail = opt(c.detail.as_deref()),
+    )
+}
+
+/// The error box: what failed and what to do.
+pub fn error_box(what: &str, todo: &str) -> String {
+    format!(
+        "<div class=\"error-box\" role=\"alert\"><p><strong>What failed:</strong> {}</p>\
+         <p><strong>What to do:</strong> {}</p></div>",
+        esc(what),
+        esc(todo)
+    )
+}
+
+/// What to do when the lab state cannot be read.
+pub const STATE_TODO: &str = "Start the lab with `ztlab up`. The frontend reads the lab state (lab.json) from \
+                              its state_dir setting (ZT_STATE_DIR, default: its working directory, which \
+                              `ztlab up` sets to the lab's state dir).";
+
+/// `GET /dashboard`: the components from `status`, or the error box when `status` is `Err`.
+pub fn dashboard(status: Result<&[ComponentStatus], &str>) -> String {
+    let mut body = String::from(
+        "<h1>Lab dashboard</h1>\n<p class=\"lead\">Every component of the lab, its SPIFFE ID, how it gets its SVID, \
+         and its health. <span id=\"live\" class=\"muted\" role=\"status\" aria-live=\"polite\">Connecting…</span></p>\n\
+         <div id=\"error\">",
+    );
+    let rows = match status {
+        Ok(list) => list.iter().map(component_row).collect::<String>(),
+        Err(e) => {
+            body.push_str(&error_box(&format!("cannot read the lab state: {e}"), STATE_TODO));
+            String::new()
+        }
+    };
+    let _ = write!(
+        body,
+        "</div>\n<table aria-label=\"Lab components\"><thead><tr><th scope=\"col\">Component</th>\
+         <th scope=\"col\">Kind</th><th scope=\"col\">SPIFFE ID</th><th scope=\"col\">SVID via</th>\
+         <th scope=\"col\">Health</th><th scope=\"col\">SVID expires in</th><th scope=\"col\">Detail</th></tr></thead>\
+         <tbody id=\"components\">{rows}</tbody></table>\n<script>{DASHBOARD_JS}</script>"
+    );
+    layout("Dashboard", "dashboard", &body)
+}
+
+const DASHBOARD_JS: &str = r#"
+(function () {
+  "use strict";
+  var tbody = document.getElementById("components");
+  var errorBox = document.getElementById("error");
+  var live = document.getElementById("live");
+  function el(tag, cls, text) {
+    var e = document.createElement(tag);
+    if (cls) { e.className = cls; }
+    if (text !== undefined) { e.textContent = text; }
+    return e;
+  }
+  function label(h) { return h === "healthy" ? "\u2713 healthy" : (h === "stopped" ? "\u25a0 stopped" : "\u2717 " + h); }
+  function rowFor(name) {
+    var rows = tbody.querySelectorAll("tr");
+    for (var i = 0; i < rows.length; i++) { if (rows[i].getAttribute("data-name") === name) { return rows[i]; } }
+    var tr = el("tr");
+    tr.setAttribute("data-name", name);
+    ["name", "kind", "spiffe mono", "via", "health", "expiry", "detail"].forEach(function (c) { tr.appendChild(el("td", c)); });
+    tr.querySelector(".name").appendChild(el("strong", null, name));
+    tr.querySelector(".health").appendChild(el("span", "badge"));
+    tr.querySelector(".expiry").appendChild(el("span", "ttl", "\u2014"));
+    tbody.appendChild(tr);
+    return tr;
+  }
+  function update(c) {
+    var tr = rowFor(c.name);
+    tr.querySelector(".kind").textContent = c.kind || "\u2014";
+    tr.querySelector(".spiffe").textContent = c.spiffe_id || "\u2014";
+    tr.querySelector(".via").textContent = c.via;
+    var badge = tr.querySelector(".badge");
+    badge.className = "badge " + (c.health === "healthy" ? "ok" : "bad");
+    badge.textContent = label(c.health);
+    var ttl = tr.querySelector(".ttl");
+    if (typeof c.svid_seconds_left === "number") { ttl.setAttribute("data-left", String(c.svid_seconds_left)); }
+    else { ttl.removeAttribute("data-left"); ttl.textContent = "\u2014"; }
+    tr.querySelector(".detail").textContent = c.detail || "\u2014";
+  }
+  function showError(what, todo) {
+    errorBox.textContent = "";
+    if (!what) { return; }
+    var box = el("div", "error-box");
+    box.setAttribute("role", "alert");
+    var p1 = el("p"); p1.appendChild(el("strong", null, "What failed: ")); p1.appendChild(document.createTextNode(what));
+    var p2 = el("p"); p2.appendChild(el("strong", null, "What to do: ")); p2.appendChild(document.createTextNode(todo));
+    box.appendChild(p1); box.appendChild(p2); errorBox.appendChild(box);
+  }
+  var base = Date.now();
+  function tick() {
+    var gone = Math.floor((Date.now() - base) / 1000);
+    tbody.querySelectorAll(".ttl[data-left]").forEach(function (t) {
+      var left = Math.max(0, parseInt(t.getAttribute("data-left"), 10) - gone);
+      t.textContent = left + " s";
+      t.className = "ttl" + (left < 30 ? " low" : "");
+    });
+  }
+  tick();
+  setInterval(tick, 1000);
+  if (!window.EventSource) { live.textContent = "Live updates need a browser with EventSource; reload to refresh."; return; }
+  var source = new EventSource("/events");
+  source.onmessage = function (ev) {
+    var msg;
+    try { msg = JSON.parse(ev.data); } catch (e) { return; }
+    base = Date.now();
+    if (msg.ok) {
+      showError(null);
+      msg.components.forEach(update);
+    } else {
+      showError("cannot read the lab state: " + msg.error, msg.todo);
+    }
+    tick();
+    live.className = "ok";
+    live.textContent = "Live: updated " + new Date().toLocaleTimeString();
+  };
+  source.onerror = function () {
+    live.className = "bad";
+    live.textContent = "Live updates lost: the frontend does not answer. It retries by itself; check `ztlab status` if this stays.";
+  };
+})();
+"#;
+
+fn step_line(s: &Step) -> String {
+    let mut parts = Vec::new();
+    if let Some(m) = &s.mode {
+        parts.push(format!("mode <strong>{}</strong>", esc(m)));
+    }
+    if let Some(u) = &s.user {
+        parts.push(format!("user <strong>{}</strong>", esc(u)));
+    }
+    if let Some(site) = &s.site {
+        parts.push(format!("site <strong>{}</strong>", esc(site)));
+    }
+    if let Some(n) = s.seconds {
+        parts.push(format!("{n} s"));
+    }
+    if let Some(e) = &s.expect {
+        parts.push(format!("expect <strong>{}</strong>", esc(e)));
+    }
+    let rest = if parts.is_empty() { String::new() } else { format!(": {}", parts.join(", ")) };
+    format!("<li><span class=\"mono\">{}</span>{rest}</li>", esc(s.action.name()))
+}
+
+/// `GET /scenarios`.
+pub fn scenario_list(c: &Catalogue) -> String {
+    let mut body = String::from(
+        "<h1>Scenarios</h1>\n<p class=\"lead\">Every demo scenario, from the one catalogue the tests also run.</p>\n\
+         <ul class=\"cards\">",
+    );
+    for s in &c.scenario {
+        let _ = write!(
+            body,
+            "<li class=\"panel\"><a href=\"/scenarios/{id}\">{title}</a><p class=\"muted\">{expected}</p></li>",
+            id = esc(&s.id),
+            title = esc(&s.title),
+            expected = esc(&s.expected)
+        );
+    }
+    body.push_str("</ul>");
+    layout("Scenarios", "scenarios", &body)
+}
+
+/// `GET /scenarios/{id}`.
+pub fn scenario_page(s: &Scenario) -> String {
+    let mut body = format!(
+        "<p><a href=\"/scenarios\">← All scenarios</a></p>\n<h1>{}</h1>\n\
+         <section aria-label=\"Narration\" class=\"panel narration\">{}</section>\n",
+        esc(&s.title),
+        esc(s.narration.trim())
+    );
+    if !s.evidence.is_empty() {
+        body.push_str("<h2>Evidence to show</h2><ul class=\"panel evidence\">");
+        for e in &s.evidence {
+            let _ = write!(body, "<li>{}</li>", esc(e));
+        }
+        body.push_str("</ul>");
+    }
+    let _ = write!(body, "<h2>Expected outcome</h2><p class=\"panel expected\">{}</p>", esc(&s.expected));
+    if !s.step.is_empty() {
+        body.push_str("<h2>Steps</h2><ol class=\"panel steps\">");
+        for st in &s.step {
+            body.push_str(&step_line(st));
+        }
+        body.push_str("</ol>");
+    }
+    if !s.case.is_empty() {
+        body.push_str(
+            "<h2>Cases</h2><table aria-label=\"Delegation cases\"><thead><tr><th scope=\"col\">#</th>\
+             <th scope=\"col\">Request</th><th scope=\"col\">User</th><th scope=\"col\">Agent</th>\
+             <th scope=\"col\">Document</th><th scope=\"col\">Decision</th><th scope=\"col\">Because</th></tr></thead><tbody>",
+        );
+        for c in &s.case {
+            let (cls, label) = match c.expect {
+                Decision::Granted => ("ok", "✓ granted"),
+                Decision::Denied => ("bad", "✗ denied"),
+            };
+            let _ = write!(
+                body,
+                "<tr><td>{n}</td><td>{l}</td><td>{u}</td><td>{a}</td><td class=\"mono\">{d}</td>\
+                 <td><span class=\"badge {cls}\">{label}</span></td><td>{b}</td></tr>",
+                n = c.n,
+                l = esc(&c.label()),
+                u = opt(c.user.as_deref()),
+                a = opt(c.agent.as_deref()),
+                d = esc(&c.doc),
+                b = opt(c.because.as_deref()),
+            );
+        }
+        body.push_str("</tbody></table>");
+    }
+    if s.step.iter().any(|st| st.action == zt_scenarios::Action::RunDemo) {
+        body.push_str(
+            "<h2>Run it</h2><p><a href=\"/\">Open Run Demo</a> and press the button (or focus it and press Enter).</p>",
+        );
+    }
+    layout(&s.title, "scenarios", &body)
+}
+
+/// The 404 page for an unknown scenario id, naming the known ones.
+pub fn unknown_scenario(id: &str, c: &Catalogue) -> String {
+    let mut body = String::from("<h1>No such scenario</h1>");
+    body.push_str(&error_box(
+        &format!("there is no scenario with id {id:?}"),
+        "Pick one of the known scenarios below (ids come from demo/scenarios.toml).",
+    ));
+    body.push_str("<h2>Known ids</h2><ul class=\"panel\">");
+    for s in &c.scenario {
+        let _ = write!(
+            body,
+            "<li><a href=\"/scenarios/{id}\" class=\"mono\">{id}</a>: {t}</li>",
+            id = esc(&s.id),
+            t = esc(&s.title)
+        );
+    }
+    body.push_str("</ul>");
+    layout("No such scenario", "scenarios", &body)
+}
+
+/// A page for an error that keeps the catalogue from loading.
+pub fn catalogue_error(e: &str) -> String {
+    let body = format!(
+        "<h1>Scenarios</h1>{}",
+        error_box(
+            &format!("the scenario catalogue does not load: {e}"),
+            "Fix demo/scenarios.toml (the message names the field) and rebuild the frontend."
+        )
+    );
+    layout("Scenarios", "scenarios", &body)
+}
