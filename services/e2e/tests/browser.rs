@@ -1,7 +1,8 @@
 //! The presenter's UI in a real browser: headless Chromium driven by Debian's `chromedriver` over
 //! plain WebDriver HTTP calls, against a lab started with `ztlab up`. Checks the dashboard (and
-//! that a stopped Envoy turns red within 2 s without a reload), the scenario pages, and Run Demo
-//! pressed with the keyboard. Saves a screenshot of each page under `target/screenshots/`.
+//! that a stopped Envoy turns red within 2 s without a reload), the scenario pages, the entries
+//! page (the frontend's entry SYNCED at sites a and b; an entry created with the CLI shows up
+//! SYNCED within 5 s without a reload), the sites page, and Run Demo pressed with the keyboard. Saves a screenshot of each page under `target/screenshots/`.
 //!
 //! Needs `chromium` and `chromium-driver` (scripts/test.sh installs them); fails if they are
 //! missing.
@@ -162,6 +163,25 @@ fn screenshots_dir() -> PathBuf {
 const ENVOY_HEALTH: &str = r#"var r = document.querySelector('tr[data-name="envoy-frontend"] .health');
 return r ? r.innerText : "";"#;
 
+const ERROR_TEXT: &str = "var e = document.querySelector('#error .error-box'); return e ? e.innerText : '';";
+
+const SITE_ROWS: &str = "return Array.from(document.querySelectorAll('#rows tr')).map(function (tr) { return tr.getAttribute('data-site'); }).sort().join(',');";
+
+/// A script returning the texts of the site badges of the entries for `spiffe_id`, `|`-separated.
+fn badges_of(spiffe_id: &str) -> String {
+    format!(
+        "var out = []; document.querySelectorAll('#rows tr').forEach(function (tr) {{ \
+         if (tr.querySelector('.spiffe').innerText.trim() === {spiffe_id:?}) {{ \
+         tr.querySelectorAll('.badge').forEach(function (b) {{ out.push(b.innerText); }}); }} }}); \
+         return out.join('|');"
+    )
+}
+
+/// Like [`badges_of`], the badges' CSS classes.
+fn badge_classes_of(spiffe_id: &str) -> String {
+    badges_of(spiffe_id).replace("b.innerText", "b.className")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn presenter_ui_in_headless_chromium() {
     let driver = start_driver().await;
@@ -213,6 +233,55 @@ async fn presenter_ui_in_headless_chromium() {
     let text = browser.body_text().await;
     assert!(text.contains("Expected outcome") && text.contains("Alice → Gpt4 → DOC-001"), "{text}");
     browser.screenshot("scenario-delegation").await;
+
+    // Entries and sites, read live from entry-manager with the frontend's own SVID.
+    let frontend_id = format!("{td}/ns/demo/sa/frontend");
+    browser.open(&lab.frontend("/entries")).await;
+    let (ok, badges) = browser
+        .wait_for(&badges_of(&frontend_id), Duration::from_secs(30), |b| {
+            b.contains("a: ✓ SYNCED") && b.contains("b: ✓ SYNCED")
+        })
+        .await;
+    let error = browser.text(ERROR_TEXT).await;
+    assert!(ok, "the frontend's entry is SYNCED at sites a and b: {badges:?} (error box: {error:?})");
+    assert!(error.is_empty(), "no error box: {error}");
+    let classes = browser.text(&badge_classes_of(&frontend_id)).await;
+    assert!(classes.split('|').all(|c| c.contains("ok")), "green SYNCED badges: {classes:?}");
+    browser.screenshot("entries").await;
+
+    // A new entry through the CLI (the lab's admin key) shows up SYNCED without a reload.
+    browser.js("window.__not_reloaded = true; return null;").await;
+    let new_id = format!("{td}/ns/demo/sa/browser-check");
+    let (ok, out) = lab.ztlab(&[
+        "entries",
+        "create",
+        "--spiffe-id",
+        &new_id,
+        "--parent-id",
+        "spiffe://ztlab.test/ztlab/nodes/local",
+        "--selector",
+        "unix:uid:4343",
+        "--site",
+        "a",
+        "--site",
+        "b",
+    ]);
+    assert!(ok, "ztlab entries create:\n{out}");
+    let (ok, badges) = browser
+        .wait_for(&badges_of(&new_id), Duration::from_secs(5), |b| {
+            b.contains("a: ✓ SYNCED") && b.contains("b: ✓ SYNCED")
+        })
+        .await;
+    assert!(ok, "the new entry shows SYNCED at a and b within 5 s: {badges:?}");
+    assert_eq!(browser.js("return window.__not_reloaded === true;").await, true, "updated in place, no reload");
+    browser.screenshot("entries-new").await;
+
+    browser.open(&lab.frontend("/sites")).await;
+    let (ok, sites) = browser.wait_for(SITE_ROWS, Duration::from_secs(10), |s| s == "a,b").await;
+    assert!(ok, "the sites page shows sites a and b: {sites:?} (error box: {:?})", browser.text(ERROR_TEXT).await);
+    let text = browser.body_text().await;
+    assert!(text.contains("connected") && text.contains("Unmanaged"), "{text}");
+    browser.screenshot("sites").await;
 
     // Run Demo with the keyboard: Tab to the button, then Enter.
     browser.open(&lab.frontend("/")).await;

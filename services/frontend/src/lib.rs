@@ -16,6 +16,11 @@
 //!   `{"ok":true,"components":[…]}` (or `{"ok":false,"error","todo"}`) every second.
 //! - `GET /scenarios`, `GET /scenarios/{id}`: the scenario catalogue ([`zt_scenarios`]); an
 //!   unknown id is a 404 page naming the known ones. The pages share one layout ([`ui`]).
+//! - `GET /entries`, `GET /sites`: entry-manager's entries (SPIFFE ID, selectors, revision, a
+//!   badge per site) and each site's health, read over mTLS with the frontend's SVID from
+//!   `entry_manager_url` ([`entries`]); updated in place from `GET /events/entries` (every second),
+//!   with an error box saying what failed and what to do when entry-manager does not answer or
+//!   refuses.
 //! - `GET /readyz`: 200 `{"ready":true,"envoy":"LIVE"}` when the Envoy's admin `/ready` says
 //!   `LIVE`, else 503 `{"ready":false,"reason":"envoy not ready: …"}`.
 //! - `POST /api/login`, `GET /api/orders`, `PUT /api/github/token`, `GET /api/github/repos`:
@@ -33,6 +38,7 @@
 //! without any SVID, for in-process tests.
 
 pub mod demo;
+pub mod entries;
 pub mod envoy;
 pub mod page;
 #[cfg(test)]
@@ -122,6 +128,9 @@ pub struct Config {
     /// The lab's state dir, whose `lab.json` the dashboard reads (`ZT_STATE_DIR`; default `.`,
     /// the working directory, which `ztlab up` sets to the state dir).
     pub state_dir: PathBuf,
+    /// entry-manager's mTLS listener, for the read-only `/entries` and `/sites` pages
+    /// (`ZT_ENTRY_MANAGER_URL`; lab.toml `[entry_management] listen`).
+    pub entry_manager_url: String,
 }
 
 impl Default for Config {
@@ -134,6 +143,7 @@ impl Default for Config {
             request_timeout: Duration::from_secs(5),
             document_url: "https://127.0.0.1:8085".into(),
             state_dir: PathBuf::from("."),
+            entry_manager_url: "https://127.0.0.1:8444".into(),
         }
     }
 }
@@ -179,6 +189,13 @@ mod duration {
 impl Config {
     /// The state the router needs, from this config (checks the URLs).
     pub fn state(&self) -> Result<AppState, Error> {
+        if let Err(reason) = entries::authority(&self.entry_manager_url) {
+            return Err(Error::InvalidSetting {
+                field: "entry_manager_url".into(),
+                value: self.entry_manager_url.clone(),
+                reason,
+            });
+        }
         if self.request_timeout.is_zero() {
             return Err(Error::InvalidSetting {
                 field: "request_timeout".into(),
@@ -190,6 +207,7 @@ impl Config {
             backend: PlainClient::new("backend_url", &self.backend_url, self.request_timeout)?,
             admin: PlainClient::new("envoy_admin_url", &self.envoy_admin_url, self.request_timeout)?,
             documents: None,
+            entry_manager: None,
             state_dir: self.state_dir.clone(),
         })
     }
@@ -205,6 +223,9 @@ pub struct AppState {
     /// The document service, over mTLS with the frontend's own SVID (native SDK); set once the
     /// SVID is there.
     pub documents: Option<Arc<Documents>>,
+    /// entry-manager, over mTLS with the frontend's own SVID (read-only, role `Viewer`); set once
+    /// the SVID is there.
+    pub entry_manager: Option<Arc<entries::EntryManager>>,
     /// The lab's state dir (for the dashboard).
     pub state_dir: PathBuf,
 }
@@ -235,6 +256,9 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .route("/dashboard", get(dashboard))
         .route("/events", get(events))
+        .route("/entries", get(entries_page))
+        .route("/sites", get(sites_page))
+        .route("/events/entries", get(entry_events))
         .route("/scenarios", get(scenarios))
         .route("/scenarios/{id}", get(scenario))
         .route("/api/login", post(proxy))
@@ -281,6 +305,37 @@ async fn events(State(state): State<AppState>) -> Sse<impl futures_util::Stream<
         every.tick().await;
         let data = status_json(&lab_status(&dir).await).to_string();
         Some((Ok(Event::default().data(data)), (dir, every)))
+    });
+    Sse::new(stream).keep_alive(KeepAlive::default())
+}
+
+/// Every entry and site from entry-manager, or what kept them from being read.
+pub async fn entry_snapshot(state: &AppState) -> Result<entries::Snapshot, entries::Failure> {
+    match &state.entry_manager {
+        Some(em) => em.snapshot().await,
+        None => Err(entries::Failure::no_svid()),
+    }
+}
+
+async fn entries_page(State(state): State<AppState>) -> Response {
+    let snap = entry_snapshot(&state).await;
+    page(StatusCode::OK, entries::entries_page(snap.as_ref().map(|s| s.entries.as_slice())))
+}
+
+async fn sites_page(State(state): State<AppState>) -> Response {
+    let snap = entry_snapshot(&state).await;
+    page(StatusCode::OK, entries::sites_page(snap.as_ref().map(|s| s.sites.as_slice())))
+}
+
+async fn entry_events(
+    State(state): State<AppState>,
+) -> Sse<impl futures_util::Stream<Item = Result<Event, Infallible>>> {
+    let mut every = tokio::time::interval(Duration::from_secs(1));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let stream = futures_util::stream::unfold((state, every), |(state, mut every)| async move {
+        every.tick().await;
+        let data = entries::snapshot_json(&entry_snapshot(&state).await).to_string();
+        Some((Ok(Event::default().data(data)), (state, every)))
     });
     Sse::new(stream).keep_alive(KeepAlive::default())
 }
@@ -433,6 +488,7 @@ impl Application {
         let ops = zt_service::workload::bind("ops_addr", &config.workload.ops_addr).await?;
         let source = config.workload.connect().await?;
         state.documents = Some(Arc::new(Documents::new(&config, &source)?));
+        state.entry_manager = Some(Arc::new(entries::EntryManager::new(&config, &source)?));
         Ok(Self { app, ops, state, source })
     }
 

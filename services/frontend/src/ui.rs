@@ -52,7 +52,8 @@ th { background: #ececf1; font-size: 20px; }
 td.mono, .mono { font-family: ui-monospace, Menlo, Consolas, monospace; font-size: 18px; overflow-wrap: anywhere; }
 td.spiffe { min-width: 22ch; }
 .badge { display: inline-block; font-weight: 700; padding: 2px 12px; border-radius: 6px; color: #fff; background: var(--muted); white-space: nowrap; }
-.badge.ok { background: var(--ok); } .badge.bad { background: var(--bad); }
+.badge.ok { background: var(--ok); } .badge.bad { background: var(--bad); } .badge.warn { background: var(--warn); }
+td.sites .badge { margin: 2px 0; } td.lag, td.td { white-space: nowrap; }
 .ttl.low { color: var(--bad); font-weight: 700; }
 .panel { background: var(--card); border-radius: 12px; padding: 18px 24px; box-shadow: 0 1px 3px rgba(0,0,0,.12); margin: 0 0 20px; }
 .narration { border-left: 12px solid #1a56db; font-size: 24px; white-space: pre-line; }
@@ -63,13 +64,17 @@ ul.cards a { font-size: 28px; font-weight: 600; color: #1a56db; }
 #live.ok { color: var(--ok); } #live.bad { color: var(--bad); }
 "#;
 
-/// A page in the shared layout; `active` is the nav entry to mark (`dashboard`, `scenarios`,
-/// `demo`). `body` is HTML, `title` is text.
+/// A page in the shared layout; `active` is the nav entry to mark (`dashboard`, `entries`,
+/// `sites`, `scenarios`, `demo`). `body` is HTML, `title` is text.
 pub fn layout(title: &str, active: &str, body: &str) -> String {
     let mut nav = String::new();
-    for (key, href, label) in
-        [("dashboard", "/dashboard", "Dashboard"), ("scenarios", "/scenarios", "Scenarios"), ("demo", "/", "Run Demo")]
-    {
+    for (key, href, label) in [
+        ("dashboard", "/dashboard", "Dashboard"),
+        ("entries", "/entries", "Entries"),
+        ("sites", "/sites", "Sites"),
+        ("scenarios", "/scenarios", "Scenarios"),
+        ("demo", "/", "Run Demo"),
+    ] {
         let current = if key == active { r#" aria-current="page""# } else { "" };
         let _ = write!(nav, r#"<li><a href="{href}"{current}>{label}</a></li>"#);
     }

@@ -267,6 +267,7 @@ impl LabConfig {
                     env.insert("ZT_BACKEND_URL".into(), format!("http://127.0.0.1:{}", app.frontend_envoy.listen));
                     env.insert("ZT_ENVOY_ADMIN_URL".into(), format!("http://127.0.0.1:{}", app.frontend_envoy.admin));
                     env.insert("ZT_DOCUMENT_URL".into(), format!("https://127.0.0.1:{}", listen("document")?));
+                    env.insert("ZT_ENTRY_MANAGER_URL".into(), format!("https://127.0.0.1:{}", em.listen));
                 }
                 _ => {}
             }
@@ -416,6 +417,7 @@ mod tests {
         assert_eq!(services[1].env["ZT_OPA_URL"], "https://127.0.0.1:8181");
         assert_eq!(services[1].env["ZT_USER_JWKS_URL"], "http://127.0.0.1:9090/.well-known/jwks.json");
         assert_eq!(services[4].env["ZT_BACKEND_URL"], "http://127.0.0.1:10080");
+        assert_eq!(services[4].env["ZT_ENTRY_MANAGER_URL"], "https://127.0.0.1:8444");
         assert!(services[2].ports.is_empty(), "the agents runtime has no listener");
         let app = plan.full.app.as_ref().expect("app chain");
         assert_eq!((app.backend_port, app.backend_envoy.listen, app.postgres_port), (8090, 10443, 5433));

@@ -14,6 +14,9 @@ use crate::spire::SitePaths;
 /// entry-manager's SPIFFE ID path.
 pub const ENTRY_MANAGER_PATH: &str = "/ns/ztlab-system/sa/entry-manager";
 
+/// The frontend's SPIFFE ID path; entry-manager grants it the read-only `Viewer` role.
+pub const FRONTEND_PATH: &str = "/ns/demo/sa/frontend";
+
 /// A site agent's SPIFFE ID path.
 pub fn site_agent_path(site: &str) -> String {
     format!("/ns/ztlab-system/sa/site-agent-{site}")
@@ -106,6 +109,13 @@ pub fn workloads(lab: &LabSpec, em: &EntryMgmtSpec) -> Vec<WorkloadSpec> {
             "\n[[identities]]\nspiffe_id = {}\nrole = \"SiteAgent\"\nsite = {}\n",
             q(&format!("spiffe://{}{}", s.trust_domain, site_agent_path(&s.name))),
             q(&s.name)
+        ));
+    }
+    // The frontend's read-only view of entries and site health (`/entries`, `/sites`).
+    if !td.is_empty() {
+        cfg.push_str(&format!(
+            "\n[[identities]]\nspiffe_id = {}\nrole = \"Viewer\"\n",
+            q(&format!("spiffe://{td}{FRONTEND_PATH}"))
         ));
     }
     if let Some(o) = &em.oidc {
@@ -201,5 +211,41 @@ pub fn lab_oidc(port: u16) -> Oidc {
             role("ztlab-developers", "Developer", &["/ns/dev"]),
             role("ztlab-viewers", "Viewer", &[]),
         ],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lab::SiteSpec;
+
+    #[test]
+    fn the_frontend_is_a_read_only_viewer() {
+        let lab = LabSpec {
+            sites: ["a", "b"]
+                .iter()
+                .map(|n| SiteSpec { name: (*n).into(), trust_domain: "ztlab.test".into(), ..SiteSpec::default() })
+                .collect(),
+            ..LabSpec::default()
+        };
+        let em = EntryMgmtSpec {
+            site: "a".into(),
+            entry_manager: "em".into(),
+            site_agent: "sa".into(),
+            listen_port: 8444,
+            operator_port: 8443,
+            ops_port: 9444,
+            agent_ops_ports: BTreeMap::new(),
+            full_resync_secs: 30,
+            oidc: None,
+        };
+        let cfg = workloads(&lab, &em)[0].config.clone().expect("config");
+        assert!(
+            cfg.contains(
+                "\n[[identities]]\nspiffe_id = \"spiffe://ztlab.test/ns/demo/sa/frontend\"\nrole = \"Viewer\"\n"
+            ),
+            "{cfg}"
+        );
+        assert_eq!(cfg.matches("role = \"SiteAgent\"").count(), 2, "{cfg}");
     }
 }
