@@ -298,15 +298,27 @@ pub fn status_json(status: &Result<Vec<zt_runtime::lab::ComponentStatus>, String
     }
 }
 
-async fn events(State(state): State<AppState>) -> Sse<impl futures_util::Stream<Item = Result<Event, Infallible>>> {
+/// An SSE stream that sends `snapshot(state)` once a second, for as long as the page listens.
+fn every_second<F, Fut>(
+    state: AppState,
+    snapshot: F,
+) -> Sse<impl futures_util::Stream<Item = Result<Event, Infallible>>>
+where
+    F: Fn(AppState) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = String> + Send,
+{
     let mut every = tokio::time::interval(Duration::from_secs(1));
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let stream = futures_util::stream::unfold((state.state_dir, every), |(dir, mut every)| async move {
+    let stream = futures_util::stream::unfold((state, every, snapshot), |(state, mut every, snapshot)| async move {
         every.tick().await;
-        let data = status_json(&lab_status(&dir).await).to_string();
-        Some((Ok(Event::default().data(data)), (dir, every)))
+        let data = snapshot(state.clone()).await;
+        Some((Ok(Event::default().data(data)), (state, every, snapshot)))
     });
     Sse::new(stream).keep_alive(KeepAlive::default())
+}
+
+async fn events(State(state): State<AppState>) -> Sse<impl futures_util::Stream<Item = Result<Event, Infallible>>> {
+    every_second(state, |s| async move { status_json(&lab_status(&s.state_dir).await).to_string() })
 }
 
 /// Every entry and site from entry-manager, or what kept them from being read.
@@ -330,14 +342,7 @@ async fn sites_page(State(state): State<AppState>) -> Response {
 async fn entry_events(
     State(state): State<AppState>,
 ) -> Sse<impl futures_util::Stream<Item = Result<Event, Infallible>>> {
-    let mut every = tokio::time::interval(Duration::from_secs(1));
-    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let stream = futures_util::stream::unfold((state, every), |(state, mut every)| async move {
-        every.tick().await;
-        let data = entries::snapshot_json(&entry_snapshot(&state).await).to_string();
-        Some((Ok(Event::default().data(data)), (state, every)))
-    });
-    Sse::new(stream).keep_alive(KeepAlive::default())
+    every_second(state, |s| async move { entries::snapshot_json(&entry_snapshot(&s).await).to_string() })
 }
 
 async fn scenarios() -> Response {

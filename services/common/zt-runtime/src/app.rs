@@ -376,8 +376,12 @@ pub async fn wait_svid_files(component: &str, rec: &ProcessRecord, cert_dir: &Pa
 
 /// When the SVID a spiffe-helper wrote in `cert_dir` expires (Unix seconds).
 pub fn svid_file_expiry(cert_dir: &Path) -> Option<i64> {
-    let pem = std::fs::read(cert_dir.join("svid.pem")).ok()?;
-    let (_, block) = x509_parser::pem::parse_x509_pem(&pem).ok()?;
+    pem_not_after(&std::fs::read(cert_dir.join("svid.pem")).ok()?)
+}
+
+/// When the first certificate of a PEM text expires (Unix seconds).
+pub fn pem_not_after(pem: &[u8]) -> Option<i64> {
+    let (_, block) = x509_parser::pem::parse_x509_pem(pem).ok()?;
     let cert = block.parse_x509().ok()?;
     Some(cert.validity().not_after.timestamp())
 }

@@ -1304,13 +1304,8 @@ impl Lab {
         };
         let (ok, detail) = match name {
             appchain::HELPER_POSTGRES | appchain::HELPER_BACKEND => {
-                let (dir, path) = if name == appchain::HELPER_POSTGRES {
-                    (paths.pg_cert_dir(), "/ns/demo/sa/postgres")
-                } else {
-                    (paths.backend_cert_dir(), zt_identity::lab::BACKEND)
-                };
-                st.spiffe_id = id(path);
-                st.kind = "spiffe-helper".into();
+                let dir =
+                    if name == appchain::HELPER_POSTGRES { paths.pg_cert_dir() } else { paths.backend_cert_dir() };
                 match appchain::svid_file_expiry(&dir) {
                     Some(exp) => {
                         let left = exp - time::OffsetDateTime::now_utc().unix_timestamp();
@@ -1324,29 +1319,21 @@ impl Lab {
                 }
             }
             appchain::POSTGRES_APP => {
-                st.kind = "postgres".into();
-                st.spiffe_id = id("/ns/demo/sa/postgres");
                 let ok = paths.pg_cluster(app.postgres_port).psql("postgres", "SELECT 1").await.is_ok();
                 (ok, Some(format!("TLS 1.3 on 127.0.0.1:{}", app.postgres_port)))
             }
-            appchain::OIDC => {
-                st.kind = "oidc-discovery-provider".into();
-                http_ok(app.oidc_port, "/keys", "kid").await
-            }
+            appchain::OIDC => http_ok(app.oidc_port, "/keys", "kid").await,
             appchain::GITHUB_FIXTURE => {
-                st.kind = "fixture".into();
                 let port = app.github_fixture.as_ref().map(|f| f.port).unwrap_or(0);
                 let ok = crate::health::http_get(port, "/user").await.is_some();
                 (ok, Some("test double of GitHub's API".into()))
             }
             _ => {
-                st.kind = "envoy".into();
-                let (port, path) = if name == appchain::ENVOY_BACKEND_NAME {
-                    (app.backend_envoy.admin, zt_identity::lab::BACKEND)
+                let port = if name == appchain::ENVOY_BACKEND_NAME {
+                    app.backend_envoy.admin
                 } else {
-                    (app.frontend_envoy.admin, zt_identity::lab::FRONTEND)
+                    app.frontend_envoy.admin
                 };
-                st.spiffe_id = id(path);
                 http_ok(port, "/ready", "LIVE").await
             }
         };

@@ -175,10 +175,7 @@ pub fn agent_attested(paths: &SitePaths) -> bool {
         use base64::Engine as _;
         let v: serde_json::Value = serde_json::from_str(&text).ok()?;
         let first = v["svid"].as_array()?.first()?.as_str()?;
-        let pem = base64::engine::general_purpose::STANDARD.decode(first).ok()?;
-        let (_, block) = x509_parser::pem::parse_x509_pem(&pem).ok()?;
-        let cert = block.parse_x509().ok()?;
-        Some(cert.validity().not_after.timestamp())
+        crate::app::pem_not_after(&base64::engine::general_purpose::STANDARD.decode(first).ok()?)
     })();
     expiry.is_some_and(|t| t > time::OffsetDateTime::now_utc().unix_timestamp() + 30)
 }
