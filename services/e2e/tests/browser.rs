@@ -97,6 +97,48 @@ impl Browser {
         wd("POST", &self.url("/actions"), Some(actions)).await;
     }
 
+    /// The WebDriver id of the element matching `css`.
+    async fn find(&self, css: &str) -> String {
+        let v = wd("POST", &self.url("/element"), Some(json!({"using": "css selector", "value": css}))).await;
+        v[ELEMENT].as_str().unwrap_or_else(|| panic!("no element {css}: {v}")).to_owned()
+    }
+
+    /// Types `text` into the element matching `css`, as keystrokes (`\u{E007}` is Enter).
+    async fn type_into(&self, css: &str, text: &str) {
+        let id = self.find(css).await;
+        wd("POST", &self.url(&format!("/element/{id}/value")), Some(json!({"text": text}))).await;
+    }
+
+    /// Clears the field matching `css`.
+    async fn clear(&self, css: &str) {
+        let id = self.find(css).await;
+        wd("POST", &self.url(&format!("/element/{id}/clear")), Some(json!({}))).await;
+    }
+
+    /// Presses Enter on the element matching `css` (what a keyboard user does on a focused
+    /// control); the element must be able to take the focus.
+    async fn press(&self, css: &str) {
+        self.js(&format!("document.querySelector({css:?}).focus(); return null;")).await;
+        let focused = self.text("return document.activeElement ? document.activeElement.outerHTML : '';").await;
+        assert!(!focused.is_empty() && !focused.starts_with("<body"), "{css} takes the focus");
+        self.type_into(css, "\u{E007}").await;
+    }
+
+    async fn current_url(&self) -> String {
+        wd("GET", &self.url("/url"), None).await.as_str().unwrap_or_default().to_owned()
+    }
+
+    /// Accessibility basics of the page: a language, one h1, a label for every field, a name
+    /// for every button and link, and no control taken out of the tab order.
+    async fn check_accessibility(&self, page: &str) {
+        let problems = self.js(A11Y).await;
+        let list: Vec<String> = problems
+            .as_array()
+            .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
+            .unwrap_or_default();
+        assert!(list.is_empty(), "{page}: accessibility problems:\n{}", list.join("\n"));
+    }
+
     async fn screenshot(&self, name: &str) {
         let data = wd("GET", &self.url("/screenshot"), None).await;
         let png = base64::engine::general_purpose::STANDARD.decode(data.as_str().unwrap_or_default()).expect("base64");
@@ -148,6 +190,7 @@ async fn new_session(driver: &Driver, shots: PathBuf) -> Browser {
     .collect::<Vec<_>>();
     let caps = json!({"capabilities": {"alwaysMatch": {
         "browserName": "chrome",
+        "goog:loggingPrefs": {"browser": "ALL"},
         "goog:chromeOptions": {"binary": driver.chromium.display().to_string(), "args": args}
     }}});
     let v = wd("POST", &format!("{}/session", driver.base), Some(caps)).await;
@@ -159,6 +202,34 @@ fn screenshots_dir() -> PathBuf {
     let target = e2e::target_dir();
     target.parent().map(Path::to_path_buf).unwrap_or(target).join("screenshots")
 }
+
+/// The key of an element reference in WebDriver answers.
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+
+/// Returns a list of accessibility problems on the page (empty: none found).
+const A11Y: &str = r#"
+var out = [];
+if (!document.documentElement.getAttribute("lang")) { out.push("html has no lang"); }
+if (document.querySelectorAll("h1").length !== 1) { out.push("h1 count " + document.querySelectorAll("h1").length); }
+document.querySelectorAll("input, select, textarea").forEach(function (f) {
+  if (f.type === "hidden") { return; }
+  var named = f.getAttribute("aria-label") || f.getAttribute("aria-labelledby") ||
+    (f.id && document.querySelector('label[for="' + f.id + '"]')) || f.closest("label");
+  if (!named) { out.push("field without a label: " + f.outerHTML.slice(0, 120)); }
+});
+document.querySelectorAll("button, a[href]").forEach(function (b) {
+  var name = (b.innerText || "").trim() || b.getAttribute("aria-label") || b.getAttribute("title");
+  if (!name) { out.push("control without a name: " + b.outerHTML.slice(0, 120)); }
+  if (b.getAttribute("tabindex") === "-1") { out.push("control out of the tab order: " + b.outerHTML.slice(0, 120)); }
+});
+return out;
+"#;
+
+const RUN_STATE: &str =
+    "var e = document.getElementById('run-state'); return e ? (e.getAttribute('data-state') || '') : '';";
+
+const CHECKS: &str = "return Array.from(document.querySelectorAll('#run-result li.check')).map(function (li) { \
+  return li.getAttribute('data-kind') + ' ' + li.getAttribute('data-n') + ' ' + li.getAttribute('data-passed'); }).join('|');";
 
 const ENVOY_HEALTH: &str = r#"var r = document.querySelector('tr[data-name="envoy-frontend"] .health');
 return r ? r.innerText : "";"#;
@@ -185,12 +256,45 @@ fn badge_classes_of(spiffe_id: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn presenter_ui_in_headless_chromium() {
     let driver = start_driver().await;
-    let lab = tokio::task::spawn_blocking(|| AppLab::start(AppLabOptions::default())).await.expect("start");
+    // Short TTLs, so that the rotation and OpenBao scenarios see rotations within their windows.
+    let options = AppLabOptions { x509_ttl_secs: 20, db_ttl_secs: 20, db_rotate_at: 0.5, ..Default::default() };
+    let lab = tokio::task::spawn_blocking(move || AppLab::start(options)).await.expect("start");
     let browser = new_session(&driver, screenshots_dir()).await;
     let td = "spiffe://ztlab.test";
 
-    // The dashboard: every component, the SPIFFE IDs, healthy.
+    // The UI is behind a login: the dashboard sends the browser to the login form.
     browser.open(&lab.frontend("/dashboard")).await;
+    let url = browser.current_url().await;
+    assert!(url.ends_with("/login?next=/dashboard"), "redirected to the login: {url}");
+    browser.check_accessibility("login").await;
+    browser.screenshot("login").await;
+    browser.type_into("#username", "jake").await;
+    browser.type_into("#password", "not-the-password").await;
+    browser.press("#login-submit").await;
+    let (ok, error) = browser
+        .wait_for(
+            "var e = document.getElementById('password-error'); return e ? e.innerText : '';",
+            Duration::from_secs(10),
+            |t| !t.is_empty(),
+        )
+        .await;
+    assert!(ok && error.contains("Wrong username or password"), "the error is next to the password: {error:?}");
+    assert_eq!(browser.text("return document.getElementById('password').getAttribute('aria-invalid');").await, "true");
+    browser.screenshot("login-wrong-password").await;
+    browser.clear("#password").await;
+    browser.type_into("#password", "jake99\u{E007}").await; // Enter submits the form
+    let (ok, who) = browser
+        .wait_for(
+            "var e = document.getElementById('whoami'); return e ? e.innerText : '';",
+            Duration::from_secs(10),
+            |t| t == "jake",
+        )
+        .await;
+    assert!(ok, "signed in as jake on the dashboard: {who:?} at {}", browser.current_url().await);
+    assert!(browser.current_url().await.ends_with("/dashboard"));
+
+    // The dashboard: every component, the SPIFFE IDs, healthy.
+    browser.check_accessibility("dashboard").await;
     let text = browser.body_text().await;
     for id in [format!("{td}/ns/demo/sa/frontend"), format!("{td}/ns/demo/sa/backend")] {
         assert!(text.contains(&id), "the dashboard shows {id}:\n{text}");
@@ -304,6 +408,95 @@ async fn presenter_ui_in_headless_chromium() {
     assert!(!hops.contains("FAIL"), "{hops}");
     browser.screenshot("run-demo").await;
 
+    run_every_scenario_from_the_ui(&browser, &lab).await;
+
     wd("DELETE", &browser.url(""), None).await;
     drop(driver);
+}
+
+/// Every scenario of the catalogue, started from its page with the keyboard, followed live to its
+/// end; the visible outcome of each is checked, and a screenshot saved.
+async fn run_every_scenario_from_the_ui(browser: &Browser, lab: &AppLab) {
+    let catalogue = zt_scenarios::Catalogue::builtin().expect("catalogue");
+    for s in &catalogue.scenario {
+        browser.open(&lab.frontend(&format!("/scenarios/{}", s.id))).await;
+        browser.check_accessibility(&s.id).await;
+        let (ok, state) = browser.wait_for(RUN_STATE, Duration::from_secs(5), |t| t == "idle").await;
+        assert!(ok, "{}: the page follows the run stream (idle first): {state:?}", s.id);
+        browser.press("#run-scenario").await;
+        // A short scenario may be over before the page's next update (every 500 ms).
+        let (ok, state) = browser.wait_for(RUN_STATE, Duration::from_secs(5), |t| t != "idle").await;
+        if !ok {
+            // What the page, the frontend and the browser's console say.
+            let error = browser.text("return document.getElementById('run-error').innerText;").await;
+            let server = browser
+                .text(&format!(
+                    "var x = new XMLHttpRequest(); x.open('GET', '/api/scenarios/{}/run', false); x.send(); \
+                     return x.status + ' ' + x.responseText;",
+                    s.id
+                ))
+                .await;
+            let console = wd("POST", &browser.url("/se/log"), Some(json!({"type": "browser"}))).await;
+            panic!("{}: the run starts: {state:?}; error box {error:?}; server {server:?}; console {console}", s.id);
+        }
+        if s.id == "rotation" {
+            // The live counter moves while the certificates rotate.
+            let (ok, n) = browser
+                .wait_for("return document.getElementById('live-requests').innerText;", Duration::from_secs(30), |t| {
+                    t.parse::<u64>().is_ok_and(|n| n > 0)
+                })
+                .await;
+            assert!(ok, "rotation: the request counter moves: {n:?}");
+            browser.screenshot("scenario-rotation-running").await;
+        }
+        let (_, state) =
+            browser.wait_for(RUN_STATE, Duration::from_secs(300), |t| matches!(t, "passed" | "failed" | "error")).await;
+        let log = browser.text("return document.getElementById('run-log').innerText;").await;
+        let result = browser.text("return document.getElementById('run-result').innerText;").await;
+        assert_eq!(state, "passed", "{}: the run passes.\nchecks:\n{result}\nrunner output:\n{log}", s.id);
+        let checks = browser.text(CHECKS).await;
+        let expected = s.step.len() + s.case.len();
+        assert_eq!(checks.split('|').filter(|c| !c.is_empty()).count(), expected, "{}: {checks}", s.id);
+        assert!(checks.split('|').all(|c| c.ends_with(" true")), "{}: every check passes: {checks}", s.id);
+        assert!(result.contains("✓ PASS") && !result.contains("✗ FAIL"), "{}: {result}", s.id);
+        assert!(!log.is_empty(), "{}: the runner's output is shown", s.id);
+        match s.id.as_str() {
+            "run-demo" => {
+                let hops = browser.text("return Array.from(document.querySelectorAll('#run-result .hops li')).map(function (l) { return l.className; }).join('|');").await;
+                assert!(
+                    hops.split('|').count() >= 3 && hops.split('|').all(|c| c.contains("hop-ok")),
+                    "run-demo hops: {hops}"
+                );
+                assert!(result.contains("TLSv1.3"), "run-demo shows the evidence: {result}");
+            }
+            "envoy-rbac" => assert!(result.contains("RBAC: denied for"), "envoy-rbac shows the reason: {result}"),
+            "rotation" => {
+                let failures = browser.text("return document.getElementById('live-failures').innerText;").await;
+                assert_eq!(failures, "0", "rotation: no failed request");
+            }
+            "delegation" => {
+                for c in &s.case {
+                    let cell = browser
+                        .text(&format!("return document.getElementById('case-{}-result').innerText;", c.n))
+                        .await;
+                    let word = match c.expect {
+                        zt_scenarios::Decision::Granted => "granted",
+                        zt_scenarios::Decision::Denied => "denied",
+                    };
+                    assert!(cell.contains(word), "delegation case {}: {cell:?}", c.n);
+                }
+            }
+            _ => {}
+        }
+        browser.js("window.scrollTo(0, document.body.scrollHeight); return null;").await;
+        browser.screenshot(&format!("scenario-{}", s.id)).await;
+    }
+
+    // One delegation case on its own, from its row's button.
+    browser.open(&lab.frontend("/scenarios/delegation")).await;
+    browser.press(r#"button.run-case[data-case="2"]"#).await;
+    let (ok, checks) = browser.wait_for(CHECKS, Duration::from_secs(60), |c| c == "case 2 true").await;
+    assert!(ok, "case 2 alone passes: {checks:?}");
+    let cell = browser.text("return document.getElementById('case-2-result').innerText;").await;
+    assert!(cell.contains("denied") && cell.contains("bob lacks engineering"), "case 2: {cell:?}");
 }

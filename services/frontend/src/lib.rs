@@ -6,7 +6,10 @@
 //! the backend. It also holds its own X.509-SVID from the Workload API (native SDK), shown on
 //! `/healthz`, for its later mTLS calls to entry-manager and document.
 //!
-//! Routes on `listen_addr` (plain HTTP, browser-facing):
+//! Routes on `listen_addr` (plain HTTP, browser-facing). The UI's pages, streams and actions need
+//! a session ([`auth`]: `GET|POST /login`, `POST /logout`; a user token from the backend kept in
+//! an HttpOnly cookie); the app's API (`/api/run-demo`, the pass-throughs, documents) and
+//! `/readyz` do not, since the backend and document service authorize those calls themselves.
 //! - `GET /`: the demo page ([`page`]): a "Run Demo" button and the hops with their evidence.
 //! - `POST /api/run-demo`: calls the backend's `GET /api/demo` through Envoy and answers 200
 //!   with a [`demo::DemoReport`] (`{"ok","took_ms","hops":[…]}`), success or not.
@@ -20,7 +23,13 @@
 //!   badge per site) and each site's health, read over mTLS with the frontend's SVID from
 //!   `entry_manager_url` ([`entries`]); updated in place from `GET /events/entries` (every second),
 //!   with an error box saying what failed and what to do when entry-manager does not answer or
-//!   refuses.
+//!   refuses. `/entries/new` creates an entry (checked as you type and again on the server),
+//!   each row can be deleted after a confirmation, `/entries/audit` is the audit trail; the
+//!   frontend is a `Developer` limited to `spiffe://<td>/demo/…` ([`entries`]).
+//! - `POST /api/scenarios/{id}/run`, `GET /events/scenarios/{id}`: a scenario run from its page,
+//!   by `ztlab demo run` as a child process, followed live ([`runs`]).
+//! - `GET /policies`: the backend Envoy's RBAC policy and counters, the Rego policy and its data,
+//!   the Cilium policies and their reachability matrix ([`policies`]).
 //! - `GET /readyz`: 200 `{"ready":true,"envoy":"LIVE"}` when the Envoy's admin `/ready` says
 //!   `LIVE`, else 503 `{"ready":false,"reason":"envoy not ready: …"}`.
 //! - `POST /api/login`, `GET /api/orders`, `PUT /api/github/token`, `GET /api/github/repos`:
@@ -32,15 +41,19 @@
 //! On `ops_addr`: `/healthz` (SPIFFE ID and SVID expiry) and `/metrics`.
 //!
 //! Module map: [`envoy`] (the plain-HTTP client and Envoy readiness), [`demo`] (how answers
-//! map to hops), [`page`] (the Run Demo HTML), [`ui`] (the other pages). Shape: [`Config`] (layered: defaults, TOML file, `ZT_*`),
+//! map to hops), [`page`] (the Run Demo HTML), [`ui`] (the layout, dashboard and scenario pages),
+//! [`auth`] (login and sessions), [`runs`] (scenario runs), [`entries`], [`policies`]. Shape: [`Config`] (layered: defaults, TOML file, `ZT_*`),
 //! [`Application::build`] binds (port 0 works for tests) and waits for the SVID,
 //! [`Application::run_until_stopped`] serves until shutdown; [`router`] is the app router
 //! without any SVID, for in-process tests.
 
+pub mod auth;
 pub mod demo;
 pub mod entries;
 pub mod envoy;
 pub mod page;
+pub mod policies;
+pub mod runs;
 #[cfg(test)]
 mod tests;
 pub mod ui;
@@ -131,6 +144,13 @@ pub struct Config {
     /// entry-manager's mTLS listener, for the read-only `/entries` and `/sites` pages
     /// (`ZT_ENTRY_MANAGER_URL`; lab.toml `[entry_management] listen`).
     pub entry_manager_url: String,
+    /// The backend's JWKS, which verifies the UI's session tokens (`ZT_USER_JWKS_URL`).
+    pub user_jwks_url: String,
+    /// The issuer of user tokens (`ZT_USER_TOKEN_ISSUER`).
+    pub user_token_issuer: String,
+    /// The `ztlab` binary that runs scenarios for the UI (`ZT_ZTLAB_BIN`; `ztlab up` sets it).
+    /// Unset: the scenario pages say how to run them from a terminal instead.
+    pub ztlab_bin: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -144,6 +164,9 @@ impl Default for Config {
             document_url: "https://127.0.0.1:8085".into(),
             state_dir: PathBuf::from("."),
             entry_manager_url: "https://127.0.0.1:8444".into(),
+            user_jwks_url: "http://127.0.0.1:9090/.well-known/jwks.json".into(),
+            user_token_issuer: "ztlab-backend".into(),
+            ztlab_bin: None,
         }
     }
 }
@@ -209,6 +232,8 @@ impl Config {
             documents: None,
             entry_manager: None,
             state_dir: self.state_dir.clone(),
+            tokens: zt_usertoken::Verifier::new(&self.user_jwks_url, &self.user_token_issuer),
+            runs: runs::Runs::new(self.ztlab_bin.clone()),
         })
     }
 }
@@ -223,11 +248,16 @@ pub struct AppState {
     /// The document service, over mTLS with the frontend's own SVID (native SDK); set once the
     /// SVID is there.
     pub documents: Option<Arc<Documents>>,
-    /// entry-manager, over mTLS with the frontend's own SVID (read-only, role `Viewer`); set once
+    /// entry-manager, over mTLS with the frontend's own SVID (role `Developer`, writes only
+    /// under `/demo`); set once
     /// the SVID is there.
     pub entry_manager: Option<Arc<entries::EntryManager>>,
     /// The lab's state dir (for the dashboard).
     pub state_dir: PathBuf,
+    /// Verifies the session cookie's user token ([`auth`]).
+    pub tokens: zt_usertoken::Verifier,
+    /// Scenario runs started from the browser ([`runs`]).
+    pub runs: runs::Runs,
 }
 
 /// An mTLS client for the document service, which must present the document's SPIFFE ID.
@@ -248,12 +278,11 @@ impl Documents {
     }
 }
 
-/// The browser-facing router.
+/// The browser-facing router: the UI's pages, streams and actions behind [`auth::require`]; the
+/// app's API (which the backend authorizes itself), `/login` and `/readyz` open.
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let ui = Router::new()
         .route("/", get(index))
-        .route("/api/run-demo", post(run_demo))
-        .route("/readyz", get(readyz))
         .route("/dashboard", get(dashboard))
         .route("/events", get(events))
         .route("/entries", get(entries_page))
@@ -261,6 +290,15 @@ pub fn router(state: AppState) -> Router {
         .route("/events/entries", get(entry_events))
         .route("/scenarios", get(scenarios))
         .route("/scenarios/{id}", get(scenario))
+        .merge(entries::routes())
+        .merge(policies::routes())
+        .merge(runs::routes())
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::require));
+    Router::new()
+        .merge(ui)
+        .merge(auth::routes())
+        .route("/api/run-demo", post(run_demo))
+        .route("/readyz", get(readyz))
         .route("/api/login", post(proxy))
         .route("/api/orders", get(proxy))
         .route("/api/github/token", put(proxy))
@@ -281,9 +319,7 @@ pub async fn lab_status(state_dir: &Path) -> Result<Vec<zt_runtime::lab::Compone
         .map_err(|_| format!("the lab status took more than 5 s (state dir {})", state_dir.display()))
 }
 
-fn page(status: StatusCode, html: String) -> Response {
-    (status, [(header::CACHE_CONTROL, "no-store")], Html(html)).into_response()
-}
+use ui::html as page;
 
 async fn dashboard(State(state): State<AppState>) -> Response {
     let status = lab_status(&state.state_dir).await;

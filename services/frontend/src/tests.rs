@@ -203,10 +203,9 @@ async fn readyz_follows_envoy_admin() {
 
 #[tokio::test]
 async fn index_has_a_labelled_run_button() {
-    let resp = router(state_for(&closed().await, &closed().await))
-        .oneshot(Request::builder().uri("/").body(Body::empty()).expect("request"))
-        .await
-        .expect("answer");
+    let mut state = state_for(&closed().await, &closed().await);
+    let req = signed_get(&mut state, "/");
+    let resp = router(state).oneshot(req).await.expect("answer");
     assert_eq!(resp.status(), StatusCode::OK);
     assert!(resp.headers()["content-type"].to_str().unwrap_or_default().starts_with("text/html"));
     let html = String::from_utf8(resp.into_body().collect().await.expect("body").to_bytes().to_vec()).expect("utf8");
@@ -301,14 +300,22 @@ fn component(name: &str, kind: &str, health: &str, id: Option<&str>, left: Optio
         spiffe_id: id.map(str::to_owned),
         svid_expires_at: None,
         svid_seconds_left: left,
+        svid_serial: None,
         detail: None,
     }
 }
 
 use zt_runtime::lab::ComponentStatus;
 
-async fn get_page(state: AppState, path: &str) -> (StatusCode, String) {
-    let resp = router(state).oneshot(Request::builder().uri(path).body(Body::empty()).expect("request")).await;
+/// A signed-in GET of `path` (the UI is behind the login).
+fn signed_get(state: &mut AppState, path: &str) -> Request<Body> {
+    let cookie = auth::testing::sign_in(state, "jake");
+    Request::builder().uri(path).header("cookie", cookie).body(Body::empty()).expect("request")
+}
+
+async fn get_page(mut state: AppState, path: &str) -> (StatusCode, String) {
+    let req = signed_get(&mut state, path);
+    let resp = router(state).oneshot(req).await;
     let resp = resp.expect("answer");
     let status = resp.status();
     assert!(resp.headers()["content-type"].to_str().unwrap_or_default().starts_with("text/html"), "{path}");
@@ -370,7 +377,7 @@ fn dashboard_renders_every_component_with_health_via_and_countdown() {
     assert!(html.contains(r#"<span class="badge bad">■ stopped</span>"#));
     assert!(html.contains(r#"<span class="badge bad">✗ unhealthy</span>"#));
     assert!(html.contains(r#"data-left="250""#) && html.contains(r#"data-left="12""#));
-    assert!(html.contains(r#"new EventSource("/events")"#));
+    assert!(html.contains(r#"ztStream("/events")"#));
     assert!(!html.contains("error-box\" role"), "no error box when the state is read");
     let vias: Vec<&str> = list.iter().map(ui::svid_via).collect();
     assert_eq!(vias, ["native", "SDS", "helper", "—"]);
@@ -404,11 +411,9 @@ async fn dashboard_without_lab_state_says_what_failed_and_what_to_do() {
 
 #[tokio::test]
 async fn events_stream_status_json() {
-    let (state, _dir) = no_lab_state().await;
-    let resp = router(state)
-        .oneshot(Request::builder().uri("/events").body(Body::empty()).expect("request"))
-        .await
-        .expect("answer");
+    let (mut state, _dir) = no_lab_state().await;
+    let req = signed_get(&mut state, "/events");
+    let resp = router(state).oneshot(req).await.expect("answer");
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(resp.headers()["content-type"], "text/event-stream");
     let mut body = resp.into_body();
@@ -522,14 +527,18 @@ mod entry_pages {
         ];
         let html = entries::entries_page(Ok(&list));
         assert_nav(&html, "Entries");
-        assert!(html.contains(r#"<tr data-id="e1">"#) && html.contains(r#"<tr data-id="e2">"#), "{html}");
+        assert!(
+            html.contains(r#"<tr data-id="e1" data-spiffe-id="#)
+                && html.contains(r#"<tr data-id="e2" data-spiffe-id="#),
+            "{html}"
+        );
         assert!(html.contains("spiffe://ztlab.test/ns/demo/sa/frontend") && html.contains("unix:uid:1000"));
         assert!(html.contains(r#"<td class="revision">3</td>"#), "{html}");
         assert!(html.contains(r#"<span class="badge ok" data-site="a" data-state="SYNCED">a: ✓ SYNCED</span>"#));
         assert!(html.contains(r#"<span class="badge warn" data-site="b" data-state="PENDING">b: … PENDING</span>"#));
         assert!(html.contains(r#"class="badge bad" data-site="a" data-state="FAILED" title="spire said &lt;no&gt;""#));
         assert!(html.contains(r#"data-state="DELETING">b: − DELETING</span>"#), "{html}");
-        assert!(html.contains(r#"new EventSource("/events/entries")"#));
+        assert!(html.contains(r#"ztStream("/events/entries")"#));
         assert!(!html.contains("error-box\" role"), "no error box with data");
     }
 
@@ -604,10 +613,9 @@ mod entry_pages {
             assert!(html.contains("What failed:") && html.contains("no SVID yet"), "{html}");
             assert!(html.contains("What to do:") && html.contains("ztlab up"), "{html}");
         }
-        let resp = router(state)
-            .oneshot(Request::builder().uri("/events/entries").body(Body::empty()).expect("request"))
-            .await
-            .expect("answer");
+        let mut state = state;
+        let req = signed_get(&mut state, "/events/entries");
+        let resp = router(state).oneshot(req).await.expect("answer");
         assert_eq!(resp.headers()["content-type"], "text/event-stream");
         let mut body = resp.into_body();
         let frame = tokio::time::timeout(Duration::from_secs(3), body.frame()).await.expect("an event within 3 s");
@@ -628,5 +636,238 @@ mod entry_pages {
         assert_eq!(v["sites"][0]["trust_domain"], "a.ztlab.test");
         assert_eq!(v["sites"][0]["last_contact"], "2023-11-14T22:13:20Z");
         assert_eq!(v["sites"][0]["agent_connected"], true);
+    }
+}
+
+mod sessions {
+    use super::*;
+
+    async fn send(state: AppState, req: Request<Body>) -> Response {
+        router(state).oneshot(req).await.expect("answer")
+    }
+
+    fn location(resp: &Response) -> String {
+        resp.headers().get("location").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned()
+    }
+
+    async fn text(resp: Response) -> String {
+        String::from_utf8(resp.into_body().collect().await.expect("body").to_bytes().to_vec()).expect("utf8")
+    }
+
+    fn form(body: &str) -> Request<Body> {
+        Request::builder()
+            .method("POST")
+            .uri("/login")
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(Body::from(body.to_owned()))
+            .expect("request")
+    }
+
+    #[tokio::test]
+    async fn the_ui_needs_a_session_and_the_app_api_does_not() {
+        let state = state_for(&closed().await, &closed().await);
+        for (path, next) in [
+            ("/dashboard", "/login?next=/dashboard"),
+            ("/scenarios/rotation?x=1", "/login?next=/scenarios/rotation%3Fx%3D1"),
+            ("/", "/login?next=/"),
+        ] {
+            let resp = send(state.clone(), Request::builder().uri(path).body(Body::empty()).expect("req")).await;
+            assert_eq!(resp.status(), StatusCode::SEE_OTHER, "{path}");
+            assert_eq!(location(&resp), next);
+        }
+        let (status, body) = call(state.clone(), "POST", "/api/scenarios/rotation/run", &[], "").await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+        assert_eq!(body["error"], "not signed in");
+        assert!(body["todo"].as_str().unwrap_or_default().contains("/login"), "{body}");
+        // A token of another key: refused, the cookie is cleared, and the login page says why.
+        let mut other = state.clone();
+        let forged = auth::testing::sign_in(&mut other, "jake");
+        let mut state = state;
+        let _ = auth::testing::sign_in(&mut state, "jake");
+        let req = Request::builder().uri("/dashboard").header("cookie", forged).body(Body::empty()).expect("req");
+        let resp = send(state.clone(), req).await;
+        assert_eq!(location(&resp), "/login?next=/dashboard&expired=1");
+        assert!(resp.headers()["set-cookie"].to_str().unwrap_or_default().contains("Max-Age=0"));
+        let resp =
+            send(state.clone(), Request::builder().uri("/login?expired=1").body(Body::empty()).expect("r")).await;
+        assert!(text(resp).await.contains("Your session has ended"));
+        // The app's own API stays open (the backend authorizes it); so do /login and /readyz.
+        let (status, _) = call(state.clone(), "POST", "/api/run-demo", &[], "").await;
+        assert_eq!(status, StatusCode::OK);
+        let resp = send(state, Request::builder().uri("/login").body(Body::empty()).expect("r")).await;
+        assert_eq!(resp.status(), StatusCode::OK);
+        let html = text(resp).await;
+        assert!(html.contains(r#"<label for="username">Username</label>"#), "{html}");
+        assert!(html.contains(r#"<label for="password">Password</label>"#), "{html}");
+        assert!(html.contains(r#"autocomplete="current-password""#));
+    }
+
+    #[tokio::test]
+    async fn login_sets_an_http_only_cookie_from_the_backends_token() {
+        // The token the fake Envoy hands back is signed by the key the state trusts.
+        let shared = script(200, "application/json", "");
+        let mut state = envoy(&shared).await;
+        let cookie = auth::testing::sign_in(&mut state, "jake");
+        let token = cookie.strip_prefix("ztlab_session=").expect("cookie").to_owned();
+        shared.lock().expect("lock").body = json!({"token": token, "expires_in": 600}).to_string();
+        let resp = send(state.clone(), form("username=jake&password=jake99&next=%2Fscenarios%2Frotation")).await;
+        assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+        assert_eq!(location(&resp), "/scenarios/rotation");
+        let set = resp.headers()["set-cookie"].to_str().expect("cookie").to_owned();
+        assert!(set.starts_with(&format!("ztlab_session={token};")), "{set}");
+        for attr in ["HttpOnly", "SameSite=Strict", "Path=/", "Max-Age=600"] {
+            assert!(set.contains(attr), "{attr}: {set}");
+        }
+        let seen = shared.lock().expect("lock").seen.clone();
+        assert_eq!(seen.len(), 1);
+        assert_eq!(seen[0].0, "POST /api/login");
+        let sent: Value = serde_json::from_str(&seen[0].2).expect("json body");
+        assert_eq!(sent, json!({"username": "jake", "password": "jake99"}));
+        // The cookie opens the UI, which names the user.
+        let req = Request::builder().uri("/dashboard").header("cookie", &cookie).body(Body::empty()).expect("req");
+        let html = text(send(state.clone(), req).await).await;
+        assert!(html.contains(r#"Signed in as <strong id="whoami">jake</strong>"#), "{html}");
+        assert!(html.contains(r#"<form method="post" action="/logout">"#));
+        // Somewhere else than this site is never a `next`.
+        let resp = send(state.clone(), form("username=jake&password=jake99&next=%2F%2Fevil.example%2F")).await;
+        assert_eq!(location(&resp), "/dashboard");
+        // Signing out clears the cookie.
+        let req = Request::builder().method("POST").uri("/logout").body(Body::empty()).expect("req");
+        let resp = send(state, req).await;
+        assert_eq!(location(&resp), "/login");
+        assert!(resp.headers()["set-cookie"].to_str().unwrap_or_default().contains("Max-Age=0"));
+    }
+
+    #[tokio::test]
+    async fn login_problems_are_shown_next_to_their_field() {
+        let shared = script(401, "application/json", r#"{"error":"bad credentials"}"#);
+        let state = envoy(&shared).await;
+        let resp = send(state.clone(), form("username=jake&password=nope")).await;
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+        assert!(resp.headers().get("set-cookie").is_none());
+        let html = text(resp).await;
+        assert!(html.contains(r#"aria-describedby="password-error""#), "{html}");
+        assert!(html.contains(r#"<p class="field-error" id="password-error">Wrong username or password.</p>"#));
+        assert!(html.contains(r#"value="jake""#), "the username is kept: {html}");
+        // Empty fields: said per field, and the backend is not asked.
+        shared.lock().expect("lock").seen.clear();
+        let resp = send(state.clone(), form("username=&password=")).await;
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+        let html = text(resp).await;
+        assert!(html.contains(r#"id="username-error">Enter your username."#), "{html}");
+        assert!(html.contains(r#"id="password-error">Enter your password."#), "{html}");
+        assert!(shared.lock().expect("lock").seen.is_empty());
+        // Envoy's RBAC refusing the frontend: what failed and what to do.
+        let shared = script(403, "text/plain", "RBAC: denied for spiffe://ztlab.test/ns/demo/sa/frontend");
+        let resp = send(envoy(&shared).await, form("username=jake&password=jake99")).await;
+        assert_eq!(resp.status(), StatusCode::BAD_GATEWAY);
+        let html = text(resp).await;
+        assert!(html.contains("RBAC: denied for") && html.contains("ztlab policy rbac allow-frontend"), "{html}");
+        // Nothing listening: the error box names the problem.
+        let resp = send(state_for(&closed().await, &closed().await), form("username=jake&password=jake99")).await;
+        assert_eq!(resp.status(), StatusCode::BAD_GATEWAY);
+        let html = text(resp).await;
+        assert!(html.contains("cannot reach the backend") && html.contains("ztlab up"), "{html}");
+    }
+}
+
+mod scenario_runs {
+    use super::*;
+
+    /// A stand-in for the `ztlab` binary: a shell script that prints its arguments and some
+    /// progress on stderr, `stdout` on stdout, and exits with `code`. (The real runner is
+    /// exercised by the e2e browser test.)
+    fn runner(dir: &std::path::Path, stdout: &str, code: i32) -> std::path::PathBuf {
+        use std::os::unix::fs::PermissionsExt as _;
+        let file = dir.join(format!("ztlab-{code}"));
+        let script = format!(
+            "#!/bin/sh\necho \"args: $*\" >&2\necho '  10 s  requests   95  failures 0  rotations: envoy-frontend 1' >&2\n\
+             sleep 0.3\n{}cat <<'JSON'\n{stdout}\nJSON\nexit {code}\n",
+            if code == 2 { "echo 'error: the lab is not running: start it with ztlab up' >&2\n" } else { "" }
+        );
+        std::fs::write(&file, script).expect("script");
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        file
+    }
+
+    async fn finished(state: &AppState, id: &str) -> Value {
+        for _ in 0..100 {
+            let (_, v) = call_signed(state, "GET", &format!("/api/scenarios/{id}/run"), "").await;
+            if v["state"] != "running" {
+                return v;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the run of {id} did not end");
+    }
+
+    async fn call_signed(state: &AppState, method: &str, path: &str, body: &str) -> (StatusCode, Value) {
+        let mut state = state.clone();
+        let cookie = auth::testing::sign_in(&mut state, "amy");
+        call(state, method, path, &[("cookie", cookie.as_str())], body).await
+    }
+
+    #[tokio::test]
+    async fn runs_are_checked_one_at_a_time_and_followed_to_their_end() {
+        let (mut state, dir) = no_lab_state().await;
+        let (status, v) = call_signed(&state, "POST", "/api/scenarios/rotation/run", "").await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{v}");
+        assert!(v["error"].as_str().unwrap_or_default().contains("ZT_ZTLAB_BIN"), "{v}");
+        assert!(v["todo"].as_str().unwrap_or_default().contains("ztlab up"), "{v}");
+
+        let passed = r#"{"passed": true, "scenarios": [{"id": "delegation", "checks": [{"kind": "case", "n": 5, "passed": true}]}]}"#;
+        state.runs = runs::Runs::new(Some(runner(&dir.0, passed, 0)));
+        let (status, v) = call_signed(&state, "POST", "/api/scenarios/nope/run", "").await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{v}");
+        assert!(v["todo"].as_str().unwrap_or_default().contains("delegation"), "names the known ids: {v}");
+        let (status, v) = call_signed(&state, "POST", "/api/scenarios/delegation/run", r#"{"cases":[99]}"#).await;
+        assert_eq!((status, v["field"].as_str()), (StatusCode::NOT_FOUND, Some("cases")), "{v}");
+        let (status, v) = call_signed(&state, "POST", "/api/scenarios/delegation/run", r#"{"case":5}"#).await;
+        assert_eq!((status, v["field"].as_str()), (StatusCode::BAD_REQUEST, Some("cases")), "{v}");
+        let (_, v) = call_signed(&state, "GET", "/api/scenarios/delegation/run", "").await;
+        assert_eq!(v["state"], "idle", "nothing was started: {v}");
+
+        let (status, v) = call_signed(&state, "POST", "/api/scenarios/delegation/run", r#"{"cases":[5]}"#).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{v}");
+        assert_eq!((v["state"].as_str(), v["user"].as_str()), (Some("running"), Some("amy")));
+        let (status, busy) = call_signed(&state, "POST", "/api/scenarios/rotation/run", "").await;
+        assert_eq!(status, StatusCode::CONFLICT, "{busy}");
+        assert!(busy["error"].as_str().unwrap_or_default().contains("delegation is running (started by amy)"));
+        let done = finished(&state, "delegation").await;
+        assert_eq!(done["state"], "passed", "{done}");
+        assert_eq!(done["result"]["scenarios"][0]["checks"][0]["n"], 5);
+        let lines: Vec<&str> = done["lines"].as_array().expect("lines").iter().filter_map(Value::as_str).collect();
+        let dir_text = std::fs::canonicalize(&dir.0).expect("dir").display().to_string();
+        assert_eq!(lines[0], format!("args: --state-dir {dir_text} -o json demo run delegation --case 5"));
+        assert!(lines[1].contains("requests   95"), "{lines:?}");
+        assert!(done["took_ms"].as_u64().is_some());
+
+        // An expectation that fails, and a runner that cannot run.
+        state.runs = runs::Runs::new(Some(runner(&dir.0, r#"{"passed": false, "scenarios": []}"#, 1)));
+        let (status, _) = call_signed(&state, "POST", "/api/scenarios/envoy-rbac/run", "").await;
+        assert_eq!(status, StatusCode::ACCEPTED);
+        assert_eq!(finished(&state, "envoy-rbac").await["state"], "failed");
+        state.runs = runs::Runs::new(Some(runner(&dir.0, "", 2)));
+        let (status, _) = call_signed(&state, "POST", "/api/scenarios/envoy-rbac/run", "").await;
+        assert_eq!(status, StatusCode::ACCEPTED);
+        let v = finished(&state, "envoy-rbac").await;
+        assert_eq!(v["state"], "error", "{v}");
+        assert_eq!(v["error"], "the lab is not running: start it with ztlab up");
+        assert!(v["todo"].as_str().unwrap_or_default().contains("ztlab status"), "{v}");
+    }
+
+    #[tokio::test]
+    async fn scenario_pages_have_a_run_panel_and_per_case_buttons() {
+        let state = state_for(&closed().await, &closed().await);
+        let (_, html) = get_page(state.clone(), "/scenarios/rotation").await;
+        assert!(html.contains(r#"data-scenario="rotation""#) && html.contains(r#"id="run-scenario""#), "{html}");
+        assert!(html.contains(r#"ztStream("/events/scenarios/" + encodeURIComponent(id))"#));
+        assert!(html.contains(r#"id="run-state" class="badge" role="status" aria-live="polite""#));
+        let (_, html) = get_page(state, "/scenarios/delegation").await;
+        for n in 1..=9 {
+            assert!(html.contains(&format!(r#"aria-label="Run case {n}""#)), "case {n}");
+            assert!(html.contains(&format!(r#"id="case-{n}-result""#)), "case {n}");
+        }
+        assert!(!html.contains("innerHTML"), "values are inserted as text");
     }
 }

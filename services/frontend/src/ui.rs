@@ -61,11 +61,54 @@ td.sites .badge { margin: 2px 0; } td.lag, td.td { white-space: nowrap; }
 ul.cards { list-style: none; padding: 0; display: grid; gap: 16px; }
 ul.cards a { font-size: 28px; font-weight: 600; color: #1a56db; }
 #live { font-weight: 600; }
+pre.log { background: #111318; color: #e8e8ee; border-radius: 10px; padding: 14px 18px; font-size: 17px; max-height: 28em; overflow: auto; white-space: pre-wrap; }
+ol.checks { list-style: none; padding: 0; display: grid; gap: 12px; }
+ol.checks li.check { background: var(--card); border-radius: 10px; padding: 10px 18px; border-left: 10px solid var(--muted); }
+ol.checks li.pass { border-left-color: var(--ok); } ol.checks li.fail { border-left-color: var(--bad); }
+ol.checks p { margin: 4px 0; } ul.hops { margin: 6px 0; } .hop-ok { color: var(--ok); } .hop-bad { color: var(--bad); font-weight: 700; }
+.counters { display: flex; gap: 40px; font-size: 30px; } .counters strong { font-size: 44px; }
+td.case-result .reason { font-size: 18px; color: var(--muted); }
+header .who { margin-left: auto; display: flex; gap: 12px; align-items: center; font-size: 20px; }
+header .who form { margin: 0; }
+header .who button { font: inherit; font-size: 20px; padding: 4px 14px; border-radius: 8px; border: 2px solid #fff; background: transparent; color: #fff; cursor: pointer; }
+form.form { max-width: 900px; display: grid; gap: 18px; }
+.field { display: grid; gap: 6px; }
+.field label { font-weight: 700; }
+.field .hint { font-size: 18px; color: var(--muted); margin: 0; }
+input, select, textarea { font: inherit; font-size: 22px; padding: 8px 12px; border: 2px solid #8e8e99; border-radius: 8px; background: #fff; color: var(--ink); }
+input:focus-visible, select:focus-visible, textarea:focus-visible { outline: 4px solid #f59e0b; outline-offset: 2px; }
+input[aria-invalid="true"], textarea[aria-invalid="true"] { border-color: var(--bad); background: #fff6f5; }
+.field-error { color: var(--bad); font-weight: 700; margin: 0; }
+.field-ok { color: var(--ok); font-weight: 700; margin: 0; }
+button.primary, button.danger, button.secondary { font: inherit; font-size: 24px; font-weight: 700; padding: 10px 26px; border-radius: 10px; border: 0; cursor: pointer; color: #fff; background: #1a56db; justify-self: start; }
+button.danger { background: var(--bad); } button.secondary { background: #5f6368; }
+button[disabled] { opacity: .55; cursor: progress; }
+.notice { border: 3px solid #1a56db; background: #eef3ff; border-radius: 12px; padding: 12px 20px; }
 #live.ok { color: var(--ok); } #live.bad { color: var(--bad); }
 "#;
 
+/// `html` as a page that is never cached.
+pub fn html(status: axum::http::StatusCode, html: String) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    (status, [(axum::http::header::CACHE_CONTROL, "no-store")], axum::response::Html(html)).into_response()
+}
+
+/// `ztStream(url)`: an `EventSource` that is closed when the page is left. A browser opens at
+/// most six HTTP/1.1 connections to one host; streams of pages kept in the back-forward cache
+/// would otherwise hold them, and the next page's requests would wait. A page restored from that
+/// cache reloads, to show the present state.
+const STREAM_JS: &str = r#"
+window.ztStream = function (url) {
+  var s = new EventSource(url);
+  window.addEventListener("pagehide", function () { s.close(); });
+  return s;
+};
+window.addEventListener("pageshow", function (e) { if (e.persisted) { location.reload(); } });
+"#;
+
 /// A page in the shared layout; `active` is the nav entry to mark (`dashboard`, `entries`,
-/// `sites`, `scenarios`, `demo`). `body` is HTML, `title` is text.
+/// `sites`, `scenarios`, `policies`, `demo`). `body` is HTML, `title` is text. The header
+/// names the signed-in user ([`crate::auth::current_user`]) with a "Sign out" button.
 pub fn layout(title: &str, active: &str, body: &str) -> String {
     let mut nav = String::new();
     for (key, href, label) in [
@@ -73,17 +116,26 @@ pub fn layout(title: &str, active: &str, body: &str) -> String {
         ("entries", "/entries", "Entries"),
         ("sites", "/sites", "Sites"),
         ("scenarios", "/scenarios", "Scenarios"),
+        ("policies", "/policies", "Policies"),
         ("demo", "/", "Run Demo"),
     ] {
         let current = if key == active { r#" aria-current="page""# } else { "" };
         let _ = write!(nav, r#"<li><a href="{href}"{current}>{label}</a></li>"#);
     }
+    let who = match crate::auth::current_user() {
+        Some(user) => format!(
+            "<div class=\"who\"><span>Signed in as <strong id=\"whoami\">{}</strong></span>\
+             <form method=\"post\" action=\"/logout\"><button type=\"submit\">Sign out</button></form></div>",
+            esc(&user)
+        ),
+        None => String::new(),
+    };
     format!(
         "<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
-         <title>{t} · ztlab</title>\n<style>{CSS}</style>\n</head>\n<body>\n\
+         <title>{t} · ztlab</title>\n<style>{CSS}</style>\n<script>{STREAM_JS}</script>\n</head>\n<body>\n\
          <header><div class=\"bar\"><span class=\"brand\">ztlab</span>\
-         <nav aria-label=\"Main\"><ul>{nav}</ul></nav></div></header>\n\
+         <nav aria-label=\"Main\"><ul>{nav}</ul></nav>{who}</div></header>\n\
          <main>\n{body}\n</main>\n</body>\n</html>\n",
         t = esc(title),
     )
@@ -143,14 +195,15 @@ fn component_row(c: &ComponentStatus) -> String {
     format!(
         "<tr data-name=\"{name}\"><td class=\"name\"><strong>{name}</strong></td><td class=\"kind\">{kind}</td>\
          <td class=\"spiffe mono\">{id}</td><td class=\"via\">{via}</td>\
-         <td class=\"health\"><span class=\"badge {cls}\">{label}</span></td><td class=\"expiry\">{ttl}</td>\
-         <td class=\"detail\">{detail}</td></tr>",
+         <td class=\"health\"><span class=\"badge {cls}\">{label}</span></td><td class=\"serial mono\">{serial}</td>\
+         <td class=\"expiry\">{ttl}</td><td class=\"detail\">{detail}</td></tr>",
         name = esc(&c.name),
         kind = esc(kind),
         id = opt(c.spiffe_id.as_deref()),
         via = esc(svid_via(c)),
         cls = health_class(&c.health),
         label = esc(&health_label(&c.health)),
+        serial = opt(c.svid_serial.as_deref()),
         detail = opt(c.detail.as_deref()),
     )
 }
@@ -174,7 +227,7 @@ pub const STATE_TODO: &str = "Start the lab with `ztlab up`. The frontend reads 
 pub fn dashboard(status: Result<&[ComponentStatus], &str>) -> String {
     let mut body = String::from(
         "<h1>Lab dashboard</h1>\n<p class=\"lead\">Every component of the lab, its SPIFFE ID, how it gets its SVID, \
-         and its health. <span id=\"live\" class=\"muted\" role=\"status\" aria-live=\"polite\">Connecting…</span></p>\n\
+         its health, and its SVID's serial and time left (the serial changes at every rotation). <span id=\"live\" class=\"muted\" role=\"status\" aria-live=\"polite\">Connecting…</span></p>\n\
          <div id=\"error\">",
     );
     let rows = match status {
@@ -188,7 +241,7 @@ pub fn dashboard(status: Result<&[ComponentStatus], &str>) -> String {
         body,
         "</div>\n<table aria-label=\"Lab components\"><thead><tr><th scope=\"col\">Component</th>\
          <th scope=\"col\">Kind</th><th scope=\"col\">SPIFFE ID</th><th scope=\"col\">SVID via</th>\
-         <th scope=\"col\">Health</th><th scope=\"col\">SVID expires in</th><th scope=\"col\">Detail</th></tr></thead>\
+         <th scope=\"col\">Health</th><th scope=\"col\">Serial</th><th scope=\"col\">SVID expires in</th><th scope=\"col\">Detail</th></tr></thead>\
          <tbody id=\"components\">{rows}</tbody></table>\n<script>{DASHBOARD_JS}</script>"
     );
     layout("Dashboard", "dashboard", &body)
@@ -212,7 +265,7 @@ const DASHBOARD_JS: &str = r#"
     for (var i = 0; i < rows.length; i++) { if (rows[i].getAttribute("data-name") === name) { return rows[i]; } }
     var tr = el("tr");
     tr.setAttribute("data-name", name);
-    ["name", "kind", "spiffe mono", "via", "health", "expiry", "detail"].forEach(function (c) { tr.appendChild(el("td", c)); });
+    ["name", "kind", "spiffe mono", "via", "health", "serial mono", "expiry", "detail"].forEach(function (c) { tr.appendChild(el("td", c)); });
     tr.querySelector(".name").appendChild(el("strong", null, name));
     tr.querySelector(".health").appendChild(el("span", "badge"));
     tr.querySelector(".expiry").appendChild(el("span", "ttl", "\u2014"));
@@ -230,6 +283,7 @@ const DASHBOARD_JS: &str = r#"
     var ttl = tr.querySelector(".ttl");
     if (typeof c.svid_seconds_left === "number") { ttl.setAttribute("data-left", String(c.svid_seconds_left)); }
     else { ttl.removeAttribute("data-left"); ttl.textContent = "\u2014"; }
+    tr.querySelector(".serial").textContent = c.svid_serial || "\u2014";
     tr.querySelector(".detail").textContent = c.detail || "\u2014";
   }
   function showError(what, todo) {
@@ -253,7 +307,7 @@ const DASHBOARD_JS: &str = r#"
   tick();
   setInterval(tick, 1000);
   if (!window.EventSource) { live.textContent = "Live updates need a browser with EventSource; reload to refresh."; return; }
-  var source = new EventSource("/events");
+  var source = ztStream("/events");
   source.onmessage = function (ev) {
     var msg;
     try { msg = JSON.parse(ev.data); } catch (e) { return; }
@@ -342,7 +396,8 @@ pub fn scenario_page(s: &Scenario) -> String {
         body.push_str(
             "<h2>Cases</h2><table aria-label=\"Delegation cases\"><thead><tr><th scope=\"col\">#</th>\
              <th scope=\"col\">Request</th><th scope=\"col\">User</th><th scope=\"col\">Agent</th>\
-             <th scope=\"col\">Document</th><th scope=\"col\">Decision</th><th scope=\"col\">Because</th></tr></thead><tbody>",
+             <th scope=\"col\">Document</th><th scope=\"col\">Expected</th><th scope=\"col\">Because</th>\
+             <th scope=\"col\">Run</th><th scope=\"col\">Result</th></tr></thead><tbody>",
         );
         for c in &s.case {
             let (cls, label) = match c.expect {
@@ -351,8 +406,11 @@ pub fn scenario_page(s: &Scenario) -> String {
             };
             let _ = write!(
                 body,
-                "<tr><td>{n}</td><td>{l}</td><td>{u}</td><td>{a}</td><td class=\"mono\">{d}</td>\
-                 <td><span class=\"badge {cls}\">{label}</span></td><td>{b}</td></tr>",
+                "<tr data-case=\"{n}\"><td>{n}</td><td>{l}</td><td>{u}</td><td>{a}</td><td class=\"mono\">{d}</td>\
+                 <td><span class=\"badge {cls}\">{label}</span></td><td>{b}</td>\
+                 <td><button type=\"button\" class=\"secondary run-case\" data-case=\"{n}\" \
+                 aria-label=\"Run case {n}\">Run</button></td>\
+                 <td class=\"case-result\" id=\"case-{n}-result\" aria-live=\"polite\">—</td></tr>",
                 n = c.n,
                 l = esc(&c.label()),
                 u = opt(c.user.as_deref()),
@@ -363,13 +421,151 @@ pub fn scenario_page(s: &Scenario) -> String {
         }
         body.push_str("</tbody></table>");
     }
+    let what = if s.case.is_empty() { "this scenario" } else { "every case" };
+    let _ = write!(
+        body,
+        "<section class=\"panel run\" aria-labelledby=\"run-heading\" data-scenario=\"{id}\">\
+         <h2 id=\"run-heading\">Run it against the live lab</h2>\
+         <p class=\"muted\">The same runner as <code>scripts/demo.sh</code> and the tests \
+         (<code>ztlab demo run {id}</code>); what it changes, it puts back.</p>\
+         <p><button type=\"button\" class=\"primary\" id=\"run-scenario\">Run {what}</button> \
+         <span id=\"run-state\" class=\"badge\" role=\"status\" aria-live=\"polite\">not run yet</span></p>\
+         <div id=\"run-error\"></div>\
+         <div id=\"run-counters\" class=\"counters\" hidden><span>requests <strong id=\"live-requests\">0</strong></span> \
+         <span>failures <strong id=\"live-failures\">0</strong></span></div>\
+         <ol id=\"run-result\" class=\"checks\" aria-label=\"Checks\"></ol>\
+         <details open><summary>Runner output</summary><pre id=\"run-log\" class=\"log\" tabindex=\"0\" \
+         aria-label=\"Runner output\"></pre></details></section>\n<script>{RUN_JS}</script>",
+        id = esc(&s.id),
+    );
     if s.step.iter().any(|st| st.action == zt_scenarios::Action::RunDemo) {
-        body.push_str(
-            "<h2>Run it</h2><p><a href=\"/\">Open Run Demo</a> and press the button (or focus it and press Enter).</p>",
-        );
+        body.push_str("<p>Or <a href=\"/\">open Run Demo</a> and press its button.</p>");
     }
     layout(&s.title, "scenarios", &body)
 }
+
+/// The scenario page's runner: starts a run (`POST /api/scenarios/{id}/run`), follows it over
+/// `GET /events/scenarios/{id}`, and shows the progress lines, the checks and, for delegation,
+/// each case's decision in its row. Values are inserted as text.
+const RUN_JS: &str = r#"
+(function () {
+  "use strict";
+  var panel = document.querySelector("section.run");
+  var id = panel.getAttribute("data-scenario");
+  var button = document.getElementById("run-scenario");
+  var stateEl = document.getElementById("run-state");
+  var errorEl = document.getElementById("run-error");
+  var log = document.getElementById("run-log");
+  var list = document.getElementById("run-result");
+  var counters = document.getElementById("run-counters");
+  var caseButtons = document.querySelectorAll("button.run-case");
+  var shownRun = 0, shownState = "";
+  function el(tag, cls, text) {
+    var e = document.createElement(tag);
+    if (cls) { e.className = cls; }
+    if (text !== undefined && text !== null) { e.textContent = String(text); }
+    return e;
+  }
+  function showError(what, todo) {
+    errorEl.textContent = "";
+    if (!what) { return; }
+    var box = el("div", "error-box"); box.setAttribute("role", "alert");
+    var p1 = el("p"); p1.appendChild(el("strong", null, "What failed: ")); p1.appendChild(document.createTextNode(what));
+    box.appendChild(p1);
+    if (todo) { var p2 = el("p"); p2.appendChild(el("strong", null, "What to do: ")); p2.appendChild(document.createTextNode(todo)); box.appendChild(p2); }
+    errorEl.appendChild(box);
+  }
+  function busy(on) {
+    button.disabled = on;
+    caseButtons.forEach(function (b) { b.disabled = on; });
+  }
+  function start(cases) {
+    showError(null);
+    busy(true);
+    fetch("/api/scenarios/" + encodeURIComponent(id) + "/run", {
+      method: "POST", headers: {"content-type": "application/json"}, body: JSON.stringify({cases: cases})
+    }).then(function (r) {
+      return r.json().then(function (j) { return {status: r.status, body: j}; });
+    }).then(function (r) {
+      if (r.status !== 202) { busy(false); showError(r.body.error || ("HTTP " + r.status), r.body.todo); }
+    }).catch(function (e) { busy(false); showError("cannot reach the frontend: " + e, "Check that the lab is up, then reload."); });
+  }
+  button.addEventListener("click", function () { start([]); });
+  caseButtons.forEach(function (b) {
+    b.addEventListener("click", function () { start([parseInt(b.getAttribute("data-case"), 10)]); });
+  });
+  function hopLine(h) {
+    var t = (h.from || "?") + " → " + (h.to || "?") + "  " + (h.ok ? "ok" : (h.reason || "failed"));
+    if (h.evidence && typeof h.evidence === "object") {
+      Object.keys(h.evidence).forEach(function (k) {
+        var v = h.evidence[k];
+        if (k !== "xfcc" && v !== null && typeof v !== "object") { t += "  " + k + "=" + v; }
+      });
+    }
+    return t;
+  }
+  function renderChecks(result) {
+    list.textContent = "";
+    var scenarios = (result && result.scenarios) || [];
+    scenarios.forEach(function (s) {
+      (s.checks || []).forEach(function (c) {
+        var li = el("li", "check " + (c.passed ? "pass" : "fail"));
+        li.setAttribute("data-kind", c.kind); li.setAttribute("data-n", String(c.n));
+        li.setAttribute("data-passed", String(c.passed));
+        var head = el("p");
+        head.appendChild(el("span", "badge " + (c.passed ? "ok" : "bad"), c.passed ? "✓ PASS" : "✗ FAIL"));
+        head.appendChild(document.createTextNode(" " + c.kind + " " + c.n + ": " + c.label));
+        li.appendChild(head);
+        var got = el("p", "observed");
+        got.appendChild(document.createTextNode("expected " + c.expected + ", got "));
+        got.appendChild(el("strong", null, c.observed + (c.status ? " (" + c.status + ")" : "")));
+        li.appendChild(got);
+        if (c.reason) { li.appendChild(el("p", "reason", "reason: " + c.reason)); }
+        if (c.caller_spiffe_id) { li.appendChild(el("p", "mono", "caller: " + c.caller_spiffe_id)); }
+        if (Array.isArray(c.evidence)) {
+          var ul = el("ul", "hops");
+          c.evidence.forEach(function (h) { ul.appendChild(el("li", "mono " + (h.ok ? "hop-ok" : "hop-bad"), hopLine(h))); });
+          li.appendChild(ul);
+        }
+        list.appendChild(li);
+        if (c.kind === "case") {
+          var cell = document.getElementById("case-" + c.n + "-result");
+          if (cell) {
+            cell.textContent = "";
+            cell.appendChild(el("span", "badge " + (c.passed ? "ok" : "bad"), (c.observed || "") + (c.passed ? " ✓" : " ✗")));
+            if (c.reason) { cell.appendChild(el("div", "reason", c.reason)); }
+          }
+        }
+      });
+    });
+  }
+  function counterFrom(lines) {
+    for (var i = lines.length - 1; i >= 0; i--) {
+      var m = /requests\s+(\d+)\s+failures\s+(\d+)/.exec(lines[i]);
+      if (m) { counters.hidden = false; document.getElementById("live-requests").textContent = m[1]; document.getElementById("live-failures").textContent = m[2]; return; }
+    }
+  }
+  var labels = {running: "⏳ running", passed: "✓ passed", failed: "✗ failed", error: "✗ error", idle: "not run yet"};
+  function update(r) {
+    stateEl.textContent = labels[r.state] || r.state;
+    stateEl.className = "badge" + (r.state === "passed" ? " ok" : (r.state === "failed" || r.state === "error") ? " bad" : (r.state === "running" ? " warn" : ""));
+    stateEl.setAttribute("data-state", r.state);
+    if (r.state === "idle") { busy(false); return; }
+    busy(r.state === "running");
+    var atEnd = log.scrollTop + log.clientHeight >= log.scrollHeight - 8;
+    log.textContent = (r.lines || []).join("\n");
+    if (atEnd) { log.scrollTop = log.scrollHeight; }
+    counterFrom(r.lines || []);
+    if (r.run !== shownRun || r.state !== shownState) {
+      shownRun = r.run; shownState = r.state;
+      if (r.state === "running") { list.textContent = ""; showError(null); }
+      else { renderChecks(r.result); if (r.state === "error") { showError(r.error, r.todo); } }
+    }
+  }
+  var source = ztStream("/events/scenarios/" + encodeURIComponent(id));
+  source.onmessage = function (m) { try { update(JSON.parse(m.data)); } catch (e) { /* keep the last view */ } };
+})();
+"#;
 
 /// The 404 page for an unknown scenario id, naming the known ones.
 pub fn unknown_scenario(id: &str, c: &Catalogue) -> String {

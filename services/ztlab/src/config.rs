@@ -268,6 +268,14 @@ impl LabConfig {
                     env.insert("ZT_ENVOY_ADMIN_URL".into(), format!("http://127.0.0.1:{}", app.frontend_envoy.admin));
                     env.insert("ZT_DOCUMENT_URL".into(), format!("https://127.0.0.1:{}", listen("document")?));
                     env.insert("ZT_ENTRY_MANAGER_URL".into(), format!("https://127.0.0.1:{}", em.listen));
+                    env.insert(
+                        "ZT_USER_JWKS_URL".into(),
+                        format!("http://127.0.0.1:{}/.well-known/jwks.json", ops("backend")?),
+                    );
+                    // The UI runs scenarios with this very binary (`ztlab demo run`).
+                    if let Ok(me) = std::env::current_exe() {
+                        env.insert("ZT_ZTLAB_BIN".into(), me.display().to_string());
+                    }
                 }
                 _ => {}
             }

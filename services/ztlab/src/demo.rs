@@ -78,6 +78,10 @@ enum DemoCmd {
         /// Every scenario, in catalogue order.
         #[arg(long)]
         all: bool,
+        /// Only this case of the scenario (its number, e.g. `--case 5` of delegation); repeat for
+        /// more. The scenario's steps are skipped.
+        #[arg(long = "case", value_name = "N", requires = "id")]
+        cases: Vec<u32>,
     },
     /// Where the running lab's evidence is: SPIFFE IDs, ports, sockets and files, as
     /// `key=value` lines (read by scripts/demo.sh).
@@ -109,11 +113,24 @@ pub async fn run(state_dir: &Path, out: Output, args: DemoArgs) -> anyhow::Resul
             }
             Ok(ExitCode::SUCCESS)
         }
-        DemoCmd::Run { id, all } => {
+        DemoCmd::Run { id, all, cases } => {
             let chosen: Vec<&Scenario> = match (&id, all) {
                 (Some(id), _) => vec![scenario(&catalogue, id)?],
                 (None, _) => catalogue.scenario.iter().collect(),
             };
+            for n in &cases {
+                let s = chosen[0];
+                anyhow::ensure!(
+                    s.case.iter().any(|c| c.n == *n),
+                    "--case {n}: scenario {} has no case {n} (its cases: {})",
+                    s.id,
+                    if s.case.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        s.case.iter().map(|c| c.n.to_string()).collect::<Vec<_>>().join(", ")
+                    }
+                );
+            }
             let target = Target::open(state_dir)?;
             target.check_running().await?;
             let mut runs = Vec::new();
@@ -121,7 +138,7 @@ pub async fn run(state_dir: &Path, out: Output, args: DemoArgs) -> anyhow::Resul
                 if i > 0 && matches!(out, Output::Table) {
                     println!();
                 }
-                runs.push(run_scenario(&target, s, out, style).await?);
+                runs.push(run_scenario(&target, s, &cases, out, style).await?);
             }
             let passed = runs.iter().all(|r| r.passed);
             match out {
@@ -177,6 +194,17 @@ fn scenario<'a>(catalogue: &'a Catalogue, id: &str) -> anyhow::Result<&'a Scenar
 #[derive(Debug, Clone, Copy)]
 struct Style {
     on: bool,
+}
+
+/// A progress line. With `-o table` it goes to stdout with the rest; with `-o json`, stdout
+/// carries only the JSON result and progress goes to stderr as it happens (the presenter UI
+/// streams it live while a scenario runs).
+fn emit(table: bool, line: &str) {
+    if table {
+        println!("{line}");
+    } else {
+        eprintln!("{line}");
+    }
 }
 
 impl Style {
@@ -447,16 +475,21 @@ struct ScenarioRun {
     rbac_restored: Option<String>,
 }
 
-async fn run_scenario(target: &Target, s: &Scenario, out: Output, style: Style) -> anyhow::Result<ScenarioRun> {
+/// Runs `s` (only the cases numbered in `cases`, without the steps, when it is not empty).
+async fn run_scenario(
+    target: &Target,
+    s: &Scenario,
+    cases: &[u32],
+    out: Output,
+    style: Style,
+) -> anyhow::Result<ScenarioRun> {
     let table = matches!(out, Output::Table);
-    if table {
-        println!("{} {}  {}", style.bold("▶"), style.bold(&s.id), s.title);
-    }
+    emit(table, &format!("{} {}  {}", style.bold("▶"), style.bold(&s.id), s.title));
     let mut checks = Vec::new();
     let mut changed_rbac = false;
     let stops_servers = s.step.iter().any(|st| st.action == Action::SiteOutage);
     let result = tokio::select! {
-        r = run_checks(target, s, &mut checks, &mut changed_rbac, table, style) => r,
+        r = run_checks(target, s, cases, &mut checks, &mut changed_rbac, table, style) => r,
         _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
     };
     // Leave the normal policy installed, whatever happened.
@@ -465,39 +498,34 @@ async fn run_scenario(target: &Target, s: &Scenario, out: Output, style: Style) 
         match write_rbac(&target.paths, &target.trust_domain, RbacMode::AllowFrontend) {
             Ok(file) => {
                 let msg = format!("put allow-frontend back in {}", file.display());
-                if table {
-                    println!("  {}", style.dim(&msg));
-                }
+                emit(table, &format!("  {}", style.dim(&msg)));
                 rbac_restored = Some(msg);
             }
             Err(e) => eprintln!("warning: could not put the RBAC policy back to allow-frontend: {e}"),
         }
     }
     // Restart any SPIRE server a drill stopped, whatever happened.
-    if stops_servers
-        && let Some(msg) = restart_stopped_servers(target).await
-        && table
-    {
-        println!("  {}", style.dim(&msg));
+    if stops_servers && let Some(msg) = restart_stopped_servers(target).await {
+        emit(table, &format!("  {}", style.dim(&msg)));
     }
     result.with_context(|| format!("scenario {}", s.id))?;
     let passed = checks.iter().all(|c| c.passed);
-    if table {
-        let n = checks.iter().filter(|c| c.passed).count();
-        println!("{} {}  ({n}/{} checks)", style.verdict(passed), s.id, checks.len());
-    }
+    let n = checks.iter().filter(|c| c.passed).count();
+    emit(table, &format!("{} {}  ({n}/{} checks)", style.verdict(passed), s.id, checks.len()));
     Ok(ScenarioRun { id: s.id.clone(), title: s.title.clone(), passed, checks, rbac_restored })
 }
 
 async fn run_checks(
     target: &Target,
     s: &Scenario,
+    cases: &[u32],
     checks: &mut Vec<Check>,
     changed_rbac: &mut bool,
     table: bool,
     style: Style,
 ) -> anyhow::Result<()> {
-    for (i, st) in s.step.iter().enumerate() {
+    let steps = if cases.is_empty() { s.step.as_slice() } else { &[] };
+    for (i, st) in steps.iter().enumerate() {
         let n = u32::try_from(i + 1).unwrap_or(u32::MAX);
         let check = match st.action {
             Action::Rbac => {
@@ -513,22 +541,19 @@ async fn run_checks(
             Action::NetworkPolicy => network_policy_step(target, n, st, table, style).await?,
             other => bail!("step {n}: no runner for {other:?}"),
         };
-        if table {
-            print_check(&check, style);
-        }
+        print_check(&check, table, style);
         checks.push(check);
     }
-    for c in &s.case {
+    for c in s.case.iter().filter(|c| cases.is_empty() || cases.contains(&c.n)) {
         let check = case(target, c).await?;
-        if table {
-            print_check(&check, style);
-        }
+        print_check(&check, table, style);
         checks.push(check);
     }
     Ok(())
 }
 
-fn print_check(c: &Check, style: Style) {
+fn print_check(c: &Check, table: bool, style: Style) {
+    let say = |line: String| emit(table, &line);
     let head = match c.kind {
         "case" => format!("case {}", c.n),
         _ => format!("step {}", c.n),
@@ -540,16 +565,16 @@ fn print_check(c: &Check, style: Style) {
         _ => String::new(),
     };
     let status = c.status.map(|s| format!(" ({s})")).unwrap_or_default();
-    println!("  {}  {head:<7} {}", style.verdict(c.passed), c.label);
-    println!("        expected {}, got {}{status}{took}", c.expected, style.bold(&c.observed));
+    say(format!("  {}  {head:<7} {}", style.verdict(c.passed), c.label));
+    say(format!("        expected {}, got {}{status}{took}", c.expected, style.bold(&c.observed)));
     if let Some(id) = &c.caller_spiffe_id {
-        println!("        {}", style.dim(&format!("caller: {id}")));
+        say(format!("        {}", style.dim(&format!("caller: {id}"))));
     }
     if !c.reason.is_empty() {
-        println!("        {}", style.dim(&format!("reason: {}", c.reason)));
+        say(format!("        {}", style.dim(&format!("reason: {}", c.reason))));
     }
     for d in c.details.iter().filter(|_| !c.shown_live) {
-        println!("        {}", style.dim(d));
+        say(format!("        {}", style.dim(d)));
     }
     if let Some(hops) = c.evidence.as_array() {
         for h in hops {
@@ -565,7 +590,7 @@ fn print_check(c: &Check, style: Style) {
                     }
                 }
             }
-            println!("        {}", style.dim(&line));
+            say(format!("        {}", style.dim(&line)));
         }
     }
 }
@@ -910,18 +935,21 @@ async fn rotation_step(target: &Target, n: u32, st: &Step, table: bool, style: S
             next_sample = Instant::now() + Duration::from_secs(1);
         }
         let total: usize = watched.iter().map(Watched::rotations).sum();
-        if table && (Instant::now() >= next_print || total != printed_rotations) {
+        if Instant::now() >= next_print || total != printed_rotations {
             let kinds: Vec<String> = watched
                 .iter()
                 .map(|w| format!("{} {}", w.name.split(' ').next().unwrap_or(w.name), w.rotations()))
                 .collect();
-            println!(
-                "        {}",
-                style.dim(&format!(
-                    "{:>3} s  requests {requests:>4}  failures {failures}  rotations: {}",
-                    start.elapsed().as_secs(),
-                    kinds.join("  ")
-                ))
+            emit(
+                table,
+                &format!(
+                    "        {}",
+                    style.dim(&format!(
+                        "{:>3} s  requests {requests:>4}  failures {failures}  rotations: {}",
+                        start.elapsed().as_secs(),
+                        kinds.join("  ")
+                    ))
+                ),
             );
             printed_rotations = total;
             next_print = Instant::now() + Duration::from_secs(5);
@@ -979,14 +1007,12 @@ async fn openbao_lease_step(target: &Target, n: u32, st: &Step, table: bool, sty
     let first = read().await?;
     let mut old_user = first["db_user"].as_str().unwrap_or_default().to_owned();
     let say = |text: String, check: &mut Check| {
-        if table {
-            println!("        {}", style.dim(&text));
-        }
+        emit(table, &format!("        {}", style.dim(&text)));
         check.details.push(text);
     };
     say("the backend logged in to OpenBao with its JWT-SVID (role backend, audience openbao):".into(), &mut check);
     say(line(&first, start), &mut check);
-    check.shown_live = table;
+    check.shown_live = true;
     let (mut countdown, mut last) = (false, first.clone());
     let rotated = loop {
         tokio::time::sleep(Duration::from_secs(2)).await;
@@ -1201,9 +1227,7 @@ async fn delete_entry(client: &zt_entry_api::client::Client, id: &str, timeout: 
 
 fn printer(table: bool, style: Style, lines: &mut Vec<String>) -> impl FnMut(String) + '_ {
     move |text: String| {
-        if table {
-            println!("        {}", style.dim(&text));
-        }
+        emit(table, &format!("        {}", style.dim(&text)));
         lines.push(text);
     }
 }
@@ -1298,7 +1322,7 @@ async fn entry_lifecycle_step(target: &Target, n: u32, st: &Step, table: bool, s
     }
     let problem = result?;
     check.details = lines;
-    check.shown_live = table;
+    check.shown_live = true;
     check.passed = problem.is_empty();
     check.observed = if check.passed { "synced, shown, deleted, audited".into() } else { problem };
     check.reason = format!("entry {id}, {} site(s)", sites.len());
@@ -1360,7 +1384,7 @@ async fn site_outage_step(target: &Target, n: u32, st: &Step, table: bool, style
     }
     drop(say);
     check.details = lines;
-    check.shown_live = table;
+    check.shown_live = true;
     check.passed = passed && down;
     check.observed = observed;
     check.reason = if cached {
@@ -1518,7 +1542,7 @@ async fn network_policy_step(target: &Target, n: u32, st: &Step, table: bool, st
     drop(say);
     let passed = out.status.success() && stdout.contains("allowed flows equal reachability.toml's");
     check.details = lines;
-    check.shown_live = table;
+    check.shown_live = true;
     check.passed = passed;
     check.observed = if passed { "pass".into() } else { "fail".into() };
     check.reason = if passed {

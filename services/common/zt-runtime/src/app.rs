@@ -386,6 +386,66 @@ pub fn pem_not_after(pem: &[u8]) -> Option<i64> {
     Some(cert.validity().not_after.timestamp())
 }
 
+/// The serial number of the SVID a spiffe-helper wrote in `cert_dir` ([`pem_serial`]).
+pub fn svid_file_serial(cert_dir: &Path) -> Option<String> {
+    pem_serial(&std::fs::read(cert_dir.join("svid.pem")).ok()?)
+}
+
+/// The serial number of the first certificate of a PEM text, in ztlab's one form for serials
+/// ([`normalize_serial`]: lower-case hex, no colons, as Envoy's admin `/certs` prints it and as
+/// `openssl x509 -serial` does in upper case).
+pub fn pem_serial(pem: &[u8]) -> Option<String> {
+    let (_, block) = x509_parser::pem::parse_x509_pem(pem).ok()?;
+    let cert = block.parse_x509().ok()?;
+    let hex: String = cert.tbs_certificate.raw_serial().iter().map(|b| format!("{b:02x}")).collect();
+    Some(normalize_serial(&hex))
+}
+
+/// A certificate serial in ztlab's one form: lower-case hex without colons or leading zero
+/// bytes, an even number of digits (`openssl x509 -serial`, lower-cased; Envoy's `/certs`). Takes
+/// the colon-separated form the native services' `/healthz` shows (`0a:1b:…`) as well.
+pub fn normalize_serial(serial: &str) -> String {
+    let mut hex: String = serial.chars().filter(char::is_ascii_hexdigit).map(|c| c.to_ascii_lowercase()).collect();
+    if hex.len() % 2 == 1 {
+        hex.insert(0, '0');
+    }
+    let mut s = hex.as_str();
+    while s.len() > 2 && s.starts_with("00") {
+        s = &s[2..];
+    }
+    s.to_owned()
+}
+
+/// The SVID an Envoy serves, as its admin `/certs` shows it ([`envoy_svid`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnvoyCert {
+    /// Its serial ([`normalize_serial`]).
+    pub serial: String,
+    /// When it expires (Unix seconds), from `expiration_time`.
+    pub not_after: Option<i64>,
+    /// `expiration_time` as Envoy gives it (RFC 3339).
+    pub expires_at: Option<String>,
+}
+
+/// The SVID in an Envoy admin `/certs` answer: the first certificate chain's leaf (the SDS
+/// secret; `ca_cert` entries are the bundle and are skipped). `None` when there is none yet.
+pub fn envoy_svid(certs_json: &str) -> Option<EnvoyCert> {
+    let v: serde_json::Value = serde_json::from_str(certs_json).ok()?;
+    let leaf = v
+        .get("certificates")?
+        .as_array()?
+        .iter()
+        .filter_map(|c| c.get("cert_chain")?.as_array()?.first())
+        .find(|d| d.get("serial_number").and_then(serde_json::Value::as_str).is_some_and(|s| !s.is_empty()))?;
+    let serial = normalize_serial(leaf.get("serial_number")?.as_str()?);
+    let expires_at = leaf.get("expiration_time").and_then(serde_json::Value::as_str).map(str::to_owned);
+    let not_after = expires_at
+        .as_deref()
+        .and_then(|t| time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok())
+        .map(time::OffsetDateTime::unix_timestamp);
+    Some(EnvoyCert { serial, not_after, expires_at })
+}
+
 /// Creates the app cluster if needed and writes its `pg_hba.conf`.
 pub async fn init_app_postgres(cluster: &Cluster, initdb_log: &Path) -> Result<PathBuf> {
     cluster.init(initdb_log).await?;
@@ -496,6 +556,73 @@ mod tests {
         write_rbac(&paths, "ztlab.test", RbacMode::DenyFrontend).expect("deny");
         assert_eq!(current_rbac(&paths), Some(RbacMode::DenyFrontend));
         assert!("sideways".parse::<RbacMode>().is_err());
+    }
+
+    #[test]
+    fn pem_serials_are_lower_case_hex_without_colons() {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+        params.serial_number = Some(rcgen::SerialNumber::from_slice(&[0x00, 0x8a, 0x0b, 0xfe]));
+        let key = rcgen::KeyPair::generate().expect("key");
+        let cert = params.self_signed(&key).expect("cert");
+        let serial = pem_serial(cert.pem().as_bytes()).expect("serial");
+        assert_eq!(serial, "8a0bfe");
+        assert_eq!(pem_serial(b"not a certificate"), None);
+        let dir = tempfile::tempdir().expect("tempdir");
+        assert_eq!(svid_file_serial(dir.path()), None);
+        std::fs::write(dir.path().join("svid.pem"), cert.pem()).expect("write");
+        assert_eq!(svid_file_serial(dir.path()).as_deref(), Some("8a0bfe"));
+        assert!(pem_not_after(cert.pem().as_bytes()).is_some());
+    }
+
+    #[test]
+    fn serials_have_one_form() {
+        assert_eq!(normalize_serial("00:8A:0b:fe"), "8a0bfe");
+        assert_eq!(
+            normalize_serial("28A4A74CB8D3945A14833C1E81C22EAC92548086"),
+            "28a4a74cb8d3945a14833c1e81c22eac92548086"
+        );
+        assert_eq!(normalize_serial("abc"), "0abc");
+        assert_eq!(normalize_serial("00"), "00");
+    }
+
+    /// What Envoy 1.40's admin `/certs` answers (trimmed: one TLS context, SDS secrets).
+    const ENVOY_CERTS: &str = r#"{
+ "certificates": [
+  {
+   "ca_cert": [
+    {
+     "path": "<inline>",
+     "serial_number": "5f3e9c1d0a",
+     "subject_alt_names": [ { "uri": "spiffe://ztlab.test" } ],
+     "days_until_expiration": "0",
+     "valid_from": "2026-11-23T02:41:41Z",
+     "expiration_time": "2026-11-24T02:41:41Z"
+    }
+   ],
+   "cert_chain": [
+    {
+     "path": "<inline>",
+     "serial_number": "28a4a74cb8d3945a14833c1e81c22eac92548086",
+     "subject_alt_names": [ { "uri": "spiffe://ztlab.test/ns/demo/sa/backend" } ],
+     "days_until_expiration": "0",
+     "valid_from": "2026-11-23T02:41:41Z",
+     "expiration_time": "2026-11-23T03:41:41Z"
+    }
+   ]
+  }
+ ]
+}"#;
+
+    #[test]
+    fn envoy_certs_give_the_svid_serial_and_expiry() {
+        let svid = envoy_svid(ENVOY_CERTS).expect("svid");
+        assert_eq!(svid.serial, "28a4a74cb8d3945a14833c1e81c22eac92548086");
+        assert_eq!(svid.expires_at.as_deref(), Some("2026-11-23T03:41:41Z"));
+        assert_eq!(svid.not_after, Some(1_795_405_301));
+        // Before SDS delivers anything: only the bundle, or nothing.
+        assert_eq!(envoy_svid(r#"{"certificates":[{"ca_cert":[],"cert_chain":[]}]}"#), None);
+        assert_eq!(envoy_svid(r#"{"certificates":[]}"#), None);
+        assert_eq!(envoy_svid("no JSON"), None);
     }
 
     #[test]

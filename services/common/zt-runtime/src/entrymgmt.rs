@@ -14,8 +14,13 @@ use crate::spire::SitePaths;
 /// entry-manager's SPIFFE ID path.
 pub const ENTRY_MANAGER_PATH: &str = "/ns/ztlab-system/sa/entry-manager";
 
-/// The frontend's SPIFFE ID path; entry-manager grants it the read-only `Viewer` role.
+/// The frontend's SPIFFE ID path; entry-manager grants it the `Developer` role limited to
+/// [`FRONTEND_PATH_PREFIXES`].
 pub const FRONTEND_PATH: &str = "/ns/demo/sa/frontend";
+
+/// The SPIFFE ID path prefixes under which the frontend's UI may create and delete entries
+/// (least privilege: the UI itself can write only `spiffe://<td>/demo/...`).
+pub const FRONTEND_PATH_PREFIXES: [&str; 1] = ["/demo"];
 
 /// A site agent's SPIFFE ID path.
 pub fn site_agent_path(site: &str) -> String {
@@ -111,11 +116,14 @@ pub fn workloads(lab: &LabSpec, em: &EntryMgmtSpec) -> Vec<WorkloadSpec> {
             q(&s.name)
         ));
     }
-    // The frontend's read-only view of entries and site health (`/entries`, `/sites`).
+    // The frontend's UI (`/entries`, `/sites`, `/entries/audit`): it reads everything, and may
+    // create and delete entries only under its path prefixes (Developer).
     if !td.is_empty() {
+        let prefixes: Vec<String> = FRONTEND_PATH_PREFIXES.iter().map(|p| q(p)).collect();
         cfg.push_str(&format!(
-            "\n[[identities]]\nspiffe_id = {}\nrole = \"Viewer\"\n",
-            q(&format!("spiffe://{td}{FRONTEND_PATH}"))
+            "\n[[identities]]\nspiffe_id = {}\nrole = \"Developer\"\npath_prefixes = [{}]\n",
+            q(&format!("spiffe://{td}{FRONTEND_PATH}")),
+            prefixes.join(", ")
         ));
     }
     if let Some(o) = &em.oidc {
@@ -220,7 +228,7 @@ mod tests {
     use crate::lab::SiteSpec;
 
     #[test]
-    fn the_frontend_is_a_read_only_viewer() {
+    fn the_frontend_is_a_developer_under_demo() {
         let lab = LabSpec {
             sites: ["a", "b"]
                 .iter()
@@ -242,7 +250,8 @@ mod tests {
         let cfg = workloads(&lab, &em)[0].config.clone().expect("config");
         assert!(
             cfg.contains(
-                "\n[[identities]]\nspiffe_id = \"spiffe://ztlab.test/ns/demo/sa/frontend\"\nrole = \"Viewer\"\n"
+                "\n[[identities]]\nspiffe_id = \"spiffe://ztlab.test/ns/demo/sa/frontend\"\nrole = \"Developer\"\n\
+                 path_prefixes = [\"/demo\"]\n"
             ),
             "{cfg}"
         );

@@ -222,6 +222,11 @@ pub struct ComponentStatus {
     pub svid_expires_at: Option<String>,
     /// Seconds left on its SVID.
     pub svid_seconds_left: Option<i64>,
+    /// Its SVID's serial number, lower-case hex without colons
+    /// ([`crate::app::normalize_serial`]): from `/healthz` for the ztlab services, from the PEM
+    /// file for spiffe-helpers, from the admin `/certs` for Envoys (their SVIDs come over SDS).
+    #[serde(default)]
+    pub svid_serial: Option<String>,
     /// A detail, such as why it is unhealthy.
     pub detail: Option<String>,
 }
@@ -1158,6 +1163,7 @@ impl Lab {
                 spiffe_id: None,
                 svid_expires_at: None,
                 svid_seconds_left: None,
+                svid_serial: None,
                 detail: Some(format!("unix socket {}", self.mgmt_cluster().socket_dir().display())),
             });
         }
@@ -1188,6 +1194,7 @@ impl Lab {
                     spiffe_id: Some(id),
                     svid_expires_at: None,
                     svid_seconds_left: None,
+                    svid_serial: None,
                     detail,
                 });
             }
@@ -1210,6 +1217,7 @@ impl Lab {
                 spiffe_id: None,
                 svid_expires_at: None,
                 svid_seconds_left: None,
+                svid_serial: None,
                 detail: Some(format!("OIDC issuer http://127.0.0.1:{}/v1/identity/oidc", bao.port)),
             });
         }
@@ -1234,6 +1242,7 @@ impl Lab {
                     .map(|s| format!("spiffe://{}{}", s.trust_domain, w.spiffe_path)),
                 svid_expires_at: None,
                 svid_seconds_left: None,
+                svid_serial: None,
                 detail: None,
             };
             if rec.is_some() {
@@ -1246,6 +1255,7 @@ impl Lab {
                         }
                         st.svid_expires_at = v.get("svid_expires_at").and_then(|x| x.as_str()).map(str::to_owned);
                         st.svid_seconds_left = v.get("svid_seconds_left").and_then(serde_json::Value::as_i64);
+                        st.svid_serial = v.get("svid_serial").and_then(|x| x.as_str()).map(appchain::normalize_serial);
                         st.detail = v.get("reason").and_then(|x| x.as_str()).map(str::to_owned);
                     }
                     None => {
@@ -1278,6 +1288,7 @@ impl Lab {
             spiffe_id: None,
             svid_expires_at: None,
             svid_seconds_left: None,
+            svid_serial: None,
             detail: None,
         };
         let Some(app) = app else { return st };
@@ -1313,6 +1324,7 @@ impl Lab {
                         st.svid_expires_at = time::OffsetDateTime::from_unix_timestamp(exp)
                             .ok()
                             .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok());
+                        st.svid_serial = appchain::svid_file_serial(&dir);
                         (left > 0, Some(format!("writes {}", dir.display())))
                     }
                     None => (false, Some(format!("no SVID in {}", dir.display()))),
@@ -1334,6 +1346,14 @@ impl Lab {
                 } else {
                     app.frontend_envoy.admin
                 };
+                // Its SVID comes over SDS; the admin `/certs` shows the one it serves.
+                if let Some(svid) =
+                    crate::health::http_get(port, "/certs").await.and_then(|(_, body)| appchain::envoy_svid(&body))
+                {
+                    st.svid_serial = Some(svid.serial);
+                    st.svid_expires_at = svid.expires_at;
+                    st.svid_seconds_left = svid.not_after.map(|t| t - time::OffsetDateTime::now_utc().unix_timestamp());
+                }
                 http_ok(port, "/ready", "LIVE").await
             }
         };
