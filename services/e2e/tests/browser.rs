@@ -380,6 +380,9 @@ async fn presenter_ui_in_headless_chromium() {
     assert_eq!(browser.js("return window.__not_reloaded === true;").await, true, "updated in place, no reload");
     browser.screenshot("entries-new").await;
 
+    entry_form_delete_and_audit(&browser, &lab).await;
+    policies_page(&browser, &lab).await;
+
     browser.open(&lab.frontend("/sites")).await;
     let (ok, sites) = browser.wait_for(SITE_ROWS, Duration::from_secs(10), |s| s == "a,b").await;
     assert!(ok, "the sites page shows sites a and b: {sites:?} (error box: {:?})", browser.text(ERROR_TEXT).await);
@@ -499,4 +502,122 @@ async fn run_every_scenario_from_the_ui(browser: &Browser, lab: &AppLab) {
     assert!(ok, "case 2 alone passes: {checks:?}");
     let cell = browser.text("return document.getElementById('case-2-result').innerText;").await;
     assert!(cell.contains("denied") && cell.contains("bob lacks engineering"), "case 2: {cell:?}");
+}
+
+const SPIFFE_ERROR: &str = "return document.getElementById('entry-spiffe-id-error').innerText;";
+
+/// The entry form: an error as you type, entry-manager's refusal next to the field (the UI may
+/// write only under /demo), a created entry going SYNCED, its deletion after a confirmation,
+/// and both in the audit history.
+async fn entry_form_delete_and_audit(browser: &Browser, lab: &AppLab) {
+    browser.open(&lab.frontend("/entries/new")).await;
+    browser.check_accessibility("entries/new").await;
+    browser.type_into("#entry-spiffe-id", "spiffe://ztlab.test/demo/bad path").await;
+    let (ok, error) = browser.wait_for(SPIFFE_ERROR, Duration::from_secs(2), |t| !t.is_empty()).await;
+    assert!(ok, "a malformed SPIFFE ID is flagged as it is typed: {error:?}");
+    let invalid =
+        browser.text("return document.getElementById('entry-spiffe-id').getAttribute('aria-invalid') || '';").await;
+    assert_eq!(invalid, "true");
+    browser.screenshot("entry-form-typing").await;
+
+    // Outside /demo: the frontend's role refuses it at entry-manager; said next to the field.
+    let outside = "spiffe://ztlab.test/ns/demo/sa/ui-not-allowed";
+    browser.clear("#entry-spiffe-id").await;
+    browser.type_into("#entry-spiffe-id", outside).await;
+    browser.clear("#entry-selectors").await;
+    browser.type_into("#entry-selectors", "unix:uid:4545").await;
+    browser.press("#entry-create").await;
+    let (ok, error) = browser.wait_for(SPIFFE_ERROR, Duration::from_secs(10), |t| t.contains("/demo")).await;
+    assert!(ok, "entry-manager's refusal is shown next to the SPIFFE ID: {error:?}");
+    browser.screenshot("entry-form-refused").await;
+    let (listed, entries) = lab.ztlab(&["entries", "list"]);
+    assert!(listed, "{entries}");
+    assert!(!entries.contains(outside), "nothing was written for {outside}:\n{entries}");
+
+    // Under /demo: created, then SYNCED at both sites, without a reload.
+    let id = "spiffe://ztlab.test/demo/browser-ui";
+    browser.clear("#entry-spiffe-id").await;
+    browser.type_into("#entry-spiffe-id", id).await;
+    browser.press("#entry-create").await;
+    let (ok, status) = browser
+        .wait_for("return document.getElementById('entry-form-status').innerText;", Duration::from_secs(10), |t| {
+            t.contains("Created")
+        })
+        .await;
+    assert!(ok, "the form says the entry was created: {status:?} (error: {:?})", browser.text(SPIFFE_ERROR).await);
+    let (ok, badges) = browser
+        .wait_for(&badges_of(id), Duration::from_secs(10), |b| b.contains("a: ✓ SYNCED") && b.contains("b: ✓ SYNCED"))
+        .await;
+    assert!(ok, "the new entry goes SYNCED at a and b: {badges:?}");
+    browser.screenshot("entry-created").await;
+
+    // Delete, after a confirmation.
+    browser.open(&lab.frontend("/entries")).await;
+    let row = format!("tr[data-spiffe-id=\"{id}\"] button.entry-delete");
+    let (ok, _) = browser
+        .wait_for(&format!("return document.querySelector({row:?}) ? 'y' : '';"), Duration::from_secs(10), |t| t == "y")
+        .await;
+    assert!(ok, "the entry has a Delete button");
+    browser.press(&row).await;
+    let open = browser.text("return document.getElementById('confirm-delete').open ? 'open' : '';").await;
+    assert_eq!(open, "open", "Delete asks first");
+    let dialog = browser.text("return document.getElementById('confirm-delete').innerText;").await;
+    assert!(dialog.contains(id), "the confirmation names the entry: {dialog}");
+    browser.screenshot("entry-delete-confirm").await;
+    browser.press("#confirm-delete-yes").await;
+    let (ok, left) = browser
+        .wait_for(
+            &format!(
+                "return document.querySelector({:?}) ? 'still there' : '';",
+                format!("tr[data-spiffe-id=\"{id}\"]")
+            ),
+            Duration::from_secs(30),
+            |t| t.is_empty(),
+        )
+        .await;
+    assert!(ok, "the deleted entry leaves the list once both sites removed it: {left:?}");
+
+    // The audit history has both.
+    browser.open(&lab.frontend("/entries/audit")).await;
+    browser.check_accessibility("entries/audit").await;
+    let (ok, actions) = browser
+        .wait_for(
+            &format!(
+                "return Array.from(document.querySelectorAll('#audit tr[data-action]')).filter(function (tr) {{ \
+                 return tr.innerText.indexOf({id:?}) >= 0; }}).map(function (tr) {{ return tr.getAttribute('data-action'); }}).join(',');"
+            ),
+            Duration::from_secs(10),
+            |t| t.contains("create") && t.contains("delete"),
+        )
+        .await;
+    assert!(ok, "the audit history shows the create and the delete of {id}: {actions:?}");
+    browser.screenshot("entries-audit").await;
+}
+
+const RBAC_MODE: &str = "return document.getElementById('rbac-mode').innerText;";
+
+/// The policies page: Envoy RBAC as installed (a swap shows within 2 s, no reload), the Rego
+/// policy and data, the Cilium policies and their matrix.
+async fn policies_page(browser: &Browser, lab: &AppLab) {
+    browser.open(&lab.frontend("/policies")).await;
+    browser.check_accessibility("policies").await;
+    let (ok, mode) = browser.wait_for(RBAC_MODE, Duration::from_secs(5), |t| t.contains("allow-frontend")).await;
+    assert!(ok, "allow-frontend is installed: {mode:?}");
+    let rego = browser.text("return document.getElementById('rego').innerText;").await;
+    assert!(rego.contains("engineering") && rego.contains("alice"), "the Rego data: {rego}");
+    let cilium = browser.text("return document.getElementById('cilium').innerText;").await;
+    assert!(cilium.contains("Enforced only on kind"), "{cilium}");
+    let cells = browser.text("return String(document.querySelectorAll('#reachability td[data-from]').length);").await;
+    assert!(cells.parse::<u32>().unwrap_or(0) > 0, "the reachability matrix has cells: {cells}");
+    browser.screenshot("policies").await;
+    browser.js("window.__not_reloaded = true; return null;").await;
+    let (ok, out) = lab.ztlab(&["policy", "rbac", "deny-frontend"]);
+    assert!(ok, "{out}");
+    let (ok, mode) = browser.wait_for(RBAC_MODE, Duration::from_secs(2), |t| t.contains("deny-frontend")).await;
+    let (back, out) = lab.ztlab(&["policy", "rbac", "allow-frontend"]);
+    assert!(back, "{out}");
+    assert!(ok, "the swap shows within 2 s: {mode:?}");
+    assert_eq!(browser.js("return window.__not_reloaded === true;").await, true, "no reload");
+    let (ok, mode) = browser.wait_for(RBAC_MODE, Duration::from_secs(2), |t| t.contains("allow-frontend")).await;
+    assert!(ok, "and back: {mode:?}");
 }
