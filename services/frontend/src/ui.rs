@@ -545,7 +545,7 @@ const RUN_JS: &str = r#"
       if (m) { counters.hidden = false; document.getElementById("live-requests").textContent = m[1]; document.getElementById("live-failures").textContent = m[2]; return; }
     }
   }
-  var labels = {running: "⏳ running", passed: "✓ passed", failed: "✗ failed", error: "✗ error", idle: "not run yet"};
+  var labels = {running: "\u25b6 running", passed: "✓ passed", failed: "✗ failed", error: "✗ error", idle: "not run yet"};
   function update(r) {
     stateEl.textContent = labels[r.state] || r.state;
     stateEl.className = "badge" + (r.state === "passed" ? " ok" : (r.state === "failed" || r.state === "error") ? " bad" : (r.state === "running" ? " warn" : ""));
