@@ -130,6 +130,17 @@ rbac_counters() {
     | grep -E 'inbound\.rbac\.(allowed|denied)|rbac\.(config_reload|update_success):'
 }
 lease() { curl -s --max-time 5 "${fact[backend_lease_url]}"; echo; }
+# `bao lease lookup` of the backend's current lease, with the lab's lease-reader token (policy
+# lease-reader: sys/leases/lookup and nothing else; the root token is revoked).
+bao_lease_lookup() {
+  local id token addr
+  id="$(lease | sed -n 's/.*"lease_id":"\([^"]*\)".*/\1/p')"
+  token="$(sed -n 's/.*"token": *"\([^"]*\)".*/\1/p' "${fact[lease_reader_file]}")"
+  addr="$(sed -n 's/.*"addr": *"\([^"]*\)".*/\1/p' "${fact[lease_reader_file]}")"
+  [ -n "$id" ] || { echo "the backend reports no lease (is it up?)"; return 1; }
+  [ -n "$token" ] || { echo "no lease-reader token in ${fact[lease_reader_file]} (run ztlab up)"; return 1; }
+  BAO_ADDR="$addr" BAO_TOKEN="$token" "${fact[bao]}" lease lookup "$id"
+}
 envoy_certs() {
   local admin
   for admin in "${fact[frontend_envoy_admin]}" "${fact[backend_envoy_admin]}"; do
@@ -169,8 +180,8 @@ evidence() {
         "grep 'connection authorized' ${fact[postgres_log]} | grep application_name=backend | tail -1" \
         backend_pg_connection
       shows "The backend's OpenBao lease (the backend reports it)" "curl -s ${fact[backend_lease_url]}" lease
-      note "OpenBao's own 'bao lease lookup' needs a token, and the lab revoked its root token"
-      note "right after configuring OpenBao; the lease above is the backend's view of it."
+      shows "OpenBao's own view of that lease, with a token that may only look leases up" \
+        "bao lease lookup <lease_id>" bao_lease_lookup
       ;;
     envoy-rbac)
       shows "Envoy's RBAC counters and policy reloads (backend Envoy admin)" \
@@ -196,6 +207,8 @@ evidence() {
     openbao)
       shows "The backend's lease now: a newer user than at the start of the scenario" \
         "curl -s ${fact[backend_lease_url]}" lease
+      shows "OpenBao's lease lookup of it: the TTL counting down (lease-reader token)" \
+        "bao lease lookup <lease_id>" bao_lease_lookup
       shows "PostgreSQL's log: the backend connecting as its dynamic users (last three)" \
         "grep 'connection authorized' ${fact[postgres_log]} | grep application_name=backend | tail -3" \
         backend_pg_connections

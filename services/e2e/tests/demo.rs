@@ -96,9 +96,33 @@ fn demo_sh_walks_every_scenario_and_wrong_expectations_fail() {
         "SPIRE server unavailable", // failure-drills: why site b failed
         "[mutual auth]",            // network-policy: the matrix
         "live enforcement exists only on kind",
+        "lease lookup <lease_id>", // bao lease lookup, with the lease-reader token
+        "issue_time",
     ] {
         assert!(text.contains(evidence), "no {evidence:?} in the walkthrough:\n{text}");
     }
+    assert!(
+        text.lines().any(|l| l.trim_start().starts_with("id ") && l.contains("database/creds/backend/")),
+        "bao lease lookup shows the backend's lease:\n{text}"
+    );
+
+    // The lease-reader token looks leases up and can do nothing else.
+    let reader: Value = serde_json::from_str(
+        &std::fs::read_to_string(state.join("openbao/lease-reader.json")).expect("lease-reader.json"),
+    )
+    .expect("json");
+    let (token, addr) = (reader["token"].as_str().expect("token"), reader["addr"].as_str().expect("addr"));
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let get = |path: &str| rt.block_on(e2e::applab::http_json("GET", &format!("{addr}{path}"), None, Some(token)));
+    let (status, body) = get("/v1/auth/token/lookup-self");
+    assert_eq!(status, 200, "the token is valid (control): {body}");
+    assert_eq!(body["data"]["policies"], serde_json::json!(["default", "lease-reader"]), "{body}");
+    let (status, body) = get("/v1/database/creds/backend");
+    assert_eq!(status, 403, "the lease reader cannot get database credentials: {body}");
+    let (status, body) = get("/v1/secret/data/github/jake");
+    assert_eq!(status, 403, "nor read KV: {body}");
+    let mode = std::fs::metadata(state.join("openbao/lease-reader.json")).expect("meta").permissions();
+    assert_eq!(std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777, 0o600);
 
     // The delegation matrix as JSON: nine cases, each with its decision, reason and caller.
     let (code, stdout, stderr) = ztlab(state, &["demo", "run", "delegation", "-o", "json"]);

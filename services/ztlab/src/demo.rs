@@ -37,7 +37,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt as _;
 use zt_entry_api::pb;
-use zt_runtime::app::{AppPaths, RbacMode, current_rbac, write_rbac};
+use zt_runtime::app::{AppPaths, RbacLoad, RbacMode, current_rbac, install_rbac, write_rbac};
 use zt_runtime::lab::{Lab, WorkloadSpec};
 use zt_scenarios::{Action, Case, Catalogue, Decision, Scenario, Step};
 
@@ -405,6 +405,8 @@ impl Target {
             ("rbac_file", self.paths.rbac_file().display().to_string()),
             ("postgres_log", log(zt_runtime::app::POSTGRES_APP)),
             ("document_log", log("document")),
+            ("bao", zt_runtime::binaries::Tool::Bao.path().display().to_string()),
+            ("lease_reader_file", zt_runtime::openbao::lease_reader_file(&dir.join("openbao")).display().to_string()),
         ])
     }
 }
@@ -530,7 +532,7 @@ async fn run_checks(
         let check = match st.action {
             Action::Rbac => {
                 *changed_rbac = true;
-                rbac_step(target, n, st)?
+                rbac_step(target, n, st).await?
             }
             Action::RunDemo => run_demo_step(target, n, st).await?,
             Action::Rotation => rotation_step(target, n, st, table, style).await?,
@@ -595,26 +597,28 @@ fn print_check(c: &Check, table: bool, style: Style) {
     }
 }
 
-fn rbac_step(target: &Target, n: u32, st: &Step) -> anyhow::Result<Check> {
+/// How an installed RBAC policy was taken up, in words.
+pub fn rbac_load_text(load: RbacLoad) -> String {
+    match load {
+        RbacLoad::Loaded(t) => format!("envoy-backend loaded it in place in {} ms", t.as_millis()),
+        RbacLoad::Unchanged => "it was installed already".into(),
+        RbacLoad::EnvoyDown => "envoy-backend is not running; it reads the file when it starts".into(),
+    }
+}
+
+async fn rbac_step(target: &Target, n: u32, st: &Step) -> anyhow::Result<Check> {
     let mode_text = st.mode.as_deref().unwrap_or_default();
     let mode: RbacMode = mode_text.parse()?;
-    let file = write_rbac(&target.paths, &target.trust_domain, mode)?;
+    let admin = target.lab.spec().app.as_ref().context("no app chain")?.backend_envoy.admin;
+    let start = Instant::now();
+    let (file, load) = install_rbac(&target.paths, &target.trust_domain, mode, admin, SWAP_WAIT).await?;
     let observed = current_rbac(&target.paths).map(|m| m.to_string()).unwrap_or_else(|| "none".into());
-    Ok(Check {
-        kind: "step",
-        n,
-        label: step_label(st),
-        expected: mode.to_string(),
-        passed: observed == mode.to_string(),
-        observed,
-        reason: format!("installed in {} (Envoy reloads it in place)", file.display()),
-        status: None,
-        caller_spiffe_id: None,
-        took_ms: None,
-        evidence: Value::Null,
-        details: Vec::new(),
-        shown_live: false,
-    })
+    let mut check = Check::step(n, st, mode.to_string());
+    check.passed = observed == mode.to_string() && load != RbacLoad::EnvoyDown;
+    check.observed = observed;
+    check.reason = format!("installed in {}; {}", file.display(), rbac_load_text(load));
+    check.took_ms = millis(start);
+    Ok(check)
 }
 
 /// `ok`, or the reason of the first failing hop, with that hop's error.

@@ -215,8 +215,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::SUCCESS);
             }
             let m: zt_runtime::app::RbacMode = mode.parse()?;
-            let file = zt_runtime::app::write_rbac(&paths, &td, m)?;
-            eprintln!("installed {m} in {} (Envoy reloads it in place)", file.display());
+            let (file, load) =
+                zt_runtime::app::install_rbac(&paths, &td, m, app.backend_envoy.admin, Duration::from_secs(5)).await?;
+            eprintln!("installed {m} in {} ({})", file.display(), demo::rbac_load_text(load));
             Ok(ExitCode::SUCCESS)
         }
         Command::Demo(args) => demo::run(&state_dir, out, args).await,

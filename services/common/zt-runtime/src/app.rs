@@ -193,6 +193,67 @@ pub fn write_rbac(paths: &AppPaths, trust_domain: &str, mode: RbacMode) -> Resul
     Ok(file)
 }
 
+/// The backend Envoy's stat that counts RBAC policy loads from the watched file (ECDS).
+const RBAC_LOADS_STAT: &str = "extension_config_discovery.http_filter.envoy.filters.http.rbac.config_reload";
+
+/// How many times the backend's Envoy (admin on `admin_port`) has loaded an RBAC policy; `None`
+/// when its admin does not answer.
+pub async fn rbac_loads(admin_port: u16) -> Option<u64> {
+    let (status, text) = crate::health::http_get(admin_port, "/stats?filter=rbac.config_reload").await?;
+    if status != 200 {
+        return None;
+    }
+    text.lines()
+        .find_map(|l| l.strip_prefix(RBAC_LOADS_STAT).and_then(|rest| rest.strip_prefix(':')))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// What became of an RBAC policy that was installed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RbacLoad {
+    /// Envoy loaded it, this long after the file was swapped.
+    Loaded(Duration),
+    /// That policy was installed already: nothing for Envoy to load.
+    Unchanged,
+    /// Envoy's admin does not answer: it reads the file when it starts.
+    EnvoyDown,
+}
+
+/// Installs `mode` ([`write_rbac`]) and waits until the backend's Envoy (admin on `admin_port`)
+/// has loaded it, so that what follows runs under the new policy. Fails when Envoy answers but
+/// does not load it within `timeout` (the file stays installed).
+pub async fn install_rbac(
+    paths: &AppPaths,
+    trust_domain: &str,
+    mode: RbacMode,
+    admin_port: u16,
+    timeout: Duration,
+) -> Result<(PathBuf, RbacLoad)> {
+    if current_rbac(paths) == Some(mode) {
+        return Ok((write_rbac(paths, trust_domain, mode)?, RbacLoad::Unchanged));
+    }
+    let Some(before) = rbac_loads(admin_port).await else {
+        return Ok((write_rbac(paths, trust_domain, mode)?, RbacLoad::EnvoyDown));
+    };
+    let file = write_rbac(paths, trust_domain, mode)?;
+    let start = std::time::Instant::now();
+    loop {
+        match rbac_loads(admin_port).await {
+            Some(now) if now > before => return Ok((file, RbacLoad::Loaded(start.elapsed()))),
+            _ if start.elapsed() >= timeout => {
+                return Err(Error::Command {
+                    command: format!("waiting for envoy-backend to load {} ({mode})", file.display()),
+                    message: format!(
+                        "its {RBAC_LOADS_STAT} stat did not move within {} s: see `ztlab logs envoy-backend`",
+                        timeout.as_secs()
+                    ),
+                });
+            }
+            _ => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
+}
+
 /// The RBAC mode currently installed, if any.
 pub fn current_rbac(paths: &AppPaths) -> Option<RbacMode> {
     let text = std::fs::read_to_string(paths.rbac_file()).ok()?;

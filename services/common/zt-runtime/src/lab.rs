@@ -863,7 +863,9 @@ impl Lab {
         };
         let bao_dir = self.state.spec.state_dir.join("openbao");
         let digest = config_digest(&serde_json::to_string(&cfg).unwrap_or_default());
-        if read_marker(&bao_dir, "app").as_deref() != Some(digest.as_str()) {
+        // (Labs configured before the lease-reader token existed get it on their next `up`.)
+        let reader_missing = !crate::openbao::lease_reader_file(&bao_dir).exists();
+        if read_marker(&bao_dir, "app").as_deref() != Some(digest.as_str()) || reader_missing {
             tracing::info!(component = OPENBAO, "configuring jwt auth, the database engine and KV v2");
             cfg.admin_password = appchain::bootstrap_app_db(&cluster).await?;
             let root = self.bao_root(&bao, bao_root).await?;

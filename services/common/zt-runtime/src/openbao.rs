@@ -407,7 +407,10 @@ impl OpenBao {
     /// - the database secrets engine on the app PostgreSQL (as `bao_admin` over the unix socket;
     ///   OpenBao then rotates that password so that only it knows it) with the role `cfg.role`,
     ///   whose users are members of `app_owner` and are dropped when their lease ends;
-    /// - KV v2 at `secret/`.
+    /// - KV v2 at `secret/`;
+    /// - the policy [`LEASE_READER`] (`sys/leases/lookup` only) and an orphan periodic token with
+    ///   it, written to [`lease_reader_file`] (mode 0600), so that the walkthrough can show
+    ///   `bao lease lookup` after the root token is gone; it can read no secret.
     pub async fn configure_app(&self, root_token: &str, cfg: &AppConfig) -> Result<()> {
         let c = self.client();
         let t = Some(root_token);
@@ -471,6 +474,7 @@ impl OpenBao {
         )
         .await?;
         c.call("POST", "/v1/database/rotate-root/app", t, Some(&json!({}))).await?;
+        self.make_lease_reader(root_token).await?;
         c.call(
             "POST",
             &format!("/v1/database/roles/{}", cfg.role),
@@ -489,6 +493,48 @@ impl OpenBao {
             })),
         )
         .await?;
+        Ok(())
+    }
+
+    /// The [`LEASE_READER`] policy and a token with only it (and `default`, which lets a token
+    /// look itself up and renew itself), written to [`lease_reader_file`]. Orphan, so that it
+    /// outlives the root token that made it; periodic, so that it lives while it is renewed.
+    async fn make_lease_reader(&self, root_token: &str) -> Result<()> {
+        let c = self.client();
+        let t = Some(root_token);
+        let policy = "path \"sys/leases/lookup\" { capabilities = [\"update\"] }\n";
+        c.call("POST", &format!("/v1/sys/policies/acl/{LEASE_READER}"), t, Some(&json!({"policy": policy}))).await?;
+        // One such token at a time: the one made by an earlier configuration goes.
+        let file = lease_reader_file(&self.dir);
+        let old = std::fs::read_to_string(&file)
+            .ok()
+            .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+            .and_then(|v| v["token"].as_str().map(str::to_owned));
+        if let Some(old) = old {
+            let _ = c.send("POST", "/v1/auth/token/revoke", t, Some(&json!({"token": old}))).await;
+        }
+        let made = c
+            .call(
+                "POST",
+                "/v1/auth/token/create-orphan",
+                t,
+                Some(&json!({
+                    "policies": [LEASE_READER],
+                    "period": "768h",
+                    "display_name": LEASE_READER,
+                    "meta": {"purpose": "the walkthrough's bao lease lookup"},
+                })),
+            )
+            .await?;
+        let token = made["auth"]["client_token"].as_str().unwrap_or_default();
+        if token.is_empty() {
+            return Err(Error::Command {
+                command: "OpenBao auth/token/create-orphan".into(),
+                message: format!("no client_token in the answer: {made}"),
+            });
+        }
+        write_private(&file, &json!({"token": token, "policy": LEASE_READER, "addr": self.addr}))?;
+        tracing::info!(file = %file.display(), "OpenBao lease-reader token written");
         Ok(())
     }
 
@@ -907,6 +953,14 @@ impl OidcInfo {
 /// The accessor of the auth mount `path` (e.g. `userpass/`) in a `GET /v1/sys/auth` answer.
 fn mount_accessor(auths: &Value, path: &str) -> Option<String> {
     auths["data"][path]["accessor"].as_str().or_else(|| auths[path]["accessor"].as_str()).map(str::to_owned)
+}
+
+/// The policy of the token that may look leases up and do nothing else.
+pub const LEASE_READER: &str = "lease-reader";
+
+/// `<dir>/lease-reader.json`: `{"token","policy","addr"}` of the [`LEASE_READER`] token.
+pub fn lease_reader_file(dir: &Path) -> PathBuf {
+    dir.join("lease-reader.json")
 }
 
 /// Writes `value` as JSON to `path` with mode 0600 (through a temporary file and a rename, so a
