@@ -413,6 +413,12 @@ async fn presenter_ui_in_headless_chromium() {
 
     run_every_scenario_from_the_ui(&browser, &lab).await;
 
+    // No script error on any page (the console since the last diagnostics read).
+    let console = wd("POST", &browser.url("/se/log"), Some(json!({"type": "browser"}))).await;
+    let errors: Vec<&Value> =
+        console.as_array().map(|a| a.iter().filter(|e| e["source"] == "javascript").collect()).unwrap_or_default();
+    assert!(errors.is_empty(), "script errors in the browser's console: {errors:?}");
+
     wd("DELETE", &browser.url(""), None).await;
     drop(driver);
 }

@@ -799,12 +799,7 @@ const JS: &str = r#"
     ? ["spiffe mono", "selectors mono", "revision", "sites", "actions"]
     : ["site", "td mono", "agent", "contact", "lag", "synced", "pending", "failed", "unmanaged"];
   var KEY = ZT_PAGE === "entries" ? "data-id" : "data-site";
-  function el(tag, cls, text) {
-    var e = document.createElement(tag);
-    if (cls) { e.className = cls; }
-    if (text !== undefined) { e.textContent = text; }
-    return e;
-  }
+  var el = zt.el;
   function badge(state) {
     switch (state) {
       case "SYNCED": return ["ok", "\u2713 SYNCED"];
@@ -890,18 +885,10 @@ const JS: &str = r#"
     }
     return s.site_id;
   }
-  function showError(what, todo) {
-    errorBox.textContent = "";
-    if (!what) { return; }
-    var box = el("div", "error-box");
-    box.setAttribute("role", "alert");
-    var p1 = el("p"); p1.appendChild(el("strong", null, "What failed: ")); p1.appendChild(document.createTextNode(what));
-    var p2 = el("p"); p2.appendChild(el("strong", null, "What to do: ")); p2.appendChild(document.createTextNode(todo));
-    box.appendChild(p1); box.appendChild(p2); errorBox.appendChild(box);
-  }
+  function showError(what, todo) { zt.errorBox(errorBox, what, todo); }
   if (ZT_PAGE === "entries") { window.ztEntries = { update: updateEntry }; }
   if (!window.EventSource) { live.textContent = "Live updates need a browser with EventSource; reload to refresh."; return; }
-  var source = ztStream("/events/entries");
+  var source = zt.stream("/events/entries");
   source.onmessage = function (ev) {
     var msg;
     try { msg = JSON.parse(ev.data); } catch (e) { return; }
@@ -1204,12 +1191,7 @@ const AUDIT_JS: &str = r##"
   var live = document.getElementById("live");
   var errorBox = document.getElementById("error");
   var entry = table.getAttribute("data-entry") || "";
-  function el(tag, cls, text) {
-    var e = document.createElement(tag);
-    if (cls) { e.className = cls; }
-    if (text !== undefined && text !== null) { e.textContent = text; }
-    return e;
-  }
+  var el = zt.el;
   function row(ev) {
     var tr = el("tr");
     tr.setAttribute("data-action", ev.action);
@@ -1231,15 +1213,7 @@ const AUDIT_JS: &str = r##"
     tr.appendChild(out);
     return tr;
   }
-  function showError(what, todo) {
-    errorBox.textContent = "";
-    if (!what) { return; }
-    var box = el("div", "error-box");
-    box.setAttribute("role", "alert");
-    var p1 = el("p"); p1.appendChild(el("strong", null, "What failed: ")); p1.appendChild(document.createTextNode(what));
-    var p2 = el("p"); p2.appendChild(el("strong", null, "What to do: ")); p2.appendChild(document.createTextNode(todo || ""));
-    box.appendChild(p1); box.appendChild(p2); errorBox.appendChild(box);
-  }
+  function showError(what, todo) { zt.errorBox(errorBox, what, todo); }
   function refresh() {
     var url = "/api/entries/audit" + (entry ? "?entry=" + encodeURIComponent(entry) : "");
     fetch(url, { credentials: "same-origin", headers: { "accept": "application/json" } }).then(function (r) {
@@ -1910,7 +1884,7 @@ mod tests {
         assert!(html.contains("value=\"spiffe://ztlab.test/ztlab/nodes/local\""), "default parent");
         assert!(html.contains("<legend>Sites</legend>") && html.contains("value=\"b\" checked"));
         assert!(html.contains("aria-current=\"page\">Entries"));
-        assert!(html.contains("ztStream(\"/events/entries\")") && html.contains("fetch(\"/api/entries\""));
+        assert!(html.contains("zt.stream(\"/events/entries\")") && html.contains("fetch(\"/api/entries\""));
         assert!(!html.contains("<script src") && !html.contains("<link"), "everything inline");
         assert!(!html.contains(".innerHTML"), "scripts insert text only");
 
@@ -1953,7 +1927,7 @@ mod tests {
         }
         assert!(html.contains("<dialog id=\"confirm-delete\""));
         assert!(html.contains("href=\"/entries/new\"") && html.contains("href=\"/entries/audit\""));
-        assert!(html.contains("ztStream(\"/events/entries\")"));
+        assert!(html.contains("zt.stream(\"/events/entries\")"));
     }
 
     #[test]

@@ -765,24 +765,11 @@ const POLICIES_JS: &str = r#"
   "use strict";
   function byId(id) { return document.getElementById(id); }
   var live = byId("rbac-live");
-  function el(tag, cls, text) {
-    var e = document.createElement(tag);
-    if (cls) { e.className = cls; }
-    if (text !== undefined) { e.textContent = text; }
-    return e;
-  }
-  function box(target, problem) {
-    target.textContent = "";
-    if (!problem) { return; }
-    var b = el("div", "error-box");
-    b.setAttribute("role", "alert");
-    var p1 = el("p"); p1.appendChild(el("strong", null, "What failed: ")); p1.appendChild(document.createTextNode(problem.what));
-    var p2 = el("p"); p2.appendChild(el("strong", null, "What to do: ")); p2.appendChild(document.createTextNode(problem.todo));
-    b.appendChild(p1); b.appendChild(p2); target.appendChild(b);
-  }
+  var el = zt.el;
+  function box(target, problem) { zt.errorBox(target, problem && problem.what, problem && problem.todo); }
   function num(n) { return typeof n === "number" ? String(n) : "\u2014"; }
   if (!window.EventSource) { live.textContent = "(reload to refresh: this browser has no EventSource)"; return; }
-  var source = ztStream("/events/policies");
+  var source = zt.stream("/events/policies");
   source.onmessage = function (ev) {
     var v;
     try { v = JSON.parse(ev.data); } catch (e) { return; }
@@ -866,7 +853,7 @@ mod tests {
         assert!(page.contains("ztlab policy rbac deny-frontend") && page.contains("href=\"/scenarios/envoy-rbac\""));
         // No lab.json here: the counters say why, in an error box, and the page still renders.
         assert!(page.contains("cannot read the lab state"), "counters error box");
-        assert!(page.contains("ztStream(\"/events/policies\")"));
+        assert!(page.contains("zt.stream(\"/events/policies\")"));
         // 2. Rego: the policy source and the department table.
         assert!(page.contains("id=\"rego\""));
         assert!(page.contains("package ztlab.documents"), "documents.rego is shown");

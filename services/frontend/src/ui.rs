@@ -93,15 +93,40 @@ pub fn html(status: axum::http::StatusCode, html: String) -> axum::response::Res
     (status, [(axum::http::header::CACHE_CONTROL, "no-store")], axum::response::Html(html)).into_response()
 }
 
-/// `ztStream(url)`: an `EventSource` that is closed when the page is left. A browser opens at
-/// most six HTTP/1.1 connections to one host; streams of pages kept in the back-forward cache
-/// would otherwise hold them, and the next page's requests would wait. A page restored from that
-/// cache reloads, to show the present state.
-const STREAM_JS: &str = r#"
-window.ztStream = function (url) {
-  var s = new EventSource(url);
-  window.addEventListener("pagehide", function () { s.close(); });
-  return s;
+/// The helpers every page's script uses, defined once in the layout's `<head>` as `zt`:
+/// - `zt.el(tag, cls, text)`: an element, its text set as text (never as HTML);
+/// - `zt.errorBox(target, what, todo)`: fills `target` with the "What failed / What to do" box
+///   (role `alert`), or empties it when `what` is empty;
+/// - `zt.stream(url)`: an `EventSource` that is closed when the page is left. A browser opens
+///   at most six HTTP/1.1 connections to one host; streams of pages kept in the back-forward
+///   cache would otherwise hold them, and the next page's requests would wait. A page restored
+///   from that cache reloads, to show the present state.
+const COMMON_JS: &str = r#"
+window.zt = {
+  el: function (tag, cls, text) {
+    var e = document.createElement(tag);
+    if (cls) { e.className = cls; }
+    if (text !== undefined && text !== null) { e.textContent = String(text); }
+    return e;
+  },
+  errorBox: function (target, what, todo) {
+    target.textContent = "";
+    if (!what) { return; }
+    var el = window.zt.el, box = el("div", "error-box");
+    box.setAttribute("role", "alert");
+    var p1 = el("p"); p1.appendChild(el("strong", null, "What failed: ")); p1.appendChild(document.createTextNode(what));
+    box.appendChild(p1);
+    if (todo) {
+      var p2 = el("p"); p2.appendChild(el("strong", null, "What to do: ")); p2.appendChild(document.createTextNode(todo));
+      box.appendChild(p2);
+    }
+    target.appendChild(box);
+  },
+  stream: function (url) {
+    var s = new EventSource(url);
+    window.addEventListener("pagehide", function () { s.close(); });
+    return s;
+  }
 };
 window.addEventListener("pageshow", function (e) { if (e.persisted) { location.reload(); } });
 "#;
@@ -133,7 +158,7 @@ pub fn layout(title: &str, active: &str, body: &str) -> String {
     format!(
         "<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
-         <title>{t} · ztlab</title>\n<style>{CSS}</style>\n<script>{STREAM_JS}</script>\n</head>\n<body>\n\
+         <title>{t} · ztlab</title>\n<style>{CSS}</style>\n<script>{COMMON_JS}</script>\n</head>\n<body>\n\
          <header><div class=\"bar\"><span class=\"brand\">ztlab</span>\
          <nav aria-label=\"Main\"><ul>{nav}</ul></nav>{who}</div></header>\n\
          <main>\n{body}\n</main>\n</body>\n</html>\n",
@@ -253,12 +278,7 @@ const DASHBOARD_JS: &str = r#"
   var tbody = document.getElementById("components");
   var errorBox = document.getElementById("error");
   var live = document.getElementById("live");
-  function el(tag, cls, text) {
-    var e = document.createElement(tag);
-    if (cls) { e.className = cls; }
-    if (text !== undefined) { e.textContent = text; }
-    return e;
-  }
+  var el = zt.el;
   function label(h) { return h === "healthy" ? "\u2713 healthy" : (h === "stopped" ? "\u25a0 stopped" : "\u2717 " + h); }
   function rowFor(name) {
     var rows = tbody.querySelectorAll("tr");
@@ -286,15 +306,7 @@ const DASHBOARD_JS: &str = r#"
     tr.querySelector(".serial").textContent = c.svid_serial || "\u2014";
     tr.querySelector(".detail").textContent = c.detail || "\u2014";
   }
-  function showError(what, todo) {
-    errorBox.textContent = "";
-    if (!what) { return; }
-    var box = el("div", "error-box");
-    box.setAttribute("role", "alert");
-    var p1 = el("p"); p1.appendChild(el("strong", null, "What failed: ")); p1.appendChild(document.createTextNode(what));
-    var p2 = el("p"); p2.appendChild(el("strong", null, "What to do: ")); p2.appendChild(document.createTextNode(todo));
-    box.appendChild(p1); box.appendChild(p2); errorBox.appendChild(box);
-  }
+  function showError(what, todo) { zt.errorBox(errorBox, what, todo); }
   var base = Date.now();
   function tick() {
     var gone = Math.floor((Date.now() - base) / 1000);
@@ -307,7 +319,7 @@ const DASHBOARD_JS: &str = r#"
   tick();
   setInterval(tick, 1000);
   if (!window.EventSource) { live.textContent = "Live updates need a browser with EventSource; reload to refresh."; return; }
-  var source = ztStream("/events");
+  var source = zt.stream("/events");
   source.onmessage = function (ev) {
     var msg;
     try { msg = JSON.parse(ev.data); } catch (e) { return; }
@@ -460,21 +472,8 @@ const RUN_JS: &str = r#"
   var counters = document.getElementById("run-counters");
   var caseButtons = document.querySelectorAll("button.run-case");
   var shownRun = 0, shownState = "";
-  function el(tag, cls, text) {
-    var e = document.createElement(tag);
-    if (cls) { e.className = cls; }
-    if (text !== undefined && text !== null) { e.textContent = String(text); }
-    return e;
-  }
-  function showError(what, todo) {
-    errorEl.textContent = "";
-    if (!what) { return; }
-    var box = el("div", "error-box"); box.setAttribute("role", "alert");
-    var p1 = el("p"); p1.appendChild(el("strong", null, "What failed: ")); p1.appendChild(document.createTextNode(what));
-    box.appendChild(p1);
-    if (todo) { var p2 = el("p"); p2.appendChild(el("strong", null, "What to do: ")); p2.appendChild(document.createTextNode(todo)); box.appendChild(p2); }
-    errorEl.appendChild(box);
-  }
+  var el = zt.el;
+  function showError(what, todo) { zt.errorBox(errorEl, what, todo); }
   function busy(on) {
     button.disabled = on;
     caseButtons.forEach(function (b) { b.disabled = on; });
@@ -562,7 +561,7 @@ const RUN_JS: &str = r#"
       else { renderChecks(r.result); if (r.state === "error") { showError(r.error, r.todo); } }
     }
   }
-  var source = ztStream("/events/scenarios/" + encodeURIComponent(id));
+  var source = zt.stream("/events/scenarios/" + encodeURIComponent(id));
   source.onmessage = function (m) { try { update(JSON.parse(m.data)); } catch (e) { /* keep the last view */ } };
 })();
 "#;
