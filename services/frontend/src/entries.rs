@@ -1350,18 +1350,12 @@ fn check_selectors(lines: &[String]) -> Result<Vec<pb::Selector>, Problem> {
         if line.is_empty() {
             continue;
         }
-        let at = |msg: String| problem("selectors", format!("line {}: {msg}", i + 1));
-        let Some((t, v)) = line.split_once(':') else {
-            return Err(at(format!("{line:?} is not type:value (for example unix:uid:4242)")));
-        };
-        if t.is_empty() {
-            return Err(at("the type before ':' is empty (for example unix)".into()));
-        }
-        if v.is_empty() {
-            return Err(at("the value after ':' is empty (for example uid:4242)".into()));
-        }
-        let s = validate::selector("selectors", &pb::Selector { r#type: t.to_owned(), value: v.to_owned() })
-            .map_err(|e| at(format!("{} {}", e.field.trim_start_matches("selectors."), e.message)))?;
+        // The API's own parser (the CLI's too), with the line it is on.
+        let s = validate::selector_str("selectors", line).map_err(|e| {
+            let what = e.field.trim_start_matches("selectors").trim_start_matches('.');
+            let what = if what.is_empty() { String::new() } else { format!("{what} ") };
+            problem("selectors", format!("line {}: {what}{}", i + 1, e.message))
+        })?;
         out.push(s);
     }
     if out.is_empty() {
@@ -1762,8 +1756,8 @@ mod tests {
             ("selectors", Box::new(|r| r.selectors = Lines::Text(String::new())), "at least one selector"),
             ("selectors", Box::new(|r| r.selectors = Lines::Text("\n  \n".into())), "at least one selector"),
             ("selectors", Box::new(|r| r.selectors = Lines::Text("unix:uid:1\nnocolon".into())), "line 2"),
-            ("selectors", Box::new(|r| r.selectors = Lines::Text(":uid:1".into())), "type before ':' is empty"),
-            ("selectors", Box::new(|r| r.selectors = Lines::Text("unix:".into())), "value after ':' is empty"),
+            ("selectors", Box::new(|r| r.selectors = Lines::Text(":uid:1".into())), "line 1: type is required"),
+            ("selectors", Box::new(|r| r.selectors = Lines::Text("unix:".into())), "line 1: value is required"),
             ("selectors", Box::new(|r| r.selectors = Lines::Text("un ix:uid:1".into())), "line 1"),
             ("x509_svid_ttl", Box::new(|r| r.x509_svid_ttl = Value::Null), "required"),
             ("x509_svid_ttl", Box::new(|r| r.x509_svid_ttl = json!("")), "required"),

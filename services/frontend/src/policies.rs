@@ -42,12 +42,9 @@ pub fn routes() -> Router<AppState> {
     Router::new().route("/policies", get(policies_page)).route("/events/policies", get(rbac_events))
 }
 
-/// The repository checkout the policy files are read from: `$ZT_ROOT`, else the one this binary
-/// was built from.
+/// The repository checkout the policy files are read from ([`zt_runtime::repo_root`]).
 pub fn repo_root() -> PathBuf {
-    std::env::var_os("ZT_ROOT")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."))
+    zt_runtime::repo_root()
 }
 
 /// What to do when a policy file of the repository is missing.

@@ -1489,13 +1489,6 @@ async fn restart_stopped_servers(target: &Target) -> Option<String> {
     })
 }
 
-/// The repository checkout: $ZT_ROOT, else the one this binary was built from.
-fn repo_root() -> PathBuf {
-    std::env::var_os("ZT_ROOT")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."))
-}
-
 /// The Python with kubernetes-validate that scripts/validate-kind.sh installs, else `python3`.
 fn kind_python(root: &Path) -> PathBuf {
     let versions = std::fs::read_to_string(root.join("infrastructure/versions.env")).unwrap_or_default();
@@ -1520,7 +1513,7 @@ fn kind_python(root: &Path) -> PathBuf {
 async fn network_policy_step(target: &Target, n: u32, st: &Step, table: bool, style: Style) -> anyhow::Result<Check> {
     let _ = target;
     let mut check = Check::step(n, st, "pass: the policies allow exactly reachability.toml");
-    let root = repo_root();
+    let root = zt_runtime::repo_root();
     let script = root.join("infrastructure/kind/check.py");
     anyhow::ensure!(script.exists(), "step {n}: no {} (set ZT_ROOT to the checkout)", script.display());
     let python = kind_python(&root);

@@ -116,6 +116,14 @@ impl Error {
 /// Result alias.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// The repository checkout whose files (policies, kind manifests) the lab shows and checks at
+/// run time: `$ZT_ROOT`, else the checkout these binaries were built from.
+pub fn repo_root() -> std::path::PathBuf {
+    std::env::var_os("ZT_ROOT")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.."))
+}
+
 /// Renders a template: every `{{key}}` is replaced by its value. A placeholder left over is an
 /// error, so a template and its values cannot drift apart silently.
 pub fn render(template_name: &str, template: &str, values: &[(&str, String)]) -> Result<String> {
