@@ -332,6 +332,7 @@ async fn presenter_ui_in_headless_chromium() {
     browser.open(&lab.frontend("/scenarios")).await;
     let text = browser.body_text().await;
     assert!(text.contains("Scenarios") && text.contains("Run Demo: frontend"), "{text}");
+    browser.check_accessibility("scenarios").await;
     browser.screenshot("scenarios").await;
     browser.open(&lab.frontend("/scenarios/delegation")).await;
     let text = browser.body_text().await;
@@ -351,6 +352,7 @@ async fn presenter_ui_in_headless_chromium() {
     assert!(error.is_empty(), "no error box: {error}");
     let classes = browser.text(&badge_classes_of(&frontend_id)).await;
     assert!(classes.split('|').all(|c| c.contains("ok")), "green SYNCED badges: {classes:?}");
+    browser.check_accessibility("entries").await;
     browser.screenshot("entries").await;
 
     // A new entry through the CLI (the lab's admin key) shows up SYNCED without a reload.
@@ -388,10 +390,12 @@ async fn presenter_ui_in_headless_chromium() {
     assert!(ok, "the sites page shows sites a and b: {sites:?} (error box: {:?})", browser.text(ERROR_TEXT).await);
     let text = browser.body_text().await;
     assert!(text.contains("connected") && text.contains("Unmanaged"), "{text}");
+    browser.check_accessibility("sites").await;
     browser.screenshot("sites").await;
 
     // Run Demo with the keyboard: Tab to the button, then Enter.
     browser.open(&lab.frontend("/")).await;
+    browser.check_accessibility("run-demo").await;
     let mut focused = String::new();
     for _ in 0..20 {
         browser.key('\u{E004}').await;

@@ -308,7 +308,7 @@ pub fn router(state: AppState) -> Router {
 }
 
 async fn index() -> impl IntoResponse {
-    ([(header::CACHE_CONTROL, "no-store")], Html(page::INDEX))
+    ([(header::CACHE_CONTROL, "no-store")], Html(page::index()))
 }
 
 /// The lab's components, or what kept them from being read.

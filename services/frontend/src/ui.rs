@@ -68,6 +68,9 @@ ol.checks li.pass { border-left-color: var(--ok); } ol.checks li.fail { border-l
 ol.checks p { margin: 4px 0; } ul.hops { margin: 6px 0; } .hop-ok { color: var(--ok); } .hop-bad { color: var(--bad); font-weight: 700; }
 .counters { display: flex; gap: 40px; font-size: 30px; } .counters strong { font-size: 44px; }
 td.case-result .reason { font-size: 18px; color: var(--muted); }
+.skip { position: absolute; left: -9999px; top: 8px; background: #fff; color: #1a56db; padding: 8px 16px; border-radius: 8px; z-index: 10; }
+.skip:focus { left: 12px; }
+main:focus { outline: none; }
 header .who { margin-left: auto; display: flex; gap: 12px; align-items: center; font-size: 20px; }
 header .who form { margin: 0; }
 header .who button { font: inherit; font-size: 20px; padding: 4px 14px; border-radius: 8px; border: 2px solid #fff; background: transparent; color: #fff; cursor: pointer; }
@@ -158,10 +161,10 @@ pub fn layout(title: &str, active: &str, body: &str) -> String {
     format!(
         "<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
-         <title>{t} · ztlab</title>\n<style>{CSS}</style>\n<script>{COMMON_JS}</script>\n</head>\n<body>\n\
+         <title>{t} · ztlab</title>\n<style>{CSS}</style>\n<script>{COMMON_JS}</script>\n</head>\n<body>\n<a class=\"skip\" href=\"#main\">Skip to the content</a>\n\
          <header><div class=\"bar\"><span class=\"brand\">ztlab</span>\
          <nav aria-label=\"Main\"><ul>{nav}</ul></nav>{who}</div></header>\n\
-         <main>\n{body}\n</main>\n</body>\n</html>\n",
+         <main id=\"main\" tabindex=\"-1\">\n{body}\n</main>\n</body>\n</html>\n",
         t = esc(title),
     )
 }
