@@ -29,4 +29,4 @@ ok "built into $(zt_target_dir)/debug"
 
 step "Starting the lab"
 "$(zt_target_dir)/debug/ztlab" up
-ok "open http://127.0.0.1:8080 and press Run Demo (or: curl -s -X POST http://127.0.0.1:8080/api/run-demo)"
+ok "open http://127.0.0.1:8080, sign in (jake / jake99) and press Run Demo (or: curl -s -X POST http://127.0.0.1:8080/api/run-demo)"

@@ -600,7 +600,7 @@ fn print_check(c: &Check, table: bool, style: Style) {
 /// How an installed RBAC policy was taken up, in words.
 pub fn rbac_load_text(load: RbacLoad) -> String {
     match load {
-        RbacLoad::Loaded(t) => format!("envoy-backend loaded it in place in {} ms", t.as_millis()),
+        RbacLoad::Loaded(t) => format!("envoy-backend loaded it in place in {:.1} ms", t.as_secs_f64() * 1000.0),
         RbacLoad::Unchanged => "it was installed already".into(),
         RbacLoad::EnvoyDown => "envoy-backend is not running; it reads the file when it starts".into(),
     }
