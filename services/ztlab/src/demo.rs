@@ -3,16 +3,18 @@
 //!
 //! - `list`, `show <id>`: the catalogue (built in, or `--catalogue <file>`).
 //! - `run <id>|--all`: every step or case of the scenario against the lab in the state dir,
-//!   each with PASS/FAIL, what was observed and why. Exit 0 when every expectation holds, 1 when
-//!   one does not, 2 on errors (no lab, a component that does not answer).
+//!   each with PASS/FAIL, what was observed and why (`--case N`: only those cases). Exit 0 when
+//!   every expectation holds, 1 when one does not, 2 on errors (no lab, a component that does not
+//!   answer). With `-o json` the result is the only thing on stdout and the progress goes to
+//!   stderr as it happens; the presenter UI runs this and streams that progress.
 //! - `facts`: where the lab's evidence is (SPIFFE IDs, ports, files), as `key=value` lines.
 //!
 //! The runners, one per kind of step:
 //! - `run-demo`: `POST /api/run-demo` on the frontend; `ok`, or the reason of the first failing
 //!   hop. Polled for up to 2 s until it gives the expected outcome (a policy swap takes effect
 //!   within 2 s).
-//! - `rbac`: writes the backend Envoy's policy with [`zt_runtime::app::write_rbac`], as
-//!   `ztlab policy rbac` does. A scenario that changed the policy leaves `allow-frontend`
+//! - `rbac`: installs the backend Envoy's policy and waits until Envoy has loaded it
+//!   ([`zt_runtime::app::install_rbac`]), as `ztlab policy rbac` does. A scenario that changed the policy leaves `allow-frontend`
 //!   installed when it ends, passed, failed, errored or interrupted.
 //! - the drills (`rotation`, `openbao-lease`, `github`, `entry-lifecycle`, `site-outage`,
 //!   `network-policy`): each watches the real components for its `seconds` and prints what it
