@@ -60,7 +60,7 @@ pub struct DatabaseSettings {
     /// Connections per pool.
     pub pool_size: usize,
     /// Timeout to connect (and to wait for a pooled connection), for example `5s`.
-    #[serde(with = "duration_str")]
+    #[serde(with = "zt_service::config::duration")]
     pub connect_timeout: Duration,
 }
 
@@ -100,7 +100,7 @@ pub struct OpenBaoSettings {
     /// about 50 min).
     pub rotate_at: f64,
     /// Timeout of each OpenBao request.
-    #[serde(with = "duration_str")]
+    #[serde(with = "zt_service::config::duration")]
     pub timeout: Duration,
 }
 
@@ -129,7 +129,7 @@ pub struct TokenSettings {
     /// `iss` of the tokens.
     pub issuer: String,
     /// Token lifetime, for example `1h`.
-    #[serde(with = "duration_str")]
+    #[serde(with = "zt_service::config::duration")]
     pub ttl: Duration,
 }
 
@@ -154,7 +154,7 @@ pub struct GithubSettings {
     /// UI labels it). A response with `x-ztlab-fixture: github` counts as a fixture too.
     pub fixture: bool,
     /// Timeout of each GitHub request.
-    #[serde(with = "duration_str")]
+    #[serde(with = "zt_service::config::duration")]
     pub timeout: Duration,
 }
 
@@ -201,32 +201,6 @@ impl Config {
             return zt_identity::lab::id(td.as_str(), "/ns/demo/sa/postgres").map_err(|e| ConfigError::field(field, e));
         }
         zt_identity::parse_id(field, &self.database.server_spiffe_id).map_err(|e| ConfigError::field(field, e))
-    }
-}
-
-/// Durations as humantime strings (`5s`, `1h`); plain integers are seconds.
-pub(crate) mod duration_str {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub(crate) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&humantime::format_duration(*d).to_string())
-    }
-
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Raw {
-        Secs(u64),
-        Text(String),
-    }
-
-    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        match Raw::deserialize(d)? {
-            Raw::Secs(s) => Ok(Duration::from_secs(s)),
-            Raw::Text(t) => humantime::parse_duration(t.trim())
-                .map_err(|e| serde::de::Error::custom(format!("{t:?} is not a duration like 5s or 1h: {e}"))),
-        }
     }
 }
 

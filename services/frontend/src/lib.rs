@@ -134,7 +134,7 @@ pub struct Config {
     /// The frontend Envoy's admin interface (`ZT_ENVOY_ADMIN_URL`).
     pub envoy_admin_url: String,
     /// Per-request timeout for calls through Envoy, e.g. `5s` (`ZT_REQUEST_TIMEOUT`).
-    #[serde(with = "duration")]
+    #[serde(with = "zt_service::config::duration")]
     pub request_timeout: Duration,
     /// The document service (mTLS, native SDK), for later (`ZT_DOCUMENT_URL`).
     pub document_url: String,
@@ -168,44 +168,6 @@ impl Default for Config {
             user_token_issuer: "ztlab-backend".into(),
             ztlab_bin: None,
         }
-    }
-}
-
-/// `Duration` as a humantime string (`5s`, `250ms`); a bare number is seconds.
-mod duration {
-    use std::time::Duration;
-
-    use serde::{Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&humantime::format_duration(*d).to_string())
-    }
-
-    struct Visitor;
-
-    impl serde::de::Visitor<'_> for Visitor {
-        type Value = Duration;
-
-        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.write_str("a duration like 5s or 250ms, or a number of seconds")
-        }
-
-        fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Duration, E> {
-            Ok(Duration::from_secs(v))
-        }
-
-        fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Duration, E> {
-            u64::try_from(v).map(Duration::from_secs).map_err(|_| E::custom(format!("{v} is negative")))
-        }
-
-        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Duration, E> {
-            humantime::parse_duration(v.trim())
-                .map_err(|e| E::custom(format!("{v:?} is not a duration like 5s or 250ms ({e})")))
-        }
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        d.deserialize_any(Visitor)
     }
 }
 

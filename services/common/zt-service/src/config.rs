@@ -75,3 +75,32 @@ mod tests {
         assert!(err.to_string().contains("does not exist"), "{err}");
     }
 }
+
+/// `#[serde(with = "zt_service::config::duration")]`: a `Duration` as a humantime string (`5s`,
+/// `250ms`, `1h`); a plain integer is seconds.
+pub mod duration {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    /// Writes `5s`, `1h 30m`, ….
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(*d).to_string())
+    }
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Secs(u64),
+        Text(String),
+    }
+
+    /// Reads `5s`, `250ms`, `1h` or a number of seconds.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        match Raw::deserialize(d)? {
+            Raw::Secs(s) => Ok(Duration::from_secs(s)),
+            Raw::Text(t) => humantime::parse_duration(t.trim())
+                .map_err(|e| serde::de::Error::custom(format!("{t:?} is not a duration like 5s or 1h: {e}"))),
+        }
+    }
+}
