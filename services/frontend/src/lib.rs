@@ -68,7 +68,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
@@ -269,8 +269,8 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-async fn index() -> impl IntoResponse {
-    ([(header::CACHE_CONTROL, "no-store")], Html(page::index()))
+async fn index() -> Response {
+    ui::html(StatusCode::OK, page::index())
 }
 
 /// The lab's components, or what kept them from being read.
@@ -281,11 +281,9 @@ pub async fn lab_status(state_dir: &Path) -> Result<Vec<zt_runtime::lab::Compone
         .map_err(|_| format!("the lab status took more than 5 s (state dir {})", state_dir.display()))
 }
 
-use ui::html as page;
-
 async fn dashboard(State(state): State<AppState>) -> Response {
     let status = lab_status(&state.state_dir).await;
-    page(StatusCode::OK, ui::dashboard(status.as_deref().map_err(String::as_str)))
+    ui::html(StatusCode::OK, ui::dashboard(status.as_deref().map_err(String::as_str)))
 }
 
 /// The JSON pushed on `/events`.
@@ -296,27 +294,26 @@ pub fn status_json(status: &Result<Vec<zt_runtime::lab::ComponentStatus>, String
     }
 }
 
-/// An SSE stream that sends `snapshot(state)` once a second, for as long as the page listens.
-fn every_second<F, Fut>(
-    state: AppState,
-    snapshot: F,
-) -> Sse<impl futures_util::Stream<Item = Result<Event, Infallible>>>
+/// A server-sent event stream of the UI: every `period`, `snapshot(ctx)` as one event, for as
+/// long as the page listens (the dashboard, entries, policies and scenario-run streams).
+pub(crate) fn live<C, F, Fut>(period: Duration, ctx: C, snapshot: F) -> Response
 where
-    F: Fn(AppState) -> Fut + Send + 'static,
+    C: Clone + Send + 'static,
+    F: Fn(C) -> Fut + Send + 'static,
     Fut: std::future::Future<Output = String> + Send,
 {
-    let mut every = tokio::time::interval(Duration::from_secs(1));
+    let mut every = tokio::time::interval(period);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let stream = futures_util::stream::unfold((state, every, snapshot), |(state, mut every, snapshot)| async move {
+    let stream = futures_util::stream::unfold((ctx, every, snapshot), |(ctx, mut every, snapshot)| async move {
         every.tick().await;
-        let data = snapshot(state.clone()).await;
-        Some((Ok(Event::default().data(data)), (state, every, snapshot)))
+        let data = snapshot(ctx.clone()).await;
+        Some((Ok::<_, Infallible>(Event::default().data(data)), (ctx, every, snapshot)))
     });
-    Sse::new(stream).keep_alive(KeepAlive::default())
+    Sse::new(stream).keep_alive(KeepAlive::default()).into_response()
 }
 
-async fn events(State(state): State<AppState>) -> Sse<impl futures_util::Stream<Item = Result<Event, Infallible>>> {
-    every_second(state, |s| async move { status_json(&lab_status(&s.state_dir).await).to_string() })
+async fn events(State(state): State<AppState>) -> Response {
+    live(Duration::from_secs(1), state, |s| async move { status_json(&lab_status(&s.state_dir).await).to_string() })
 }
 
 /// Every entry and site from entry-manager, or what kept them from being read.
@@ -329,34 +326,36 @@ pub async fn entry_snapshot(state: &AppState) -> Result<entries::Snapshot, entri
 
 async fn entries_page(State(state): State<AppState>) -> Response {
     let snap = entry_snapshot(&state).await;
-    page(StatusCode::OK, entries::entries_page(snap.as_ref().map(|s| s.entries.as_slice())))
+    ui::html(StatusCode::OK, entries::entries_page(snap.as_ref().map(|s| s.entries.as_slice())))
 }
 
 async fn sites_page(State(state): State<AppState>) -> Response {
     let snap = entry_snapshot(&state).await;
-    page(StatusCode::OK, entries::sites_page(snap.as_ref().map(|s| s.sites.as_slice())))
+    ui::html(StatusCode::OK, entries::sites_page(snap.as_ref().map(|s| s.sites.as_slice())))
 }
 
-async fn entry_events(
-    State(state): State<AppState>,
-) -> Sse<impl futures_util::Stream<Item = Result<Event, Infallible>>> {
-    every_second(state, |s| async move { entries::snapshot_json(&entry_snapshot(&s).await).to_string() })
+async fn entry_events(State(state): State<AppState>) -> Response {
+    live(
+        Duration::from_secs(1),
+        state,
+        |s| async move { entries::snapshot_json(&entry_snapshot(&s).await).to_string() },
+    )
 }
 
 async fn scenarios() -> Response {
     match zt_scenarios::Catalogue::builtin() {
-        Ok(c) => page(StatusCode::OK, ui::scenario_list(&c)),
-        Err(e) => page(StatusCode::INTERNAL_SERVER_ERROR, ui::catalogue_error(&e.to_string())),
+        Ok(c) => ui::html(StatusCode::OK, ui::scenario_list(&c)),
+        Err(e) => ui::html(StatusCode::INTERNAL_SERVER_ERROR, ui::catalogue_error(&e.to_string())),
     }
 }
 
 async fn scenario(axum::extract::Path(id): axum::extract::Path<String>) -> Response {
     match zt_scenarios::Catalogue::builtin() {
         Ok(c) => match c.get(&id) {
-            Some(s) => page(StatusCode::OK, ui::scenario_page(s)),
-            None => page(StatusCode::NOT_FOUND, ui::unknown_scenario(&id, &c)),
+            Some(s) => ui::html(StatusCode::OK, ui::scenario_page(s)),
+            None => ui::html(StatusCode::NOT_FOUND, ui::unknown_scenario(&id, &c)),
         },
-        Err(e) => page(StatusCode::INTERNAL_SERVER_ERROR, ui::catalogue_error(&e.to_string())),
+        Err(e) => ui::html(StatusCode::INTERNAL_SERVER_ERROR, ui::catalogue_error(&e.to_string())),
     }
 }
 

@@ -20,7 +20,6 @@
 //! gives an error box in its section (what failed, what to do); the other sections still show.
 
 use std::collections::BTreeSet;
-use std::convert::Infallible;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -29,7 +28,6 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::routing::get;
 use serde::Serialize;
 use zt_runtime::app::{AppPaths, RbacMode};
@@ -726,18 +724,11 @@ async fn policies_page(State(state): State<AppState>) -> Response {
 }
 
 /// `GET /events/policies`: the [`RbacView`] as JSON, once a second.
-async fn rbac_events(
-    State(state): State<AppState>,
-) -> Sse<impl futures_util::Stream<Item = Result<Event, Infallible>>> {
-    let mut every = tokio::time::interval(Duration::from_secs(1));
-    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let stream = futures_util::stream::unfold((state.state_dir, every), |(dir, mut every)| async move {
-        every.tick().await;
+async fn rbac_events(State(state): State<AppState>) -> Response {
+    crate::live(Duration::from_secs(1), state.state_dir, |dir| async move {
         let view = rbac_view(&dir).await;
-        let data = serde_json::to_string(&view).unwrap_or_else(|e| format!("{{\"error\":{:?}}}", e.to_string()));
-        Some((Ok(Event::default().data(data)), (dir, every)))
-    });
-    Sse::new(stream).keep_alive(KeepAlive::default())
+        serde_json::to_string(&view).unwrap_or_else(|e| format!("{{\"error\":{:?}}}", e.to_string()))
+    })
 }
 
 const PAGE_CSS: &str = r#"

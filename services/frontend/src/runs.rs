@@ -20,7 +20,6 @@
 //! (the runner could not run it: `error` says why, `todo` what to do).
 
 use std::collections::HashMap;
-use std::convert::Infallible;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
@@ -28,7 +27,6 @@ use std::time::{Duration, Instant, SystemTime};
 
 use axum::extract::{Path as UrlPath, State};
 use axum::http::StatusCode;
-use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Extension, Json, Router};
@@ -357,18 +355,8 @@ async fn latest(State(state): State<AppState>, UrlPath(id): UrlPath<String>) -> 
     Json(snapshot(&state, &id))
 }
 
-async fn events(
-    State(state): State<AppState>,
-    UrlPath(id): UrlPath<String>,
-) -> Sse<impl futures_util::Stream<Item = Result<Event, Infallible>>> {
-    let mut every = tokio::time::interval(Duration::from_millis(500));
-    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let stream = futures_util::stream::unfold((state, id, every), |(state, id, mut every)| async move {
-        every.tick().await;
-        let data = snapshot(&state, &id).to_string();
-        Some((Ok(Event::default().data(data)), (state, id, every)))
-    });
-    Sse::new(stream).keep_alive(KeepAlive::default())
+async fn events(State(state): State<AppState>, UrlPath(id): UrlPath<String>) -> Response {
+    crate::live(Duration::from_millis(500), (state, id), |(state, id)| async move { snapshot(&state, &id).to_string() })
 }
 
 /// The runs' routes (the UI router puts them behind the login).
