@@ -809,15 +809,7 @@ const JS: &str = r#"
       default: return ["muted", state];
     }
   }
-  function rowFor(key) {
-    var rows = tbody.querySelectorAll("tr");
-    for (var i = 0; i < rows.length; i++) { if (rows[i].getAttribute(KEY) === key) { return rows[i]; } }
-    var tr = el("tr");
-    tr.setAttribute(KEY, key);
-    COLS.forEach(function (c) { tr.appendChild(el("td", c)); });
-    tbody.appendChild(tr);
-    return tr;
-  }
+  function rowFor(key) { return zt.row(tbody, KEY, key, COLS); }
   function cell(tr, cls) { return tr.querySelector("." + cls.split(" ")[0]); }
   function actions(tr, e) {
     var td = cell(tr, "actions");
@@ -887,11 +879,7 @@ const JS: &str = r#"
   }
   function showError(what, todo) { zt.errorBox(errorBox, what, todo); }
   if (ZT_PAGE === "entries") { window.ztEntries = { update: updateEntry }; }
-  if (!window.EventSource) { live.textContent = "Live updates need a browser with EventSource; reload to refresh."; return; }
-  var source = zt.stream("/events/entries");
-  source.onmessage = function (ev) {
-    var msg;
-    try { msg = JSON.parse(ev.data); } catch (e) { return; }
+  zt.follow("/events/entries", live, function (msg) {
     if (msg.ok) {
       showError(null);
       var keep = {};
@@ -901,13 +889,7 @@ const JS: &str = r#"
     } else {
       showError(msg.error, msg.todo);
     }
-    live.className = "ok";
-    live.textContent = "Live: updated " + new Date().toLocaleTimeString();
-  };
-  source.onerror = function () {
-    live.className = "bad";
-    live.textContent = "Live updates lost: the frontend does not answer. It retries by itself; check `ztlab status` if this stays.";
-  };
+  });
 })();
 "#;
 
@@ -1878,7 +1860,7 @@ mod tests {
         assert!(html.contains("value=\"spiffe://ztlab.test/ztlab/nodes/local\""), "default parent");
         assert!(html.contains("<legend>Sites</legend>") && html.contains("value=\"b\" checked"));
         assert!(html.contains("aria-current=\"page\">Entries"));
-        assert!(html.contains("zt.stream(\"/events/entries\")") && html.contains("fetch(\"/api/entries\""));
+        assert!(html.contains("zt.follow(\"/events/entries\"") && html.contains("fetch(\"/api/entries\""));
         assert!(!html.contains("<script src") && !html.contains("<link"), "everything inline");
         assert!(!html.contains(".innerHTML"), "scripts insert text only");
 
@@ -1921,7 +1903,7 @@ mod tests {
         }
         assert!(html.contains("<dialog id=\"confirm-delete\""));
         assert!(html.contains("href=\"/entries/new\"") && html.contains("href=\"/entries/audit\""));
-        assert!(html.contains("zt.stream(\"/events/entries\")"));
+        assert!(html.contains("zt.follow(\"/events/entries\""));
     }
 
     #[test]

@@ -756,11 +756,7 @@ const POLICIES_JS: &str = r#"
   var el = zt.el;
   function box(target, problem) { zt.errorBox(target, problem && problem.what, problem && problem.todo); }
   function num(n) { return typeof n === "number" ? String(n) : "\u2014"; }
-  if (!window.EventSource) { live.textContent = "(reload to refresh: this browser has no EventSource)"; return; }
-  var source = zt.stream("/events/policies");
-  source.onmessage = function (ev) {
-    var v;
-    try { v = JSON.parse(ev.data); } catch (e) { return; }
+  zt.follow("/events/policies", live, function (v) {
     var mode = byId("rbac-mode");
     mode.textContent = v.mode || "none installed";
     mode.className = "badge " + (v.mode === "allow-frontend" ? "ok" : (v.mode ? "bad" : "warn"));
@@ -780,13 +776,7 @@ const POLICIES_JS: &str = r#"
       tr.appendChild(el("td", null, String(c.value)));
       tbody.appendChild(tr);
     });
-    live.className = "ok";
-    live.textContent = "live, " + new Date().toLocaleTimeString();
-  };
-  source.onerror = function () {
-    live.className = "bad";
-    live.textContent = "live updates lost: the frontend does not answer; it retries by itself";
-  };
+  });
 })();
 "#;
 
@@ -841,7 +831,7 @@ mod tests {
         assert!(page.contains("ztlab policy rbac deny-frontend") && page.contains("href=\"/scenarios/envoy-rbac\""));
         // No lab.json here: the counters say why, in an error box, and the page still renders.
         assert!(page.contains("cannot read the lab state"), "counters error box");
-        assert!(page.contains("zt.stream(\"/events/policies\")"));
+        assert!(page.contains("zt.follow(\"/events/policies\""));
         // 2. Rego: the policy source and the department table.
         assert!(page.contains("id=\"rego\""));
         assert!(page.contains("package ztlab.documents"), "documents.rego is shown");

@@ -377,7 +377,7 @@ fn dashboard_renders_every_component_with_health_via_and_countdown() {
     assert!(html.contains(r#"<span class="badge bad">■ stopped</span>"#));
     assert!(html.contains(r#"<span class="badge bad">✗ unhealthy</span>"#));
     assert!(html.contains(r#"data-left="250""#) && html.contains(r#"data-left="12""#));
-    assert!(html.contains(r#"zt.stream("/events")"#));
+    assert!(html.contains(r#"zt.follow("/events""#));
     assert!(!html.contains("error-box\" role"), "no error box when the state is read");
     let vias: Vec<&str> = list.iter().map(ui::svid_via).collect();
     assert_eq!(vias, ["native", "SDS", "helper", "—"]);
@@ -538,7 +538,7 @@ mod entry_pages {
         assert!(html.contains(r#"<span class="badge warn" data-site="b" data-state="PENDING">b: … PENDING</span>"#));
         assert!(html.contains(r#"class="badge bad" data-site="a" data-state="FAILED" title="spire said &lt;no&gt;""#));
         assert!(html.contains(r#"data-state="DELETING">b: − DELETING</span>"#), "{html}");
-        assert!(html.contains(r#"zt.stream("/events/entries")"#));
+        assert!(html.contains(r#"zt.follow("/events/entries""#));
         assert!(!html.contains("error-box\" role"), "no error box with data");
     }
 
@@ -861,7 +861,7 @@ mod scenario_runs {
         let state = state_for(&closed().await, &closed().await);
         let (_, html) = get_page(state.clone(), "/scenarios/rotation").await;
         assert!(html.contains(r#"data-scenario="rotation""#) && html.contains(r#"id="run-scenario""#), "{html}");
-        assert!(html.contains(r#"zt.stream("/events/scenarios/" + encodeURIComponent(id))"#));
+        assert!(html.contains(r#"zt.follow("/events/scenarios/" + encodeURIComponent(id)"#));
         assert!(html.contains(r#"id="run-state" class="badge" role="status" aria-live="polite""#));
         let (_, html) = get_page(state, "/scenarios/delegation").await;
         for n in 1..=9 {

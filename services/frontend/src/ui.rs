@@ -100,10 +100,14 @@ pub fn html(status: axum::http::StatusCode, html: String) -> axum::response::Res
 /// - `zt.el(tag, cls, text)`: an element, its text set as text (never as HTML);
 /// - `zt.errorBox(target, what, todo)`: fills `target` with the "What failed / What to do" box
 ///   (role `alert`), or empties it when `what` is empty;
-/// - `zt.stream(url)`: an `EventSource` that is closed when the page is left. A browser opens
-///   at most six HTTP/1.1 connections to one host; streams of pages kept in the back-forward
-///   cache would otherwise hold them, and the next page's requests would wait. A page restored
-///   from that cache reloads, to show the present state.
+/// - `zt.row(tbody, attr, key, cols)`: the row of `tbody` whose `attr` is `key`, or a new one
+///   with a `<td class=…>` per entry of `cols`;
+/// - `zt.follow(url, live, onData)`: follows a server-sent event stream of JSON messages, calls
+///   `onData(msg)` for each, and says in `live` (optional) whether updates arrive. The stream is
+///   closed when the page is left: a browser opens at most six HTTP/1.1 connections to one host,
+///   streams of pages kept in the back-forward cache would otherwise hold them, and the next
+///   page's requests would wait. A page restored from that cache reloads, to show the present
+///   state.
 const COMMON_JS: &str = r#"
 window.zt = {
   el: function (tag, cls, text) {
@@ -125,10 +129,29 @@ window.zt = {
     }
     target.appendChild(box);
   },
-  stream: function (url) {
+  row: function (tbody, attr, key, cols) {
+    var rows = tbody.querySelectorAll("tr");
+    for (var i = 0; i < rows.length; i++) { if (rows[i].getAttribute(attr) === key) { return rows[i]; } }
+    var tr = window.zt.el("tr");
+    tr.setAttribute(attr, key);
+    cols.forEach(function (c) { tr.appendChild(window.zt.el("td", c)); });
+    tbody.appendChild(tr);
+    return tr;
+  },
+  follow: function (url, live, onData) {
+    function say(cls, text) { if (live) { live.className = cls; live.textContent = text; } }
+    if (!window.EventSource) { say("bad", "Live updates need a browser with EventSource; reload to refresh."); return; }
     var s = new EventSource(url);
     window.addEventListener("pagehide", function () { s.close(); });
-    return s;
+    s.onmessage = function (ev) {
+      var msg;
+      try { msg = JSON.parse(ev.data); } catch (e) { return; }
+      onData(msg);
+      say("ok", "Live: updated " + new Date().toLocaleTimeString());
+    };
+    s.onerror = function () {
+      say("bad", "Live updates lost: the frontend does not answer. It retries by itself; check `ztlab status` if this stays.");
+    };
   }
 };
 window.addEventListener("pageshow", function (e) { if (e.persisted) { location.reload(); } });
@@ -283,16 +306,14 @@ const DASHBOARD_JS: &str = r#"
   var live = document.getElementById("live");
   var el = zt.el;
   function label(h) { return h === "healthy" ? "\u2713 healthy" : (h === "stopped" ? "\u25a0 stopped" : "\u2717 " + h); }
+  var COLS = ["name", "kind", "spiffe mono", "via", "health", "serial mono", "expiry", "detail"];
   function rowFor(name) {
-    var rows = tbody.querySelectorAll("tr");
-    for (var i = 0; i < rows.length; i++) { if (rows[i].getAttribute("data-name") === name) { return rows[i]; } }
-    var tr = el("tr");
-    tr.setAttribute("data-name", name);
-    ["name", "kind", "spiffe mono", "via", "health", "serial mono", "expiry", "detail"].forEach(function (c) { tr.appendChild(el("td", c)); });
-    tr.querySelector(".name").appendChild(el("strong", null, name));
-    tr.querySelector(".health").appendChild(el("span", "badge"));
-    tr.querySelector(".expiry").appendChild(el("span", "ttl", "\u2014"));
-    tbody.appendChild(tr);
+    var tr = zt.row(tbody, "data-name", name, COLS);
+    if (!tr.querySelector(".badge")) {
+      tr.querySelector(".name").appendChild(el("strong", null, name));
+      tr.querySelector(".health").appendChild(el("span", "badge"));
+      tr.querySelector(".expiry").appendChild(el("span", "ttl", "\u2014"));
+    }
     return tr;
   }
   function update(c) {
@@ -321,11 +342,7 @@ const DASHBOARD_JS: &str = r#"
   }
   tick();
   setInterval(tick, 1000);
-  if (!window.EventSource) { live.textContent = "Live updates need a browser with EventSource; reload to refresh."; return; }
-  var source = zt.stream("/events");
-  source.onmessage = function (ev) {
-    var msg;
-    try { msg = JSON.parse(ev.data); } catch (e) { return; }
+  zt.follow("/events", live, function (msg) {
     base = Date.now();
     if (msg.ok) {
       showError(null);
@@ -334,13 +351,7 @@ const DASHBOARD_JS: &str = r#"
       showError("cannot read the lab state: " + msg.error, msg.todo);
     }
     tick();
-    live.className = "ok";
-    live.textContent = "Live: updated " + new Date().toLocaleTimeString();
-  };
-  source.onerror = function () {
-    live.className = "bad";
-    live.textContent = "Live updates lost: the frontend does not answer. It retries by itself; check `ztlab status` if this stays.";
-  };
+  });
 })();
 "#;
 
@@ -564,8 +575,7 @@ const RUN_JS: &str = r#"
       else { renderChecks(r.result); if (r.state === "error") { showError(r.error, r.todo); } }
     }
   }
-  var source = zt.stream("/events/scenarios/" + encodeURIComponent(id));
-  source.onmessage = function (m) { try { update(JSON.parse(m.data)); } catch (e) { /* keep the last view */ } };
+  zt.follow("/events/scenarios/" + encodeURIComponent(id), null, update);
 })();
 "#;
 
