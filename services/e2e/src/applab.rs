@@ -6,8 +6,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::{BodyExt as _, Full};
 use tempfile::TempDir;
 use zt_runtime::lab::Lab;
 use zt_runtime::ports::free_port;
@@ -193,27 +191,14 @@ impl Drop for AppLab {
     }
 }
 
-/// One plain HTTP request: (status, body). Status 0 when nothing answered.
+/// One HTTP request ([`zt_tls::client::web_send`]): (status, body). Status 0 when nothing
+/// answered.
 pub async fn http(method: &str, url: &str, body: Option<serde_json::Value>, token: Option<&str>) -> (u16, String) {
-    let client =
-        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http::<Full<Bytes>>();
-    let mut req = hyper::Request::builder().method(method).uri(url);
-    if body.is_some() {
-        req = req.header("content-type", "application/json");
-    }
-    if let Some(t) = token {
-        req = req.header("authorization", format!("Bearer {t}"));
-    }
-    let payload = body.map(|b| b.to_string()).unwrap_or_default();
-    let Ok(req) = req.body(Full::new(Bytes::from(payload))) else { return (0, "bad request".into()) };
-    match tokio::time::timeout(Duration::from_secs(20), client.request(req)).await {
-        Ok(Ok(resp)) => {
-            let status = resp.status().as_u16();
-            let bytes = resp.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-            (status, String::from_utf8_lossy(&bytes).into_owned())
-        }
-        Ok(Err(e)) => (0, e.to_string()),
-        Err(_) => (0, "timed out".into()),
+    let Ok(method) = hyper::Method::from_bytes(method.as_bytes()) else { return (0, "bad method".into()) };
+    let client = zt_tls::client::web_client();
+    match zt_tls::client::web_send(&client, method, url, body.as_ref(), token, Duration::from_secs(20)).await {
+        Ok(r) => (r.status.as_u16(), String::from_utf8_lossy(&r.body).into_owned()),
+        Err(e) => (0, e.to_string()),
     }
 }
 

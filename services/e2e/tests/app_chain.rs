@@ -219,20 +219,6 @@ fn serial_of(file: &std::path::Path) -> Option<String> {
     (out.status.success() && !text.is_empty()).then_some(text)
 }
 
-/// The serial numbers of the certificates an Envoy serves (admin `/certs`).
-async fn envoy_serials(admin_port: u16) -> Vec<String> {
-    let (_, certs) = http_json("GET", &format!("http://127.0.0.1:{admin_port}/certs"), None, None).await;
-    let mut out = Vec::new();
-    for c in certs["certificates"].as_array().into_iter().flatten() {
-        for chain in c["cert_chain"].as_array().into_iter().flatten() {
-            if let Some(s) = chain["serial_number"].as_str() {
-                out.push(s.to_owned());
-            }
-        }
-    }
-    out
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn rotation_under_load_sds_helper_and_database_credentials() {
     // 20 s SVIDs (rotated at half-life) and 20 s database credentials (rotated at half).
@@ -259,8 +245,8 @@ async fn rotation_under_load_sds_helper_and_database_credentials() {
             db_users.push(u.to_owned());
         }
         if Instant::now() >= next_sample {
-            fe_serials.extend(envoy_serials(lab.ports.frontend_envoy_admin).await);
-            be_serials.extend(envoy_serials(lab.ports.backend_envoy_admin).await);
+            fe_serials.extend(appchain::envoy_serials(lab.ports.frontend_envoy_admin).await);
+            be_serials.extend(appchain::envoy_serials(lab.ports.backend_envoy_admin).await);
             helper_serials.extend(serial_of(&paths.backend_cert_dir().join("svid.pem")));
             pg_serials.extend(serial_of(&paths.pg_cert_dir().join("svid.pem")));
             next_sample = Instant::now() + Duration::from_secs(1);

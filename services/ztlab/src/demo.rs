@@ -32,9 +32,7 @@ use std::process::{ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
-use bytes::Bytes;
 use clap::{Args, Subcommand};
-use http_body_util::{BodyExt as _, Full};
 use serde::Serialize;
 use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt as _;
@@ -809,25 +807,11 @@ async fn act(target: &Target, agent: &str, token: Option<&str>, doc: &str) -> an
 
 /// One plain HTTP request: (status, body). Status 0 when nothing answered.
 async fn http(method: &str, url: &str, body: Option<Value>, token: Option<&str>) -> (u16, String) {
-    let client =
-        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http::<Full<Bytes>>();
-    let mut req = hyper::Request::builder().method(method).uri(url);
-    if body.is_some() {
-        req = req.header("content-type", "application/json");
-    }
-    if let Some(t) = token {
-        req = req.header("authorization", format!("Bearer {t}"));
-    }
-    let payload = body.map(|b| b.to_string()).unwrap_or_default();
-    let Ok(req) = req.body(Full::new(Bytes::from(payload))) else { return (0, "bad request".into()) };
-    match tokio::time::timeout(HTTP_TIMEOUT, client.request(req)).await {
-        Ok(Ok(resp)) => {
-            let status = resp.status().as_u16();
-            let bytes = resp.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-            (status, String::from_utf8_lossy(&bytes).into_owned())
-        }
-        Ok(Err(e)) => (0, e.to_string()),
-        Err(_) => (0, "timed out".into()),
+    let Ok(method) = hyper::Method::from_bytes(method.as_bytes()) else { return (0, "bad method".into()) };
+    let client = zt_tls::client::web_client();
+    match zt_tls::client::web_send(&client, method, url, body.as_ref(), token, HTTP_TIMEOUT).await {
+        Ok(r) => (r.status.as_u16(), String::from_utf8_lossy(&r.body).into_owned()),
+        Err(e) => (0, e.to_string()),
     }
 }
 
@@ -837,33 +821,6 @@ async fn http(method: &str, url: &str, body: Option<Value>, token: Option<&str>)
 async fn get_json(url: &str) -> (u16, Value) {
     let (status, text) = http("GET", url, None, None).await;
     (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-}
-
-/// The serial numbers of the certificates an Envoy serves over SDS (admin `/certs`).
-async fn envoy_serials(admin_port: u16) -> Vec<String> {
-    let (_, certs) = get_json(&format!("http://127.0.0.1:{admin_port}/certs")).await;
-    let mut out = Vec::new();
-    for c in certs["certificates"].as_array().into_iter().flatten() {
-        for chain in c["cert_chain"].as_array().into_iter().flatten() {
-            if let Some(s) = chain["serial_number"].as_str() {
-                out.push(s.to_owned());
-            }
-        }
-    }
-    out
-}
-
-/// The serial of the certificate in a PEM file (`openssl x509 -serial`).
-async fn file_serial(file: &Path) -> Option<String> {
-    let out = tokio::process::Command::new("openssl")
-        .args(["x509", "-noout", "-serial", "-in"])
-        .arg(file)
-        .stderr(Stdio::null())
-        .output()
-        .await
-        .ok()?;
-    let text = String::from_utf8_lossy(&out.stdout).trim().trim_start_matches("serial=").to_owned();
-    (out.status.success() && !text.is_empty()).then_some(text)
 }
 
 /// One kind of certificate whose serials are watched.
@@ -893,13 +850,13 @@ async fn rotation_step(target: &Target, n: u32, st: &Step, table: bool, style: S
         let paths = &target.paths;
         async move {
             match i {
-                0 => envoy_serials(app.frontend_envoy.admin).await,
-                1 => envoy_serials(app.backend_envoy.admin).await,
-                2 => file_serial(&paths.backend_cert_dir().join("svid.pem")).await.into_iter().collect(),
-                3 => file_serial(&paths.pg_cert_dir().join("svid.pem")).await.into_iter().collect(),
+                0 => zt_runtime::app::envoy_serials(app.frontend_envoy.admin).await,
+                1 => zt_runtime::app::envoy_serials(app.backend_envoy.admin).await,
+                2 => zt_runtime::app::svid_file_serial(&paths.backend_cert_dir()).into_iter().collect(),
+                3 => zt_runtime::app::svid_file_serial(&paths.pg_cert_dir()).into_iter().collect(),
                 _ => {
                     let (_, h) = get_json(&format!("http://127.0.0.1:{opa_ops}/healthz")).await;
-                    h["svid_serial"].as_str().map(str::to_owned).into_iter().collect()
+                    h["svid_serial"].as_str().map(zt_runtime::app::normalize_serial).into_iter().collect()
                 }
             }
         }

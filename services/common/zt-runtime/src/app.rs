@@ -477,6 +477,23 @@ pub fn normalize_serial(serial: &str) -> String {
     s.to_owned()
 }
 
+/// Every certificate serial in an Envoy's admin `/certs` answer (each chain, each certificate),
+/// in ztlab's one form ([`normalize_serial`]).
+pub fn envoy_cert_serials(certs_json: &str) -> Vec<String> {
+    let v: serde_json::Value = serde_json::from_str(certs_json).unwrap_or_default();
+    let chains = v["certificates"].as_array().into_iter().flatten().filter_map(|c| c["cert_chain"].as_array());
+    chains.flatten().filter_map(|d| d["serial_number"].as_str()).map(normalize_serial).collect()
+}
+
+/// The certificate serials the Envoy with its admin on `admin_port` serves now
+/// ([`envoy_cert_serials`]); none when its admin does not answer.
+pub async fn envoy_serials(admin_port: u16) -> Vec<String> {
+    match crate::health::http_get(admin_port, "/certs").await {
+        Some((200, body)) => envoy_cert_serials(&body),
+        _ => Vec::new(),
+    }
+}
+
 /// The SVID an Envoy serves, as its admin `/certs` shows it ([`envoy_svid`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EnvoyCert {
@@ -684,6 +701,13 @@ mod tests {
         assert_eq!(envoy_svid(r#"{"certificates":[{"ca_cert":[],"cert_chain":[]}]}"#), None);
         assert_eq!(envoy_svid(r#"{"certificates":[]}"#), None);
         assert_eq!(envoy_svid("no JSON"), None);
+    }
+
+    #[test]
+    fn envoy_certs_list_every_served_serial() {
+        assert_eq!(envoy_cert_serials(ENVOY_CERTS), ["28a4a74cb8d3945a14833c1e81c22eac92548086"]);
+        assert!(envoy_cert_serials(r#"{"certificates":[{"ca_cert":[],"cert_chain":[]}]}"#).is_empty());
+        assert!(envoy_cert_serials("no JSON").is_empty());
     }
 
     #[test]

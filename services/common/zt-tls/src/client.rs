@@ -347,11 +347,28 @@ pub fn web_client() -> WebClient {
 
 /// `GET url` with a [`WebClient`], returning status and body, with a timeout.
 pub async fn web_get(client: &WebClient, url: &str, timeout: Duration) -> Result<Response, ClientError> {
-    let req = Request::builder()
-        .method(Method::GET)
-        .uri(url)
-        .body(Full::new(Bytes::new()))
-        .map_err(|_| ClientError::InvalidUrl(url.to_owned()))?;
+    web_send(client, Method::GET, url, None, None, timeout).await
+}
+
+/// One request with a [`WebClient`]: `json` as the body (with its content type) and `bearer` as
+/// the `authorization` header when given; status and body, with a timeout.
+pub async fn web_send(
+    client: &WebClient,
+    method: Method,
+    url: &str,
+    json: Option<&serde_json::Value>,
+    bearer: Option<&str>,
+    timeout: Duration,
+) -> Result<Response, ClientError> {
+    let mut req = Request::builder().method(method).uri(url);
+    if json.is_some() {
+        req = req.header(hyper::header::CONTENT_TYPE, "application/json");
+    }
+    if let Some(t) = bearer {
+        req = req.header(hyper::header::AUTHORIZATION, format!("Bearer {t}"));
+    }
+    let body = json.map(|v| Bytes::from(v.to_string())).unwrap_or_default();
+    let req = req.body(Full::new(body)).map_err(|_| ClientError::InvalidUrl(url.to_owned()))?;
     let send = async {
         let resp = client.request(req).await.map_err(|e| classify(url, &e))?;
         let status = resp.status();
