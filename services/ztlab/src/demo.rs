@@ -447,11 +447,16 @@ struct Check {
 impl Check {
     /// A step's check, not passed yet.
     fn step(n: u32, st: &Step, expected: impl Into<String>) -> Self {
+        Self::new("step", n, step_label(st), expected.into())
+    }
+
+    /// A check of `kind` (`step` or `case`), not passed yet.
+    fn new(kind: &'static str, n: u32, label: String, expected: String) -> Self {
         Check {
-            kind: "step",
+            kind,
             n,
-            label: step_label(st),
-            expected: expected.into(),
+            label,
+            expected,
             observed: String::new(),
             passed: false,
             reason: String::new(),
@@ -658,21 +663,13 @@ async fn run_demo_step(target: &Target, n: u32, st: &Step) -> anyhow::Result<Che
         };
         let done = got == want;
         if done || start.elapsed() >= SWAP_WAIT {
-            return Ok(Check {
-                kind: "step",
-                n,
-                label: step_label(st),
-                expected: want.to_owned(),
-                passed: done,
-                observed: got,
-                reason,
-                status: None,
-                caller_spiffe_id: None,
-                took_ms: Some(u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX)),
-                evidence: report["hops"].clone(),
-                details: Vec::new(),
-                shown_live: false,
-            });
+            let mut check = Check::step(n, st, want);
+            check.passed = done;
+            check.observed = got;
+            check.reason = reason;
+            check.took_ms = millis(start);
+            check.evidence = report["hops"].clone();
+            return Ok(check);
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -691,21 +688,7 @@ fn policy_reason(body: &Value) -> String {
 }
 
 async fn case(target: &Target, c: &Case) -> anyhow::Result<Check> {
-    let mut check = Check {
-        kind: "case",
-        n: c.n,
-        label: c.label(),
-        expected: case_expectation(c),
-        observed: String::new(),
-        passed: false,
-        reason: String::new(),
-        status: None,
-        caller_spiffe_id: None,
-        took_ms: None,
-        evidence: Value::Null,
-        details: Vec::new(),
-        shown_live: false,
-    };
+    let mut check = Check::new("case", c.n, c.label(), case_expectation(c));
     let start = Instant::now();
     let token = match &c.user {
         None => None,
