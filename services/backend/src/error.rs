@@ -126,6 +126,11 @@ pub enum Error {
     /// new pool, so this only escapes if that happens twice in a row.
     #[error("the database connection pool was replaced during the request")]
     PoolClosed,
+    /// PostgreSQL closed the pooled connection a query ran on (a restart, or
+    /// `pg_terminate_backend`); the request is retried on a new connection, so this only escapes
+    /// if that happens three times in a row.
+    #[error("{0}")]
+    ConnectionLost(String),
     /// A bug or an unexpected state.
     #[error("{0}")]
     Internal(String),
@@ -145,7 +150,9 @@ impl Error {
             Self::NoGithubToken | Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Taken { .. } => StatusCode::CONFLICT,
             Self::Github(_) => StatusCode::BAD_GATEWAY,
-            Self::Database { .. } | Self::OpenBao { .. } | Self::PoolClosed => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Database { .. } | Self::OpenBao { .. } | Self::PoolClosed | Self::ConnectionLost(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -159,7 +166,7 @@ impl Error {
                 body["hop"] = "postgres".into();
                 body["reason"] = reason.as_str().into();
             }
-            Self::PoolClosed => {
+            Self::PoolClosed | Self::ConnectionLost(_) => {
                 body["hop"] = "postgres".into();
                 body["reason"] = DbReason::DatabaseDown.as_str().into();
             }
@@ -225,10 +232,15 @@ pub(crate) fn pool_error(err: deadpool_postgres::PoolError) -> Error {
 
 /// Classifies a query error. A unique violation becomes [`Error::Taken`] for `field`.
 pub(crate) fn query_error(err: tokio_postgres::Error, unique_field: Option<&'static str>) -> Error {
-    if let (Some(field), Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION)) = (unique_field, err.code()) {
+    use tokio_postgres::error::SqlState;
+    if let (Some(field), Some(&SqlState::UNIQUE_VIOLATION)) = (unique_field, err.code()) {
         return Error::Taken { field, message: format!("{field} is already taken") };
     }
-    db_error("PostgreSQL query failed", &err)
+    let lost = err.is_closed() || matches!(err.code(), Some(&SqlState::ADMIN_SHUTDOWN | &SqlState::CRASH_SHUTDOWN));
+    match db_error("PostgreSQL query failed", &err) {
+        Error::Database { message, reason: DbReason::DatabaseDown } if lost => Error::ConnectionLost(message),
+        other => other,
+    }
 }
 
 #[cfg(test)]
@@ -252,6 +264,12 @@ mod tests {
         let e = Error::Database { reason: DbReason::DatabaseDown, message: "down".into() };
         assert_eq!(e.body(), json!({"error": "down", "hop": "postgres", "reason": "database_down"}));
         assert_eq!(Error::PoolClosed.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let e = Error::ConnectionLost("PostgreSQL query failed: terminating connection".into());
+        assert_eq!(e.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            e.body(),
+            json!({"error": "PostgreSQL query failed: terminating connection", "hop": "postgres", "reason": "database_down"})
+        );
         assert_eq!(Error::Github("x".into()).status(), StatusCode::BAD_GATEWAY);
         assert_eq!(Error::Internal("x".into()).status(), StatusCode::INTERNAL_SERVER_ERROR);
     }

@@ -68,8 +68,9 @@ impl Database {
         }))
     }
 
-    /// Runs `f` with the current [`Store`]; if its pool was closed by a rotation meanwhile,
-    /// runs it again with the new one.
+    /// Runs `f` with the current [`Store`]; if its pool was closed by a rotation meanwhile, runs
+    /// it again with the new one; if PostgreSQL had closed the connection it ran on, runs it again
+    /// on a new connection (the closed one is not handed out again).
     pub async fn run<T, F, Fut>(&self, f: F) -> Result<T, Error>
     where
         F: Fn(Store) -> Fut,
@@ -79,7 +80,7 @@ impl Database {
         loop {
             attempts += 1;
             match f(self.current()?.store.clone()).await {
-                Err(Error::PoolClosed) if attempts < 3 => continue,
+                Err(Error::PoolClosed | Error::ConnectionLost(_)) if attempts < 3 => continue,
                 other => return other,
             }
         }
@@ -334,5 +335,32 @@ mod tests {
         assert_eq!(user, "served by the new pool");
         assert_eq!(calls.load(Ordering::SeqCst), 2);
         assert_eq!(db.lease_info().expect("lease").db_user, "v-new");
+    }
+
+    #[tokio::test]
+    async fn requests_retry_when_postgresql_closed_their_connection_but_not_forever() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = Database::new(0.5);
+        db.install(generation("v-1", dir.path()));
+        let calls = AtomicUsize::new(0);
+        let got = db
+            .run(|_s: Store| {
+                let n = calls.fetch_add(1, Ordering::SeqCst);
+                async move { if n == 0 { Err(Error::ConnectionLost("terminating connection".into())) } else { Ok(n) } }
+            })
+            .await
+            .expect("retried on a new connection");
+        assert_eq!(got, 1);
+        // Lost every time: the third error is the answer, as database_down.
+        let calls = AtomicUsize::new(0);
+        let err = db
+            .run(|_s: Store| {
+                calls.fetch_add(1, Ordering::SeqCst);
+                async { Err::<(), _>(Error::ConnectionLost("terminating connection".into())) }
+            })
+            .await
+            .expect_err("gives up");
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
+        assert_eq!(err.body()["reason"], "database_down");
     }
 }
