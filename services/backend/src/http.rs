@@ -4,10 +4,9 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt as _, Full};
-use hyper::header::{HeaderMap, HeaderName, HeaderValue};
-use hyper::{Method, Request, StatusCode};
-use zt_tls::client::WebClient;
+use hyper::header::HeaderMap;
+use hyper::{Method, StatusCode};
+use zt_tls::client::{ClientError, WebClient};
 
 /// An HTTP answer.
 #[derive(Debug, Clone)]
@@ -45,20 +44,8 @@ impl std::fmt::Display for Failure {
     }
 }
 
-fn chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    let mut cur = Some(err);
-    while let Some(e) = cur {
-        let msg = e.to_string();
-        if !parts.iter().any(|p| p.contains(&msg)) {
-            parts.push(msg);
-        }
-        cur = e.source();
-    }
-    parts.join(": ")
-}
-
-/// Sends one request. `json` is sent as the body with `content-type: application/json`.
+/// Sends one request ([`zt_tls::client::web_send`]). `json` is sent as the body with
+/// `content-type: application/json`.
 pub(crate) async fn send(
     client: &WebClient,
     method: Method,
@@ -67,29 +54,12 @@ pub(crate) async fn send(
     json: Option<&serde_json::Value>,
     timeout: Duration,
 ) -> Result<Reply, Failure> {
-    let mut req = Request::builder().method(method).uri(url);
-    for (name, value) in headers {
-        let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| Failure::Request(format!("header {name}")))?;
-        // The value is not echoed: it may be a credential.
-        let mut value =
-            HeaderValue::from_str(value).map_err(|_| Failure::Request(format!("value of header {name}")))?;
-        value.set_sensitive(matches!(name.as_str(), "authorization" | "x-vault-token"));
-        req = req.header(name, value);
+    match zt_tls::client::web_send(client, method, url, headers, json, timeout).await {
+        Ok(r) => Ok(Reply { status: r.status, headers: r.headers, body: r.body }),
+        Err(ClientError::InvalidHeader(name)) => Err(Failure::Request(format!("header {name}"))),
+        Err(ClientError::InvalidUrl(_)) => Err(Failure::Request(format!("URL {url:?}"))),
+        Err(ClientError::Timeout { .. }) => Err(Failure::Timeout),
+        Err(ClientError::Connect { reason, .. } | ClientError::Tls { reason, .. }) => Err(Failure::Connect(reason)),
+        Err(other) => Err(Failure::Connect(other.to_string())),
     }
-    let body = match json {
-        Some(v) => {
-            req = req.header("content-type", "application/json");
-            Bytes::from(v.to_string())
-        }
-        None => Bytes::new(),
-    };
-    let req = req.body(Full::new(body)).map_err(|_| Failure::Request(format!("URL {url:?}")))?;
-    let exchange = async {
-        let resp = client.request(req).await.map_err(|e| Failure::Connect(chain(&e)))?;
-        let status = resp.status();
-        let headers = resp.headers().clone();
-        let body = resp.into_body().collect().await.map_err(|e| Failure::Connect(chain(&e)))?.to_bytes();
-        Ok(Reply { status, headers, body })
-    };
-    tokio::time::timeout(timeout, exchange).await.map_err(|_| Failure::Timeout)?
 }

@@ -196,7 +196,9 @@ impl Drop for AppLab {
 pub async fn http(method: &str, url: &str, body: Option<serde_json::Value>, token: Option<&str>) -> (u16, String) {
     let Ok(method) = hyper::Method::from_bytes(method.as_bytes()) else { return (0, "bad method".into()) };
     let client = zt_tls::client::web_client();
-    match zt_tls::client::web_send(&client, method, url, body.as_ref(), token, Duration::from_secs(20)).await {
+    let auth = token.map(|t| format!("Bearer {t}"));
+    let headers: Vec<(&str, &str)> = auth.iter().map(|a| ("authorization", a.as_str())).collect();
+    match zt_tls::client::web_send(&client, method, url, &headers, body.as_ref(), Duration::from_secs(20)).await {
         Ok(r) => (r.status.as_u16(), String::from_utf8_lossy(&r.body).into_owned()),
         Err(e) => (0, e.to_string()),
     }

@@ -15,7 +15,7 @@
 //!    `infrastructure/kind/reachability.toml`. Shown, not enforced, on the local runtime.
 //!
 //! The Rego and Cilium files are read at request time from the repository checkout
-//! ([`repo_root`]: `$ZT_ROOT`, else the checkout this binary was built from), the same files the
+//! ([`zt_runtime::repo_root`]: `$ZT_ROOT`, else the checkout this binary was built from), the same files the
 //! opa service and `scripts/validate-kind.sh` use. A file that is missing or does not parse
 //! gives an error box in its section (what failed, what to do); the other sections still show.
 
@@ -38,11 +38,6 @@ use crate::ui::{error_box, esc, html, layout};
 /// The policies page's routes.
 pub fn routes() -> Router<AppState> {
     Router::new().route("/policies", get(policies_page)).route("/events/policies", get(rbac_events))
-}
-
-/// The repository checkout the policy files are read from ([`zt_runtime::repo_root`]).
-pub fn repo_root() -> PathBuf {
-    zt_runtime::repo_root()
 }
 
 /// What to do when a policy file of the repository is missing.
@@ -720,7 +715,7 @@ pub async fn page(state_dir: &Path, root: &Path) -> String {
 }
 
 async fn policies_page(State(state): State<AppState>) -> Response {
-    html(StatusCode::OK, page(&state.state_dir, &repo_root()).await)
+    html(StatusCode::OK, page(&state.state_dir, &zt_runtime::repo_root()).await)
 }
 
 /// `GET /events/policies`: the [`RbacView`] as JSON, once a second.

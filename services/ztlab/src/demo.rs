@@ -792,7 +792,9 @@ async fn act(target: &Target, agent: &str, token: Option<&str>, doc: &str) -> an
 async fn http(method: &str, url: &str, body: Option<Value>, token: Option<&str>) -> (u16, String) {
     let Ok(method) = hyper::Method::from_bytes(method.as_bytes()) else { return (0, "bad method".into()) };
     let client = zt_tls::client::web_client();
-    match zt_tls::client::web_send(&client, method, url, body.as_ref(), token, HTTP_TIMEOUT).await {
+    let auth = token.map(|t| format!("Bearer {t}"));
+    let headers: Vec<(&str, &str)> = auth.iter().map(|a| ("authorization", a.as_str())).collect();
+    match zt_tls::client::web_send(&client, method, url, &headers, body.as_ref(), HTTP_TIMEOUT).await {
         Ok(r) => (r.status.as_u16(), String::from_utf8_lossy(&r.body).into_owned()),
         Err(e) => (0, e.to_string()),
     }

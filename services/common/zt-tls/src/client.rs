@@ -72,11 +72,13 @@ pub enum ClientError {
     },
 }
 
-/// A response: status and body.
+/// A response: status, headers and body.
 #[derive(Debug, Clone)]
 pub struct Response {
     /// HTTP status.
     pub status: StatusCode,
+    /// Response headers.
+    pub headers: hyper::HeaderMap,
     /// Body bytes.
     pub body: Bytes,
 }
@@ -151,23 +153,7 @@ impl MtlsClient {
         if !url.starts_with("https://") {
             return Err(ClientError::InvalidUrl(url.to_owned()));
         }
-        let body = json.map(|v| Bytes::from(v.to_string())).unwrap_or_default();
-        let mut req = Request::builder().method(method).uri(url);
-        if json.is_some() {
-            req = req.header("content-type", "application/json");
-        }
-        for (name, value) in headers {
-            let name_ok = hyper::header::HeaderName::from_bytes(name.as_bytes());
-            let value_ok = hyper::header::HeaderValue::from_str(value);
-            match (name_ok, value_ok) {
-                (Ok(n), Ok(mut v)) => {
-                    v.set_sensitive(n == hyper::header::AUTHORIZATION);
-                    req = req.header(n, v);
-                }
-                _ => return Err(ClientError::InvalidHeader((*name).to_owned())),
-            }
-        }
-        let req = req.body(Full::new(body)).map_err(|_| ClientError::InvalidUrl(url.to_owned()))?;
+        let req = build_request(method, url, headers, json)?;
         let send = async {
             // spiffe-rustls refuses handshakes for the instant between a rotated SVID or bundle
             // arriving and its conversion (`PendingRevision`, on either side). A request whose
@@ -177,9 +163,7 @@ impl MtlsClient {
                 attempt += 1;
                 let result = async {
                     let resp = self.http.request(req.clone()).await.map_err(|e| classify(url, &e))?;
-                    let status = resp.status();
-                    let body = resp.into_body().collect().await.map_err(|e| classify(url, &e))?.to_bytes();
-                    Ok(Response { status, body })
+                    read_response(url, resp).await
                 }
                 .await;
                 match result {
@@ -345,35 +329,59 @@ pub fn web_client() -> WebClient {
     Client::builder(TokioExecutor::new()).build(connector)
 }
 
-/// `GET url` with a [`WebClient`], returning status and body, with a timeout.
-pub async fn web_get(client: &WebClient, url: &str, timeout: Duration) -> Result<Response, ClientError> {
-    web_send(client, Method::GET, url, None, None, timeout).await
-}
-
-/// One request with a [`WebClient`]: `json` as the body (with its content type) and `bearer` as
-/// the `authorization` header when given; status and body, with a timeout.
-pub async fn web_send(
-    client: &WebClient,
+/// A request with `headers` (credential headers marked sensitive, so never logged) and `json`
+/// as the body, with its content type.
+fn build_request(
     method: Method,
     url: &str,
+    headers: &[(&str, &str)],
     json: Option<&serde_json::Value>,
-    bearer: Option<&str>,
-    timeout: Duration,
-) -> Result<Response, ClientError> {
+) -> Result<Request<Full<Bytes>>, ClientError> {
     let mut req = Request::builder().method(method).uri(url);
     if json.is_some() {
         req = req.header(hyper::header::CONTENT_TYPE, "application/json");
     }
-    if let Some(t) = bearer {
-        req = req.header(hyper::header::AUTHORIZATION, format!("Bearer {t}"));
+    for (name, value) in headers {
+        let name_ok = hyper::header::HeaderName::from_bytes(name.as_bytes());
+        let value_ok = hyper::header::HeaderValue::from_str(value);
+        match (name_ok, value_ok) {
+            (Ok(n), Ok(mut v)) => {
+                v.set_sensitive(matches!(n.as_str(), "authorization" | "x-vault-token"));
+                req = req.header(n, v);
+            }
+            _ => return Err(ClientError::InvalidHeader((*name).to_owned())),
+        }
     }
     let body = json.map(|v| Bytes::from(v.to_string())).unwrap_or_default();
-    let req = req.body(Full::new(body)).map_err(|_| ClientError::InvalidUrl(url.to_owned()))?;
+    req.body(Full::new(body)).map_err(|_| ClientError::InvalidUrl(url.to_owned()))
+}
+
+async fn read_response(url: &str, resp: hyper::Response<hyper::body::Incoming>) -> Result<Response, ClientError> {
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let body = resp.into_body().collect().await.map_err(|e| classify(url, &e))?.to_bytes();
+    Ok(Response { status, headers, body })
+}
+
+/// `GET url` with a [`WebClient`], returning status and body, with a timeout.
+pub async fn web_get(client: &WebClient, url: &str, timeout: Duration) -> Result<Response, ClientError> {
+    web_send(client, Method::GET, url, &[], None, timeout).await
+}
+
+/// One request with a [`WebClient`]: `headers` (credentials marked sensitive) and `json` as the
+/// body when given; status, headers and body, with a timeout.
+pub async fn web_send(
+    client: &WebClient,
+    method: Method,
+    url: &str,
+    headers: &[(&str, &str)],
+    json: Option<&serde_json::Value>,
+    timeout: Duration,
+) -> Result<Response, ClientError> {
+    let req = build_request(method, url, headers, json)?;
     let send = async {
         let resp = client.request(req).await.map_err(|e| classify(url, &e))?;
-        let status = resp.status();
-        let body = resp.into_body().collect().await.map_err(|e| classify(url, &e))?.to_bytes();
-        Ok(Response { status, body })
+        read_response(url, resp).await
     };
     tokio::time::timeout(timeout, send).await.map_err(|_| ClientError::Timeout { url: url.to_owned(), timeout })?
 }
