@@ -47,6 +47,8 @@ pub struct AppPorts {
     pub backend_envoy: u16,
     pub backend_envoy_admin: u16,
     pub entry_operator: u16,
+    /// entry-manager's mTLS gRPC port.
+    pub entry_listen: u16,
 }
 
 /// A running lab with the app chain.
@@ -81,6 +83,7 @@ impl AppLab {
             backend_envoy: port(),
             backend_envoy_admin: port(),
             entry_operator: port(),
+            entry_listen: port(),
         };
         let site = |name: &str| {
             format!(
@@ -97,13 +100,12 @@ impl AppLab {
              [services.frontend]\nlisten = {fe}\nops = {fe_ops}\n\n\
              [services.backend]\nlisten = {be}\nops = {be_ops}\n\n\
              [openbao]\nport = {bao}\n\n\
-             [entry_management]\nsite = \"a\"\nlisten = {}\noperator = {op}\nops = {}\nfull_resync_secs = 30\n\n\
+             [entry_management]\nsite = \"a\"\nlisten = {em}\noperator = {op}\nops = {}\nfull_resync_secs = 30\n\n\
              [entry_management.agent_ops]\na = {}\nb = {}\n\n\
              [app]\npostgres_port = {pg}\noidc_port = {oidc}\n\
              backend_envoy = {{ listen = {bel}, admin = {bea} }}\n\
              frontend_envoy = {{ listen = {fel}, admin = {fea} }}\n\
              github_fixture_port = {fx}\ndb_ttl_secs = {ttl}\ndb_max_ttl_secs = 3600\ndb_rotate_at = {rot}\n",
-            port(),
             port(),
             port(),
             port(),
@@ -120,6 +122,7 @@ impl AppLab {
             be_ops = p.backend_ops,
             bao = p.openbao,
             op = p.entry_operator,
+            em = p.entry_listen,
             pg = p.postgres,
             oidc = p.oidc,
             bel = p.backend_envoy,
