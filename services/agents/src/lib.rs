@@ -19,10 +19,11 @@
 //!   as one JSON line.
 //!
 //! The document service admits the three agents (its default `allowed_clients`), derives the
-//! agent from the caller's SPIFFE ID, verifies the user token against the backend's JWKS, and
-//! asks opa; `act` prints its answer as is: 200 with the document, 403 with the policy's reason
-//! (for example `agent without a user (gpt4)` when no token is given), 401 when the token is
-//! rejected. The runtime itself does not check the user token.
+//! agent from the caller's SPIFFE ID, verifies the user token against the backend's JWKS, looks
+//! the document up, and asks opa; `act` prints its answer as is: 200 with the document, 403 with
+//! the policy's reason, 401 when the token is missing (`agent without a user (gpt4)`) or
+//! rejected, 404 for a document that does not exist. The runtime itself does not check the user
+//! token.
 //!
 //! Shape: [`Config`] (layered: defaults, TOML file, `ZT_*`), [`Application::build`] binds the
 //! ops listener and connects every agent's source, [`Application::run_until_stopped`] serves

@@ -4,12 +4,15 @@
 //!    refused callers outside `allowed_clients` (403 naming the caller) and callers of other
 //!    trust domains (TLS handshake).
 //! 2. The user comes from `authorization: Bearer <user token>`, a JWT the backend issued,
-//!    verified against the backend's JWKS. No header: no user. A token that does not verify:
-//!    401, and opa is not asked.
-//! 3. The agent is derived from the caller's SPIFFE ID (`spiffe://<td>/agent/<name>`), never
+//!    verified against the backend's JWKS. Every read is for a user: no header, or a token that
+//!    does not verify, is 401 (`agent without a user (gpt4)` when an agent called without one).
+//! 3. Only then is the document looked up: 404 when it does not exist, with no policy decision.
+//!    So a caller who proves no user learns nothing about which documents exist.
+//! 4. The agent is derived from the caller's SPIFFE ID (`spiffe://<td>/agent/<name>`), never
 //!    from the request.
-//! 4. opa decides; the answer is the document (200), opa's reason (403), or 503 when opa gives
-//!    no decision. Every outcome is logged as one JSON line (never the token).
+//! 5. opa decides; the answer is the document (200), opa's reason (403), or 503 when opa gives
+//!    no decision. Every outcome is logged as one JSON line (never the token); only outcomes
+//!    that reached opa count as decisions.
 
 use axum::extract::{Path, State};
 use axum::http::header::AUTHORIZATION;
@@ -133,28 +136,45 @@ where
 {
     let agent = agent_of(&cx.trust_domain, caller);
     let mut user = None;
+    let mut asked = false;
     let result = async {
         user = user_of(&cx.verifier, authorization).await?;
+        let Some(username) = user.clone() else {
+            return Err(Error::UserRequired(match &agent {
+                Some(a) => format!("agent without a user ({a})"),
+                None => "no user in the request".to_owned(),
+            }));
+        };
         check_document_id(doc)?;
+        let document = cx.catalogue.get(doc).cloned().ok_or_else(|| Error::NotFound(doc.to_owned()))?;
         let input = DecisionInput {
             caller_spiffe_id: caller.to_string(),
-            user: user.clone(),
+            user: Some(username),
             agent: agent.clone(),
             document: doc.to_owned(),
         };
+        asked = true;
         let decision = decide(input).await?;
         if !decision.allow {
             return Err(Error::Denied(decision.reason));
         }
-        let document = cx.catalogue.get(doc).cloned().ok_or_else(|| Error::NotFound(doc.to_owned()))?;
         Ok(Granted { document, decision })
     }
     .await;
-    log(caller, user.as_deref(), agent.as_deref(), doc, &result);
+    log(caller, user.as_deref(), agent.as_deref(), doc, asked, &result);
     result
 }
 
-fn log(caller: &SpiffeId, user: Option<&str>, agent: Option<&str>, doc: &str, result: &Result<Granted, Error>) {
+/// Logs one read. `decided`: opa was asked, so this is a policy decision (counted as one);
+/// otherwise the request was refused before any decision.
+fn log(
+    caller: &SpiffeId,
+    user: Option<&str>,
+    agent: Option<&str>,
+    doc: &str,
+    decided: bool,
+    result: &Result<Granted, Error>,
+) {
     let (allow, reason) = match result {
         Ok(g) => (true, g.decision.reason.clone()),
         Err(e) => (false, e.reason()),
@@ -163,8 +183,12 @@ fn log(caller: &SpiffeId, user: Option<&str>, agent: Option<&str>, doc: &str, re
         Ok(_) => StatusCode::OK.as_u16(),
         Err(e) => e.status().as_u16(),
     };
-    metrics::counter!("document_decisions_total", "allow" => allow.to_string()).increment(1);
-    tracing::info!(caller = %caller, user, agent, doc, allow, reason, status, "document decision");
+    if decided {
+        metrics::counter!("document_decisions_total", "allow" => allow.to_string()).increment(1);
+        tracing::info!(caller = %caller, user, agent, doc, allow, reason, status, "document decision");
+    } else {
+        tracing::info!(caller = %caller, user, agent, doc, reason, status, "document request refused before a decision");
+    }
 }
 
 async fn get_document(
@@ -197,7 +221,7 @@ impl Error {
     pub fn status(&self) -> StatusCode {
         match self {
             Error::InvalidDocumentId(_) => StatusCode::BAD_REQUEST,
-            Error::TokenRejected(_) => StatusCode::UNAUTHORIZED,
+            Error::TokenRejected(_) | Error::UserRequired(_) => StatusCode::UNAUTHORIZED,
             Error::Denied(_) => StatusCode::FORBIDDEN,
             Error::NotFound(_) => StatusCode::NOT_FOUND,
             Error::TokenUnverifiable(_) | Error::Opa(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -221,10 +245,14 @@ mod tests;
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
         let mut response = (self.status(), Json(json!({"allow": false, "reason": self.reason()}))).into_response();
-        if matches!(self, Error::TokenRejected(_)) {
-            response
-                .headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(r#"Bearer error="invalid_token""#));
+        // RFC 6750: no credentials get a bare challenge, bad ones name the error.
+        let challenge = match self {
+            Error::TokenRejected(_) => Some(r#"Bearer error="invalid_token""#),
+            Error::UserRequired(_) => Some("Bearer"),
+            _ => None,
+        };
+        if let Some(challenge) = challenge {
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
         }
         response
     }

@@ -130,7 +130,9 @@ async fn the_nine_scenarios_with_real_tokens() {
             Err(e) => {
                 assert!(!s.allow, "{}: refused: {e}", s.title());
                 let (status, body) = answer(e).await;
-                assert_eq!(status, StatusCode::FORBIDDEN, "{}", s.title());
+                // Without a user the read is refused at authentication, before opa.
+                let want = if s.user.is_none() { StatusCode::UNAUTHORIZED } else { StatusCode::FORBIDDEN };
+                assert_eq!(status, want, "{}", s.title());
                 assert_eq!(body, json!({"allow": false, "reason": s.reason}), "{}", s.title());
             }
         }
@@ -143,8 +145,55 @@ async fn departments_come_from_the_policy_data() {
     let alice = f.token("alice");
     let granted = f.read(&caller(None), Some(&alice), "DOC-002").await.expect("alice has finance");
     assert_eq!(granted.document.department, "finance");
-    let err = f.read(&caller(None), Some(&alice), "DOC-999").await.expect_err("unknown");
-    assert_eq!(err.reason(), "unknown document DOC-999");
+}
+
+#[tokio::test]
+async fn an_unknown_document_is_404_after_authentication_and_never_reaches_opa() {
+    let f = fixture();
+    let alice = f.token("alice");
+    for agent in [None, Some("gpt4")] {
+        let asked = AtomicBool::new(false);
+        let err = read(&f.cx, &caller(agent), Some(&alice), "DOC-999", |_| async {
+            asked.store(true, Ordering::SeqCst);
+            Ok(Decision { allow: false, reason: "must not be asked".into() })
+        })
+        .await
+        .expect_err("unknown");
+        assert!(!asked.load(Ordering::SeqCst), "{agent:?}: opa was asked about a document that does not exist");
+        let (status, body) = answer(err).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{agent:?}: {body}");
+        assert_eq!(body["reason"], "document DOC-999 does not exist", "{agent:?}");
+    }
+}
+
+#[tokio::test]
+async fn without_a_user_the_answer_is_the_same_whether_or_not_the_document_exists() {
+    let f = fixture();
+    let garbage = bearer("not-a-jwt");
+    for (agent, auth, want) in [
+        (None, None, "no user in the request"),
+        (Some("gpt4"), None, "agent without a user (gpt4)"),
+        (None, Some(&garbage), "user token rejected: malformed token"),
+    ] {
+        let mut answers = Vec::new();
+        for doc in ["DOC-001", "DOC-999"] {
+            let asked = AtomicBool::new(false);
+            let err = read(&f.cx, &caller(agent), auth, doc, |_| async {
+                asked.store(true, Ordering::SeqCst);
+                Ok(Decision { allow: true, reason: "must not be asked".into() })
+            })
+            .await
+            .expect_err("no user");
+            assert!(!asked.load(Ordering::SeqCst), "{doc}: opa was asked without a user");
+            let (status, body) = answer(err).await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED, "{doc}: {body}");
+            assert!(body["reason"].as_str().unwrap_or_default().starts_with(want), "{doc}: {body}");
+            answers.push((status, body));
+        }
+        assert_eq!(answers[0], answers[1], "{agent:?}: the answers differ, so they tell which documents exist");
+    }
+    let resp = Error::UserRequired("no user in the request".into()).into_response();
+    assert_eq!(resp.headers()["www-authenticate"], "Bearer");
 }
 
 #[tokio::test]
@@ -267,14 +316,15 @@ async fn the_decision_input_names_caller_user_and_agent() {
             document: "DOC-003".into(),
         }
     );
-    // Without a token: no user; the frontend is not an agent.
-    let _ = read(&f.cx, &caller(None), None, "DOC-001", |input| {
+    // The frontend reading for a user: not an agent.
+    let alice = f.token("alice");
+    let _ = read(&f.cx, &caller(None), Some(&alice), "DOC-001", |input| {
         *seen.lock().expect("lock") = Some(input);
         async { Ok(Decision { allow: false, reason: "test".into() }) }
     })
     .await;
     let input = seen.lock().expect("lock").clone().expect("asked");
-    assert_eq!((input.user, input.agent), (None, None));
+    assert_eq!((input.user.as_deref(), input.agent), (Some("alice"), None));
 }
 
 #[test]

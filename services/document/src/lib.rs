@@ -59,7 +59,12 @@ pub enum Error {
     /// The policy denied the read; the policy's reason.
     #[error("denied by policy: {0}")]
     Denied(String),
-    /// The policy allowed a document this service does not hold.
+    /// No user token: every read is for a user, so one is required. The reason names the agent
+    /// when an agent called without one.
+    #[error("{0}")]
+    UserRequired(String),
+    /// The document does not exist (answered only to an authenticated caller and user, before
+    /// any policy decision).
     #[error("document {0} does not exist")]
     NotFound(String),
     /// opa gave no decision: unreachable, refused the call, or answered without one.

@@ -1,6 +1,7 @@
 //! The user-token negatives of the delegation work, on a lab started with `ztlab up`: expired,
 //! forged, wrong-issuer and truncated tokens are refused by the document service, read directly
-//! through the frontend or through an agent. (The catalogue's scenarios themselves, the nine
+//! through the frontend or through an agent; an unknown document is 404 only to a caller with a
+//! user, and never reaches opa. (The catalogue's scenarios themselves, the nine
 //! delegation cases included, run through `ztlab demo` and `demo.sh`: tests/demo.rs.)
 
 use std::time::Duration;
@@ -92,4 +93,26 @@ async fn expired_forged_and_wrong_issuer_user_tokens_are_refused() {
         let (s, body) = tokio::task::block_in_place(|| act(&lab, "gpt4", Some(&token), "DOC-001"));
         assert!(s == 401 || s == 403, "{name} token via gpt4 must be refused: {s} {body}");
     }
+
+    // An unknown document: 404 once caller and user are authenticated, with no policy decision;
+    // without a user, the same 401 whether or not the document exists.
+    let (s, body) = http_json("GET", &lab.frontend("/api/documents/DOC-999"), None, Some(&good)).await;
+    assert_eq!((s, reason(&body).as_str()), (404, "document DOC-999 does not exist"), "{body}");
+    let (s, body) = tokio::task::block_in_place(|| act(&lab, "gpt4", Some(&good), "DOC-999"));
+    assert_eq!((s, reason(&body).as_str()), (404, "document DOC-999 does not exist"), "via gpt4: {body}");
+    let direct = |doc: &'static str| {
+        let url = lab.frontend(&format!("/api/documents/{doc}"));
+        async move { http_json("GET", &url, None, None).await }
+    };
+    let (known, unknown) = (direct("DOC-001").await, direct("DOC-999").await);
+    assert_eq!(known.0, 401, "{known:?}");
+    assert_eq!(known, unknown, "without a user the answers must not tell which documents exist");
+    let (known, unknown) =
+        tokio::task::block_in_place(|| (act(&lab, "gpt4", None, "DOC-001"), act(&lab, "gpt4", None, "DOC-999")));
+    assert_eq!((known.0, reason(&known.1).as_str()), (401, "agent without a user (gpt4)"), "{known:?}");
+    assert_eq!(known, unknown, "via gpt4, without a user");
+    let opa_log = std::fs::read_to_string(lab.state().join("logs/opa.log")).expect("opa log");
+    let decisions: Vec<&str> = opa_log.lines().filter(|l| l.contains(r#""msg":"decision""#)).collect();
+    assert!(!decisions.is_empty(), "opa logged the decisions above:\n{opa_log}");
+    assert!(!decisions.iter().any(|l| l.contains("DOC-999")), "no decision for an unknown document: {decisions:#?}");
 }

@@ -717,7 +717,8 @@ async fn case(target: &Target, c: &Case) -> anyhow::Result<Check> {
     let reason = policy_reason(&body);
     let observed = match status {
         200 if body["id"] == c.doc.as_str() => Some(Decision::Granted),
-        403 => Some(Decision::Denied),
+        // 403: the policy said no; 401: refused before the policy, for want of a user.
+        401 | 403 => Some(Decision::Denied),
         _ => None,
     };
     check.observed = observed.map(decision_word).unwrap_or("error").to_owned();
