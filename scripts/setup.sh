@@ -19,7 +19,6 @@ for arg in "$@"; do
 done
 
 need cargo "Install Rust 1.92 or newer with rustup: https://rustup.rs"
-need curl "Install curl (Debian: apt-get install curl)."
 
 "$ZT_ROOT/scripts/install-infra.sh"
 

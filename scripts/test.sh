@@ -20,9 +20,6 @@ done
 
 need cargo "Install Rust 1.92 or newer with rustup: https://rustup.rs"
 "$ZT_ROOT/scripts/install-infra.sh" --with-test-tools
-step "Test prerequisites (curl, shellcheck, headless Chromium for the browser test)"
-apt_install curl shellcheck chromium chromium-driver
-ok "curl, shellcheck, chromium, chromedriver"
 
 cd "$ZT_ROOT"
 step "Lint: shellcheck"

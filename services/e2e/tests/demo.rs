@@ -45,6 +45,49 @@ fn wrong_catalogue() -> String {
     )
 }
 
+/// What a shim of a test-only command prints.
+const TEST_ONLY: &str = "only ./scripts/test.sh installs";
+
+/// The machine as `./scripts/setup.sh` leaves it: a view of the infrastructure cache without
+/// the entries only the test command installs, and a PATH whose test-only commands fail loudly.
+/// The list comes from `scripts/install-infra.sh --list-test-only`.
+struct SetupOnly {
+    _dir: tempfile::TempDir,
+    cache: PathBuf,
+    path: std::ffi::OsString,
+}
+
+impl SetupOnly {
+    fn new() -> Self {
+        let out = Command::new(repo().join("scripts/install-infra.sh")).arg("--list-test-only").output().expect("run");
+        assert!(out.status.success(), "install-infra.sh --list-test-only: {}", String::from_utf8_lossy(&out.stderr));
+        let list = String::from_utf8_lossy(&out.stdout).into_owned();
+        let hidden: Vec<PathBuf> = list.lines().filter_map(|l| l.strip_prefix("cache ")).map(PathBuf::from).collect();
+        let commands: Vec<&str> = list.lines().filter_map(|l| l.strip_prefix("command ")).collect();
+        assert!(!hidden.is_empty() && !commands.is_empty(), "nothing listed as test-only:\n{list}");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cache = dir.path().join("cache");
+        std::fs::create_dir(&cache).expect("mkdir");
+        let real = zt_runtime::binaries::cache_dir();
+        for e in std::fs::read_dir(&real).expect("the infrastructure cache").flatten() {
+            if !hidden.iter().any(|h| h.file_name() == Some(e.file_name().as_os_str())) {
+                std::os::unix::fs::symlink(e.path(), cache.join(e.file_name())).expect("symlink");
+            }
+        }
+        let shims = dir.path().join("bin");
+        std::fs::create_dir(&shims).expect("mkdir");
+        for c in commands {
+            let shim = shims.join(c);
+            std::fs::write(&shim, format!("#!/bin/sh\necho \"{c}: {TEST_ONLY}\" >&2\nexit 127\n")).expect("shim");
+            std::fs::set_permissions(&shim, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
+        }
+        let mut path = shims.into_os_string();
+        path.push(":");
+        path.push(std::env::var_os("PATH").unwrap_or_default());
+        SetupOnly { _dir: dir, cache, path }
+    }
+}
+
 #[test]
 fn demo_sh_walks_every_scenario_and_wrong_expectations_fail() {
     let catalogue = Catalogue::builtin().expect("catalogue");
@@ -54,16 +97,21 @@ fn demo_sh_walks_every_scenario_and_wrong_expectations_fail() {
         AppLab::start(AppLabOptions { x509_ttl_secs: 20, db_ttl_secs: 20, db_rotate_at: 0.5, ..Default::default() });
     let state = lab.state();
 
-    // The walkthrough, unattended: every scenario, the drills included.
+    // The walkthrough, unattended: every scenario, the drills included, with what only the test
+    // command installs hidden (as after ./scripts/setup.sh on a new machine).
+    let setup_only = SetupOnly::new();
     let walk = std::time::Instant::now();
     let out = Command::new(repo().join("scripts/demo.sh"))
         .args(["--auto", "--state-dir"])
         .arg(state)
         .env("ZTLAB", e2e::bin("ztlab"))
+        .env("ZT_CACHE", &setup_only.cache)
+        .env("PATH", &setup_only.path)
         .output()
         .expect("run demo.sh");
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "demo.sh --auto failed:\n{text}");
+    assert!(!text.contains(TEST_ONLY), "the walkthrough used a tool only the test command installs:\n{text}");
     eprintln!("demo.sh --auto over {} scenarios took {:?}", catalogue.scenario.len(), walk.elapsed());
     assert!(walk.elapsed() < std::time::Duration::from_secs(300), "the walk is too slow for a demo:\n{text}");
     for s in &catalogue.scenario {
