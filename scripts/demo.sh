@@ -165,6 +165,20 @@ site_b_unavailable() {
   { grep -h 'SPIRE server unavailable' "${fact[logs_dir]}/site-agent-b.log" || true; } | tail -2 \
     | sed -E 's/.*"timestamp":"([^".]*)[^"]*".*"message":"([^"]*)".*"error":"([^"]{0,110}).*/\1  \2: \3…/'
 }
+# OpenBao's audit log: who (the token's display name: the backend's JWT-SVID login is
+# jwt-<its SPIFFE ID>) did what to which path. Secret values in it are HMAC'd, never plain.
+# audit_lines PATH-PATTERN [N]: the last N (default 1) audited requests to paths matching it.
+audit_lines() {
+  { grep '"type":"request"' "${fact[openbao_audit_log]}" || true; } | grep -E "\"path\":\"$1" | tail -"${2:-1}" \
+    | sed -E 's/.*"time":"([^".]*)[^"]*".*"display_name":"([^"]*)".*"operation":"([^"]*)".*"path":"([^"]*)".*/\1  \2  \3 \4/'
+}
+github_token_read() { audit_lines 'secret/data/github/jake"' 1; }
+lease_revocations() { audit_lines 'sys/leases/revoke/' 3; }
+db_creds_reads() { audit_lines 'database/creds/backend"' 2; }
+backend_recovery() {
+  { grep -h 'PostgreSQL rejected the database credentials\|recovered: new database credentials' "${fact[backend_log]}" || true; } \
+    | tail -2 | sed -E 's/.*"timestamp":"([^".]*)[^"]*".*"message":"([^"]*)".*/\1  \2/'
+}
 document_decisions() {
   grep '"document decision"' "${fact[document_log]}" | tail -9 \
     | sed -E 's/.*"caller":"([^"]*)".*"doc":"([^"]*)","allow":([a-z]+),"reason":"([^"]*)".*/\1 → \2  allow=\3  (\4)/'
@@ -209,6 +223,8 @@ evidence() {
         "curl -s ${fact[backend_lease_url]}" lease
       shows "OpenBao's lease lookup of it: the TTL counting down (lease-reader token)" \
         "bao lease lookup <lease_id>" bao_lease_lookup
+      shows "OpenBao's audit log: who got the database credentials (the backend's JWT-SVID login)" \
+        "grep database/creds/backend \$S/openbao/audit.log | tail -2" db_creds_reads
       shows "PostgreSQL's log: the backend connecting as its dynamic users (last three)" \
         "grep 'connection authorized' ${fact[postgres_log]} | grep application_name=backend | tail -3" \
         backend_pg_connections
@@ -216,6 +232,15 @@ evidence() {
     github)
       shows "Log files that contain the GitHub token the scenario stored (none: it lives in OpenBao only)" \
         "grep -rl ghp_fixture_jake_demo \$S/logs | wc -l" token_in_logs
+      shows "OpenBao's audit log: who read Jake's token (time, the login's identity, operation, path)" \
+        "grep secret/data/github/jake \$S/openbao/audit.log | tail -1" github_token_read
+      ;;
+    revoke-credentials)
+      shows "OpenBao's audit log: the revocations (the drill's lease-revoker token, then the backend's own)" \
+        "grep sys/leases/revoke/ \$S/openbao/audit.log | tail -3" lease_revocations
+      shows "The backend's log: PostgreSQL refused the revoked user, the backend got a new one at once" \
+        "grep 'rejected the database credentials' \$S/logs/backend.log | tail -2" backend_recovery
+      shows "The backend's lease now (a new one), in OpenBao's own view" "bao lease lookup <lease_id>" bao_lease_lookup
       ;;
     entries)
       shows "The entry-management audit trail (newest first)" "ztlab audit list --limit 8" \

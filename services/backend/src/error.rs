@@ -10,7 +10,7 @@
 //! | [`Error::NoGithubToken`], [`Error::NotFound`] | 404 | | |
 //! | [`Error::Taken`] | 409 | | |
 //! | [`Error::Github`] | 502 | | |
-//! | [`Error::Database`] | 503 | `postgres` | `database_down`, `tls`, `no_svid` |
+//! | [`Error::Database`] | 503 | `postgres` | `database_down`, `tls`, `no_svid`, `credentials_rejected` |
 //! | [`Error::OpenBao`] | 503 | `openbao` | `openbao_sealed`, `openbao_unreachable`, `no_svid`, `openbao_denied`, `openbao_error` |
 //! | [`Error::Internal`] | 500 | | |
 
@@ -29,6 +29,9 @@ pub enum DbReason {
     Tls,
     /// spiffe-helper's SVID files are missing.
     NoSvid,
+    /// PostgreSQL rejected the dynamic credentials: the role is gone or its password no longer
+    /// works (its OpenBao lease was revoked or expired). The backend gets new ones at once.
+    CredentialsRejected,
 }
 
 impl DbReason {
@@ -38,7 +41,23 @@ impl DbReason {
             Self::DatabaseDown => "database_down",
             Self::Tls => "tls",
             Self::NoSvid => "no_svid",
+            Self::CredentialsRejected => "credentials_rejected",
         }
+    }
+}
+
+/// Whether PostgreSQL's error says the login role is unusable: `invalid_authorization_specification`
+/// (28000: role does not exist, no pg_hba entry for it), `invalid_password` (28P01: password
+/// authentication failed), or `undefined_object` (42704) about a role (the session's role was
+/// dropped under it: "invalid role OID").
+fn credentials_rejected(err: &tokio_postgres::Error) -> bool {
+    use tokio_postgres::error::SqlState;
+    match err.code() {
+        Some(c) if *c == SqlState::INVALID_AUTHORIZATION_SPECIFICATION || *c == SqlState::INVALID_PASSWORD => true,
+        Some(c) if *c == SqlState::UNDEFINED_OBJECT => {
+            err.as_db_error().is_some_and(|db| db.message().to_ascii_lowercase().contains("role"))
+        }
+        _ => false,
     }
 }
 
@@ -205,6 +224,11 @@ pub(crate) fn db_error(context: &str, err: &(dyn std::error::Error + 'static)) -
             };
         }
         let msg = e.to_string();
+        if let Some(pg) = e.downcast_ref::<tokio_postgres::Error>()
+            && credentials_rejected(pg)
+        {
+            reason = DbReason::CredentialsRejected;
+        }
         if reason == DbReason::DatabaseDown && (msg.contains("TLS") || msg.contains("certificate")) {
             reason = DbReason::Tls;
         }
@@ -213,7 +237,15 @@ pub(crate) fn db_error(context: &str, err: &(dyn std::error::Error + 'static)) -
         }
         cur = e.source();
     }
-    Error::Database { reason, message: format!("{context}: {}", chain.join(": ")) }
+    let message = match reason {
+        DbReason::CredentialsRejected => format!(
+            "{context}: PostgreSQL rejected the backend's database credentials (their OpenBao lease was revoked \
+             or has expired; the backend is getting new ones): {}",
+            chain.join(": ")
+        ),
+        _ => format!("{context}: {}", chain.join(": ")),
+    };
+    Error::Database { reason, message }
 }
 
 /// Classifies a pool error; [`Error::PoolClosed`] is kept apart so the caller can retry.

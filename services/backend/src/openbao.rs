@@ -174,9 +174,17 @@ impl OpenBao {
         parse_creds(&reply.json(), SystemTime::now())
     }
 
-    /// Revokes a lease (`sys/leases/revoke`): OpenBao drops the PostgreSQL role.
+    /// Forgets the cached OpenBao token, so that the next call logs in again with a fresh
+    /// JWT-SVID (after PostgreSQL rejected the credentials: the token may be revoked too).
+    pub async fn forget_token(&self) {
+        *self.token.lock().await = None;
+    }
+
+    /// Revokes a lease (`sys/leases/revoke/<lease_id>`): OpenBao drops the PostgreSQL role. The
+    /// lease ID goes in the path, so that the backend's policy can allow revoking its own leases
+    /// (`sys/leases/revoke/<db_mount>/creds/<db_role>/*`) and no others.
     pub async fn revoke(&self, lease_id: &str) -> Result<(), Error> {
-        let reply = self.call(Method::PUT, "sys/leases/revoke", Some(&json!({"lease_id": lease_id}))).await?;
+        let reply = self.call(Method::PUT, &format!("sys/leases/revoke/{lease_id}"), None).await?;
         if !reply.status.is_success() {
             return Err(refused(&format!("revoking lease {lease_id}"), &reply));
         }

@@ -6,16 +6,24 @@
 //! pool is drained (in-flight queries finish), closed, and its lease revoked so that OpenBao
 //! drops the old PostgreSQL role. A request that picked the old pool just before it closed is
 //! retried on the new one ([`Database::run`]), so rotation never fails a request.
+//!
+//! Recovery: when PostgreSQL rejects the credentials in use (the lease was revoked in OpenBao, or
+//! the role is otherwise gone), the request that saw it reports the generation to the rotator and
+//! waits up to [`RECOVERY_WAIT`] for a new one; the rotator logs in to OpenBao again, gets new
+//! credentials and swaps the pool at once, without waiting for the timer. Only the generation
+//! still installed is ever replaced, so a burst of failing requests causes one recovery.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
+
+use tokio::sync::{Notify, watch};
 
 use zt_tls::pg::MakeSvidTlsConnect;
 
 use crate::config::DatabaseSettings;
 use crate::db::{self, Store};
-use crate::error::{BaoReason, Error};
+use crate::error::{BaoReason, DbReason, Error};
 use crate::lease::{DbCreds, LeaseInfo};
 use crate::openbao::OpenBao;
 
@@ -28,12 +36,21 @@ pub struct Generation {
     pub creds: DbCreds,
 }
 
+/// How long a request whose credentials PostgreSQL rejected waits for new ones.
+pub const RECOVERY_WAIT: Duration = Duration::from_secs(4);
+
 #[derive(Debug)]
 struct Shared {
     current: RwLock<Option<Arc<Generation>>>,
     last_error: RwLock<Option<Error>>,
     rotations: AtomicU64,
     rotate_at: f64,
+    /// The lease of the generation PostgreSQL rejected, for the rotator.
+    rejected: Mutex<Option<String>>,
+    /// Wakes the rotator to recover.
+    recover: Notify,
+    /// Bumped at every install; requests waiting for a recovery watch it.
+    installed: watch::Sender<u64>,
 }
 
 /// The current pool, shared by every request. Cheap to clone.
@@ -51,6 +68,9 @@ impl Database {
                 last_error: RwLock::new(None),
                 rotations: AtomicU64::new(0),
                 rotate_at,
+                rejected: Mutex::new(None),
+                recover: Notify::new(),
+                installed: watch::Sender::new(0),
             }),
         }
     }
@@ -70,7 +90,8 @@ impl Database {
 
     /// Runs `f` with the current [`Store`]; if its pool was closed by a rotation meanwhile, runs
     /// it again with the new one; if PostgreSQL had closed the connection it ran on, runs it again
-    /// on a new connection (the closed one is not handed out again).
+    /// on a new connection (the closed one is not handed out again); if PostgreSQL rejected the
+    /// credentials, asks the rotator for new ones and runs it again on them.
     pub async fn run<T, F, Fut>(&self, f: F) -> Result<T, Error>
     where
         F: Fn(Store) -> Fut,
@@ -79,17 +100,54 @@ impl Database {
         let mut attempts = 0;
         loop {
             attempts += 1;
-            match f(self.current()?.store.clone()).await {
+            let generation = self.current()?;
+            match f(generation.store.clone()).await {
                 Err(Error::PoolClosed | Error::ConnectionLost(_)) if attempts < 3 => continue,
+                Err(e @ Error::Database { reason: DbReason::CredentialsRejected, .. }) if attempts < 3 => {
+                    if !self.recover_from(&generation).await {
+                        return Err(e);
+                    }
+                }
                 other => return other,
             }
         }
     }
 
+    /// Reports that PostgreSQL rejected `generation`'s credentials and waits (at most
+    /// [`RECOVERY_WAIT`]) until another generation is installed. True when one is.
+    async fn recover_from(&self, generation: &Arc<Generation>) -> bool {
+        let mut installed = self.shared.installed.subscribe();
+        let replaced = || self.current().is_ok_and(|g| !Arc::ptr_eq(&g, generation));
+        if replaced() {
+            return true;
+        }
+        *self.shared.rejected.lock().unwrap_or_else(|p| p.into_inner()) = Some(generation.creds.lease.lease_id.clone());
+        self.shared.recover.notify_one();
+        tokio::time::timeout(RECOVERY_WAIT, async {
+            while !replaced() {
+                if installed.changed().await.is_err() {
+                    return;
+                }
+            }
+        })
+        .await
+        .is_ok()
+            && replaced()
+    }
+
+    /// Takes the rejected lease if it is still the current one (else it was already replaced).
+    fn take_rejected(&self) -> Option<String> {
+        let rejected = self.shared.rejected.lock().unwrap_or_else(|p| p.into_inner()).take()?;
+        let current = self.current().ok()?;
+        (current.creds.lease.lease_id == rejected).then_some(rejected)
+    }
+
     /// Installs `generation`, returning the one it replaces.
     pub fn install(&self, generation: Generation) -> Option<Arc<Generation>> {
         *self.shared.last_error.write().unwrap_or_else(|p| p.into_inner()) = None;
-        self.shared.current.write().unwrap_or_else(|p| p.into_inner()).replace(Arc::new(generation))
+        let old = self.shared.current.write().unwrap_or_else(|p| p.into_inner()).replace(Arc::new(generation));
+        self.shared.installed.send_modify(|n| *n += 1);
+        old
     }
 
     /// Removes the current generation (shutdown).
@@ -192,6 +250,19 @@ impl Rotator {
 
     /// Replaces the current pool with one on new credentials, then retires the old one.
     pub async fn rotate(&mut self) -> Result<(), Error> {
+        self.replace("rotated database credentials").await
+    }
+
+    /// PostgreSQL rejected the credentials of lease `rejected`: logs in to OpenBao again with a
+    /// fresh JWT-SVID, gets new credentials and swaps the pool now.
+    pub async fn recover(&mut self, rejected: &str) -> Result<(), Error> {
+        tracing::warn!(lease_id = rejected, "PostgreSQL rejected the database credentials; getting new ones now");
+        metrics::counter!("backend_db_credential_recoveries_total").increment(1);
+        self.openbao.forget_token().await;
+        self.replace("recovered: new database credentials after PostgreSQL rejected the old ones").await
+    }
+
+    async fn replace(&mut self, what: &'static str) -> Result<(), Error> {
         let generation = self.connect().await?;
         let (new_user, new_lease) = (generation.creds.username.clone(), generation.creds.lease.lease_id.clone());
         let old = self.db.install(generation);
@@ -200,7 +271,7 @@ impl Rotator {
         tracing::info!(
             rotations = n, db_user = %new_user, lease_id = %new_lease,
             old_db_user = old.as_ref().map(|o| o.creds.username.as_str()).unwrap_or(""),
-            "rotated database credentials"
+            "{what}"
         );
         if let Some(old) = old {
             self.retire(old).await;
@@ -256,6 +327,19 @@ impl Rotator {
             tokio::select! {
                 _ = &mut stop => break,
                 _ = tokio::time::sleep(wait) => {}
+                _ = self.db.shared.recover.notified() => {
+                    if let Some(lease) = self.db.take_rejected()
+                        && let Err(e) = self.recover(&lease).await
+                    {
+                        tracing::warn!(error = %e, "could not get new database credentials; retrying in 2 s");
+                        self.db.set_error(e);
+                        tokio::select! {
+                            _ = &mut stop => break,
+                            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+                        }
+                        // Still rejected: the next failing request asks again.
+                    }
+                }
             }
         }
         if let Some(g) = self.db.take() {
@@ -362,5 +446,53 @@ mod tests {
             .expect_err("gives up");
         assert_eq!(calls.load(Ordering::SeqCst), 3);
         assert_eq!(err.body()["reason"], "database_down");
+    }
+
+    fn rejected(user: &str) -> Error {
+        Error::Database { reason: DbReason::CredentialsRejected, message: format!("invalid role OID ({user})") }
+    }
+
+    #[tokio::test]
+    async fn rejected_credentials_are_replaced_at_once_and_the_request_retried() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = Database::new(0.5);
+        db.install(generation("v-revoked", dir.path()));
+        // The rotator's part: woken by the request, told which lease, installs a new generation.
+        let rotator = {
+            let db = db.clone();
+            let path = dir.path().to_owned();
+            tokio::spawn(async move {
+                db.shared.recover.notified().await;
+                let lease = db.take_rejected();
+                db.install(generation("v-fresh", &path));
+                lease
+            })
+        };
+        let calls = AtomicUsize::new(0);
+        let user = db
+            .run(|s: Store| {
+                calls.fetch_add(1, Ordering::SeqCst);
+                let user = db.lease_info().map(|l| l.db_user).unwrap_or_default();
+                let _ = s;
+                async move { if user == "v-revoked" { Err(rejected(&user)) } else { Ok(user) } }
+            })
+            .await
+            .expect("served on the new credentials");
+        assert_eq!(user, "v-fresh");
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+        assert_eq!(rotator.await.expect("rotator").as_deref(), Some("database/creds/backend/v-revoked"));
+        // A late report about the replaced generation does not trigger another recovery.
+        *db.shared.rejected.lock().expect("lock") = Some("database/creds/backend/v-revoked".into());
+        assert_eq!(db.take_rejected(), None);
+    }
+
+    #[tokio::test]
+    async fn without_a_recovery_the_request_fails_naming_the_rejected_credentials() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = Database::new(0.5);
+        db.install(generation("v-revoked", dir.path()));
+        let err = db.run(|_s: Store| async { Err::<(), _>(rejected("v-revoked")) }).await.expect_err("no new pool");
+        assert_eq!(err.body()["reason"], "credentials_rejected");
+        assert_eq!(err.body()["hop"], "postgres");
     }
 }

@@ -199,6 +199,20 @@ async fn run_demo_rbac_flip_negatives_and_github() {
         http("POST", &login, Some(json!({"role": "backend", "jwt": jwt_as("openbao", backend).await})), None).await;
     assert_eq!(s, 200, "the backend's ID with the right audience logs in: {body}");
 
+    // The backend's OpenBao policy revokes its own database leases and no others.
+    let bao_token = serde_json::from_str::<Value>(&body).expect("login json")["auth"]["client_token"]
+        .as_str()
+        .expect("client_token")
+        .to_owned();
+    let bao = |path: &str| format!("http://127.0.0.1:{}/v1/{path}", lab.ports.openbao);
+    let (s, body) =
+        http("PUT", &bao("sys/leases/revoke"), Some(json!({"lease_id": "auth/jwt/login/x"})), Some(&bao_token)).await;
+    assert_eq!(s, 403, "sys/leases/revoke (any lease) is not granted: {body}");
+    let (s, body) = http("PUT", &bao("sys/leases/revoke/auth/jwt/login/x"), None, Some(&bao_token)).await;
+    assert_eq!(s, 403, "another mount's lease is not the backend's to revoke: {body}");
+    let (s, body) = http("PUT", &bao("sys/leases/revoke/database/creds/backend/none"), None, Some(&bao_token)).await;
+    assert_ne!(s, 403, "its own database leases are (control): {body}");
+
     // The GitHub token never shows up in any log, even at debug level.
     // Envoy flushes its access log every few seconds.
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -209,6 +223,27 @@ async fn run_demo_rbac_flip_negatives_and_github() {
     }
     assert!(logs.contains("/api/github/token"), "the request itself is logged (the check can fail)");
     assert!(!logs.contains(&token_log_marker), "the GitHub token leaked into a log");
+
+    // OpenBao's audit log (file device, 0600): the read of jake's token by the backend's
+    // JWT-SVID login is there; the token's text is not (OpenBao HMACs secret values).
+    let audit_file = lab.state().join("openbao/audit.log");
+    let mode = std::fs::metadata(&audit_file).expect("the OpenBao audit log exists").permissions();
+    assert_eq!(std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777, 0o600, "audit log mode");
+    let audit = std::fs::read_to_string(&audit_file).expect("audit log");
+    let reads: Vec<serde_json::Value> = audit
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["request"]["path"] == "secret/data/github/jake" && v["request"]["operation"] == "read")
+        .collect();
+    assert!(!reads.is_empty(), "no audited read of secret/data/github/jake in {} lines", audit.lines().count());
+    let by = reads[0]["auth"]["display_name"].as_str().unwrap_or_default();
+    assert!(
+        by.contains("spiffe://ztlab.test/ns/demo/sa/backend"),
+        "read by the backend's JWT-SVID login: {}",
+        reads[0]
+    );
+    assert_eq!(reads[0]["auth"]["metadata"]["role"], "backend", "{}", reads[0]);
+    assert!(!audit.contains(&token_log_marker), "the GitHub token's plaintext is in OpenBao's audit log");
 }
 
 /// The serial number of the certificate in a PEM file (`openssl x509 -serial`).

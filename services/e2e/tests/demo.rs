@@ -146,6 +146,12 @@ fn demo_sh_walks_every_scenario_and_wrong_expectations_fail() {
         "live enforcement exists only on kind",
         "lease lookup <lease_id>", // bao lease lookup, with the lease-reader token
         "issue_time",
+        "ns/demo/sa/backend  read secret/data/github/jake", // OpenBao's audit log: who read the token
+        "ns/demo/sa/backend  read database/creds/backend",  // and the database credentials
+        "revoked lease database/creds/backend/",            // revoke-credentials: the drill
+        "lease-revoker  update sys/leases/revoke/database/creds/backend/", // audited, narrow token
+        "PostgreSQL rejected the database credentials",     // the backend's log
+        "old role gone",
     ] {
         assert!(text.contains(evidence), "no {evidence:?} in the walkthrough:\n{text}");
     }

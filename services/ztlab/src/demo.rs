@@ -243,6 +243,12 @@ fn step_label(st: &Step) -> String {
             ),
             _ => format!("site-outage: stop spire-server-{}, entry sync retries", st.site.as_deref().unwrap_or("?")),
         },
+        Action::RevokeLease => {
+            format!(
+                "revoke-lease: revoke the backend's database lease, green again within {} s",
+                st.seconds.unwrap_or(5)
+            )
+        }
         Action::NetworkPolicy => format!("network-policy, expect {}", st.expect.as_deref().unwrap_or("pass")),
         other => format!("{other:?}"),
     }
@@ -407,6 +413,8 @@ impl Target {
             ("document_log", log("document")),
             ("bao", zt_runtime::binaries::Tool::Bao.path().display().to_string()),
             ("lease_reader_file", zt_runtime::openbao::lease_reader_file(&dir.join("openbao")).display().to_string()),
+            ("openbao_audit_log", zt_runtime::openbao::audit_log(&dir.join("openbao")).display().to_string()),
+            ("backend_log", log("backend")),
         ])
     }
 }
@@ -545,6 +553,7 @@ async fn run_checks(
             Action::Github => github_step(target, n, st, table, style).await?,
             Action::EntryLifecycle => entry_lifecycle_step(target, n, st, table, style).await?,
             Action::SiteOutage => site_outage_step(target, n, st, table, style).await?,
+            Action::RevokeLease => revoke_lease_step(target, n, st, table, style).await?,
             Action::NetworkPolicy => network_policy_step(target, n, st, table, style).await?,
             other => bail!("step {n}: no runner for {other:?}"),
         };
@@ -999,11 +1008,28 @@ async fn openbao_lease_step(target: &Target, n: u32, st: &Step, table: bool, sty
     };
     let new_user = new["db_user"].as_str().unwrap_or_default().to_owned();
     // OpenBao drops the old role when the backend revokes the old lease, right after rotating.
-    let safe = old_user.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
-    anyhow::ensure!(safe, "unexpected database user name {old_user:?}");
+    let (gone, shown) = role_gone(target, &old_user, Duration::from_secs(15)).await?;
+    say(shown, &mut check);
+    check.passed = countdown && gone;
+    check.observed = format!("{} → {new_user}, old role {}", old_user, if gone { "gone" } else { "still there" });
+    check.reason = if countdown {
+        "the TTL counted down; the backend rotated before expiry and revoked the old lease".into()
+    } else {
+        "the TTL was not seen counting down".into()
+    };
+    check.took_ms = millis(start);
+    Ok(check)
+}
+
+/// Whether PostgreSQL role `user` is gone from the app's PostgreSQL (waiting up to `wait` for
+/// it to go), and the psql line that shows it.
+async fn role_gone(target: &Target, user: &str, wait: Duration) -> anyhow::Result<(bool, String)> {
+    let app = target.lab.spec().app.clone().context("no app chain")?;
+    let safe = !user.is_empty() && user.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+    anyhow::ensure!(safe, "unexpected database user name {user:?}");
     let cluster = target.paths.pg_cluster(app.postgres_port);
-    let sql = format!("SELECT count(*) FROM pg_roles WHERE rolname = '{old_user}'");
-    let deadline = Instant::now() + Duration::from_secs(15);
+    let sql = format!("SELECT count(*) FROM pg_roles WHERE rolname = '{user}'");
+    let deadline = Instant::now() + wait;
     let left = loop {
         let left = cluster.psql("postgres", &sql).await.context("psql on the app's PostgreSQL")?.trim().to_owned();
         if left == "0" || Instant::now() >= deadline {
@@ -1011,16 +1037,105 @@ async fn openbao_lease_step(target: &Target, n: u32, st: &Step, table: bool, sty
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     };
-    say(format!("psql: {sql} → {left}"), &mut check);
-    check.passed = countdown && left == "0";
-    check.observed =
-        format!("{} → {new_user}, old role {}", old_user, if left == "0" { "gone" } else { "still there" });
-    check.reason = if countdown {
-        "the TTL counted down; the backend rotated before expiry and revoked the old lease".into()
-    } else {
-        "the TTL was not seen counting down".into()
+    Ok((left == "0", format!("psql: {sql} → {left}")))
+}
+
+/// The credential revocation drill: the backend's current lease is revoked with the lab's
+/// lease-revoker token (it may revoke the backend's database leases and nothing else); Run Demo
+/// is pressed every half second until it is green again, which must happen within `seconds`;
+/// then the backend's lease is a new one and the revoked role is gone from PostgreSQL.
+async fn revoke_lease_step(target: &Target, n: u32, st: &Step, table: bool, style: Style) -> anyhow::Result<Check> {
+    let within = Duration::from_secs(st.seconds.unwrap_or(5));
+    let mut check =
+        Check::step(n, st, format!("green again within {} s, a new lease, the revoked role gone", within.as_secs()));
+    let mut lines = Vec::new();
+    let mut say = printer(table, style, &mut lines);
+    let lease_url = format!("http://127.0.0.1:{}/lease", target.ops_port("backend"));
+    let (status, before) = get_json(&lease_url).await;
+    let (Some(lease_id), Some(old_user)) = (before["lease_id"].as_str(), before["db_user"].as_str()) else {
+        bail!("the backend reports no lease at {lease_url}: {status} {before}");
     };
-    check.took_ms = millis(start);
+    let (lease_id, old_user) = (lease_id.to_owned(), old_user.to_owned());
+    let file = zt_runtime::openbao::lease_revoker_file(&target.state_dir().join("openbao"));
+    let revoker: Value = std::fs::read_to_string(&file)
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .with_context(|| format!("no lease-revoker token in {} (run ztlab up)", file.display()))?;
+    let (token, addr) = (revoker["token"].as_str().unwrap_or_default(), revoker["addr"].as_str().unwrap_or_default());
+    let revoke = |lease: String| {
+        let url = format!("{addr}/v1/sys/leases/revoke/{lease}");
+        async move {
+            let client = zt_tls::client::web_client();
+            let headers = [("x-vault-token", token)];
+            match zt_tls::client::web_send(&client, hyper::Method::PUT, &url, &headers, None, HTTP_TIMEOUT).await {
+                Ok(r) => (r.status.as_u16(), String::from_utf8_lossy(&r.body).into_owned()),
+                Err(e) => (0, e.to_string()),
+            }
+        }
+    };
+    // The token is narrow: another mount's lease is refused.
+    let (other, _) = revoke("auth/jwt/login/not-the-backends".into()).await;
+    say(format!("lease-revoker token on a lease outside database/creds/backend/: {other} (refused)"));
+    let (code, text) = revoke(lease_id.clone()).await;
+    if code != 204 && code != 200 {
+        check.observed = format!("revocation refused: {code}");
+        check.reason = format!("PUT {addr}/v1/sys/leases/revoke/{lease_id}: {code} {}", text.trim());
+        drop(say);
+        check.details = lines;
+        check.shown_live = true;
+        return Ok(check);
+    }
+    let revoked_at = Instant::now();
+    say(format!("revoked lease {lease_id} (user {old_user}) with the lease-revoker token: {code}"));
+    let url = target.frontend("/api/run-demo");
+    let (mut failures, mut calls, mut reasons) = (0u32, 0u32, std::collections::BTreeSet::new());
+    let green_after = loop {
+        let (status, text) = http("POST", &url, None, None).await;
+        calls += 1;
+        let report: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+        let (got, reason) = if report.is_null() {
+            (format!("http {status}"), text.chars().take(160).collect())
+        } else {
+            demo_outcome(&report)
+        };
+        if got == "ok" {
+            break Some(revoked_at.elapsed());
+        }
+        failures += 1;
+        if reasons.insert(got.clone()) {
+            say(format!("{:>5} ms  Run Demo: {got}: {reason}", revoked_at.elapsed().as_millis()));
+        }
+        if revoked_at.elapsed() >= within {
+            break None;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let (_, after) = get_json(&lease_url).await;
+    let new_lease = after["lease_id"].as_str().unwrap_or_default().to_owned();
+    let new_user = after["db_user"].as_str().unwrap_or_default().to_owned();
+    say(format!("the backend's lease now: {new_lease} (user {new_user})"));
+    let (gone, shown) = role_gone(target, &old_user, Duration::from_secs(5)).await?;
+    say(shown);
+    drop(say);
+    let fresh = !new_lease.is_empty() && new_lease != lease_id;
+    check.passed = green_after.is_some() && fresh && gone;
+    check.observed = match green_after {
+        Some(t) => format!(
+            "green after {} ms ({failures} of {calls} calls failed), {}, old role {}",
+            t.as_millis(),
+            if fresh { "new lease" } else { "same lease" },
+            if gone { "gone" } else { "still there" }
+        ),
+        None => format!("still failing after {} s ({failures} of {calls} calls failed)", within.as_secs()),
+    };
+    check.reason = if reasons.is_empty() {
+        "no Run Demo failed: the backend had already replaced the credentials".into()
+    } else {
+        format!("failing hops said: {}", reasons.into_iter().collect::<Vec<_>>().join(", "))
+    };
+    check.details = lines;
+    check.shown_live = true;
+    check.took_ms = millis(revoked_at);
     Ok(check)
 }
 

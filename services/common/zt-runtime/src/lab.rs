@@ -862,10 +862,16 @@ impl Lab {
             db_max_ttl_secs: app.db_max_ttl_secs,
         };
         let bao_dir = self.state.spec.state_dir.join("openbao");
-        let digest = config_digest(&serde_json::to_string(&cfg).unwrap_or_default());
-        // (Labs configured before the lease-reader token existed get it on their next `up`.)
-        let reader_missing = !crate::openbao::lease_reader_file(&bao_dir).exists();
-        if read_marker(&bao_dir, "app").as_deref() != Some(digest.as_str()) || reader_missing {
+        // The digest covers what `configure_app` does (its version), so that a lab configured by
+        // an older version is configured again on its next `up`.
+        let digest = config_digest(&format!(
+            "{}{}",
+            crate::openbao::APP_CONFIG_VERSION,
+            serde_json::to_string(&cfg).unwrap_or_default()
+        ));
+        let tokens_missing = !crate::openbao::lease_reader_file(&bao_dir).exists()
+            || !crate::openbao::lease_revoker_file(&bao_dir).exists();
+        if read_marker(&bao_dir, "app").as_deref() != Some(digest.as_str()) || tokens_missing {
             tracing::info!(component = OPENBAO, "configuring jwt auth, the database engine and KV v2");
             cfg.admin_password = appchain::bootstrap_app_db(&cluster).await?;
             let root = self.bao_root(&bao, bao_root).await?;

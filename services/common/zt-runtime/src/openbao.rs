@@ -101,6 +101,12 @@ pub fn config_path(dir: &Path) -> PathBuf {
     dir.join("openbao.hcl")
 }
 
+/// `<dir>/audit.log` (mode 0600): OpenBao's file audit device, one JSON line per request and
+/// response, secret values HMAC'd.
+pub fn audit_log(dir: &Path) -> PathBuf {
+    dir.join("audit.log")
+}
+
 /// `<dir>/data`: raft storage.
 pub fn data_dir(dir: &Path) -> PathBuf {
     dir.join("data")
@@ -164,6 +170,7 @@ pub fn write_config(dir: &Path, port: u16, cluster_port: u16) -> Result<PathBuf>
             ("cluster_port", cluster_port.to_string()),
             ("log_level", "info".into()),
             ("admin_socket", admin_socket(dir).display().to_string()),
+            ("audit_log", audit_log(dir).display().to_string()),
         ],
     )?;
     let path = config_path(dir);
@@ -403,14 +410,18 @@ impl OpenBao {
     /// - `jwt/` auth that verifies JWT-SVIDs with the keys the SPIRE OIDC Discovery Provider
     ///   serves, and the role `cfg.role` bound to the backend's SPIFFE ID (`sub`) and audience;
     /// - the policy `cfg.role`: read its database credentials, its users' GitHub tokens in KV,
-    ///   and renew/revoke its own leases;
+    ///   and revoke its own database leases (`sys/leases/revoke/database/creds/<role>/*`, with the
+    ///   lease ID in the path; not `sys/leases/revoke`, which would revoke any lease);
     /// - the database secrets engine on the app PostgreSQL (as `bao_admin` over the unix socket;
     ///   OpenBao then rotates that password so that only it knows it) with the role `cfg.role`,
     ///   whose users are members of `app_owner` and are dropped when their lease ends;
     /// - KV v2 at `secret/`;
     /// - the policy [`LEASE_READER`] (`sys/leases/lookup` only) and an orphan periodic token with
     ///   it, written to [`lease_reader_file`] (mode 0600), so that the walkthrough can show
-    ///   `bao lease lookup` after the root token is gone; it can read no secret.
+    ///   `bao lease lookup` after the root token is gone; it can read no secret;
+    /// - the policy [`LEASE_REVOKER`] (revoke `cfg.role`'s database leases, nothing else) and such
+    ///   a token in [`lease_revoker_file`] (0600): the narrow path by which the credential
+    ///   revocation drill revokes the backend's lease, as an operator would on a compromise.
     pub async fn configure_app(&self, root_token: &str, cfg: &AppConfig) -> Result<()> {
         let c = self.client();
         let t = Some(root_token);
@@ -423,9 +434,7 @@ impl OpenBao {
             "path \"database/creds/{role}\" {{ capabilities = [\"read\"] }}\n\
              path \"secret/data/github/*\" {{ capabilities = [\"create\", \"read\", \"update\", \"delete\"] }}\n\
              path \"secret/metadata/github/*\" {{ capabilities = [\"read\", \"delete\"] }}\n\
-             path \"sys/leases/renew\" {{ capabilities = [\"update\"] }}\n\
-             path \"sys/leases/revoke\" {{ capabilities = [\"update\"] }}\n\
-             path \"sys/leases/lookup\" {{ capabilities = [\"update\"] }}\n",
+             path \"sys/leases/revoke/database/creds/{role}/*\" {{ capabilities = [\"update\"] }}\n",
             role = cfg.role
         );
         c.call("POST", &format!("/v1/sys/policies/acl/{}", cfg.role), t, Some(&json!({"policy": policy}))).await?;
@@ -474,7 +483,11 @@ impl OpenBao {
         )
         .await?;
         c.call("POST", "/v1/database/rotate-root/app", t, Some(&json!({}))).await?;
-        self.make_lease_reader(root_token).await?;
+        let lookup = "path \"sys/leases/lookup\" { capabilities = [\"update\"] }\n".to_owned();
+        self.make_scoped_token(root_token, LEASE_READER, &lookup, "the walkthrough's bao lease lookup").await?;
+        let revoke =
+            format!("path \"sys/leases/revoke/database/creds/{}/*\" {{ capabilities = [\"update\"] }}\n", cfg.role);
+        self.make_scoped_token(root_token, LEASE_REVOKER, &revoke, "the credential revocation drill").await?;
         c.call(
             "POST",
             &format!("/v1/database/roles/{}", cfg.role),
@@ -496,16 +509,15 @@ impl OpenBao {
         Ok(())
     }
 
-    /// The [`LEASE_READER`] policy and a token with only it (and `default`, which lets a token
-    /// look itself up and renew itself), written to [`lease_reader_file`]. Orphan, so that it
-    /// outlives the root token that made it; periodic, so that it lives while it is renewed.
-    async fn make_lease_reader(&self, root_token: &str) -> Result<()> {
+    /// The policy `name` with `rules`, and a token with only it (and `default`, which lets a
+    /// token look itself up and renew itself), written to `<dir>/<name>.json` (0600). Orphan, so
+    /// that it outlives the root token that made it; periodic, so that it lives while it is
+    /// renewed. One such token at a time: the one an earlier configuration made is revoked.
+    async fn make_scoped_token(&self, root_token: &str, name: &str, rules: &str, purpose: &str) -> Result<()> {
         let c = self.client();
         let t = Some(root_token);
-        let policy = "path \"sys/leases/lookup\" { capabilities = [\"update\"] }\n";
-        c.call("POST", &format!("/v1/sys/policies/acl/{LEASE_READER}"), t, Some(&json!({"policy": policy}))).await?;
-        // One such token at a time: the one made by an earlier configuration goes.
-        let file = lease_reader_file(&self.dir);
+        c.call("POST", &format!("/v1/sys/policies/acl/{name}"), t, Some(&json!({"policy": rules}))).await?;
+        let file = scoped_token_file(&self.dir, name);
         let old = std::fs::read_to_string(&file)
             .ok()
             .and_then(|t| serde_json::from_str::<Value>(&t).ok())
@@ -519,10 +531,10 @@ impl OpenBao {
                 "/v1/auth/token/create-orphan",
                 t,
                 Some(&json!({
-                    "policies": [LEASE_READER],
+                    "policies": [name],
                     "period": "768h",
-                    "display_name": LEASE_READER,
-                    "meta": {"purpose": "the walkthrough's bao lease lookup"},
+                    "display_name": name,
+                    "meta": {"purpose": purpose},
                 })),
             )
             .await?;
@@ -533,8 +545,8 @@ impl OpenBao {
                 message: format!("no client_token in the answer: {made}"),
             });
         }
-        write_private(&file, &json!({"token": token, "policy": LEASE_READER, "addr": self.addr}))?;
-        tracing::info!(file = %file.display(), "OpenBao lease-reader token written");
+        write_private(&file, &json!({"token": token, "policy": name, "addr": self.addr}))?;
+        tracing::info!(file = %file.display(), policy = name, "OpenBao scoped token written");
         Ok(())
     }
 
@@ -955,16 +967,31 @@ fn mount_accessor(auths: &Value, path: &str) -> Option<String> {
     auths["data"][path]["accessor"].as_str().or_else(|| auths[path]["accessor"].as_str()).map(str::to_owned)
 }
 
+/// Bumped whenever [`OpenBao::configure_app`] changes what it configures, so that labs
+/// configured by an older version are configured again.
+pub const APP_CONFIG_VERSION: u32 = 2;
+
 /// The policy of the token that may look leases up and do nothing else.
 pub const LEASE_READER: &str = "lease-reader";
 
-/// `<dir>/lease-reader.json`: `{"token","policy","addr"}` of the [`LEASE_READER`] token.
-pub fn lease_reader_file(dir: &Path) -> PathBuf {
-    dir.join("lease-reader.json")
+/// The policy of the token that may revoke the backend's database leases and do nothing else.
+pub const LEASE_REVOKER: &str = "lease-revoker";
+
+/// `<dir>/<policy>.json`: `{"token","policy","addr"}` of a scoped token.
+fn scoped_token_file(dir: &Path, policy: &str) -> PathBuf {
+    dir.join(format!("{policy}.json"))
 }
 
-/// Writes `value` as JSON to `path` with mode 0600 (through a temporary file and a rename, so a
-/// crash never leaves half a key file).
+/// `<dir>/lease-reader.json`: the [`LEASE_READER`] token.
+pub fn lease_reader_file(dir: &Path) -> PathBuf {
+    scoped_token_file(dir, LEASE_READER)
+}
+
+/// `<dir>/lease-revoker.json`: the [`LEASE_REVOKER`] token.
+pub fn lease_revoker_file(dir: &Path) -> PathBuf {
+    scoped_token_file(dir, LEASE_REVOKER)
+}
+
 fn write_private(path: &Path, value: &impl Serialize) -> Result<()> {
     let tmp = path.with_extension("json.tmp");
     let _ = std::fs::remove_file(&tmp);

@@ -75,7 +75,8 @@ pub struct Step {
     /// `network-policy`: `pass`.
     pub expect: Option<String>,
     /// For `rotation`: how long to watch; for `openbao-lease`: the longest wait for the database
-    /// user to rotate; for `site-outage` with `cached`: how long Run Demo must stay green.
+    /// user to rotate; for `site-outage` with `cached`: how long Run Demo must stay green; for
+    /// `revoke-lease`: the longest Run Demo may take to be green again.
     pub seconds: Option<u64>,
     /// For `site-outage`: the site whose SPIRE server is stopped (`a`, `b`).
     pub site: Option<String>,
@@ -105,6 +106,10 @@ pub enum Action {
     EntryLifecycle,
     /// `site`'s SPIRE server is stopped and restarted: `retries` or `cached` (see `expect`).
     SiteOutage,
+    /// The backend's current database lease is revoked in OpenBao (with the lab's lease-revoker
+    /// token); Run Demo must be green again within `seconds`, on a new lease, with the old
+    /// PostgreSQL role gone.
+    RevokeLease,
     /// The Cilium policies' reachability matrix (infrastructure/kind/check.py).
     NetworkPolicy,
 }
@@ -120,6 +125,7 @@ impl Action {
             Action::Github => "github",
             Action::EntryLifecycle => "entry-lifecycle",
             Action::SiteOutage => "site-outage",
+            Action::RevokeLease => "revoke-lease",
             Action::NetworkPolicy => "network-policy",
         }
     }
@@ -134,6 +140,7 @@ impl Action {
             Action::Github => &["user", "expect"],
             Action::EntryLifecycle => &[],
             Action::SiteOutage => &["site", "expect", "seconds"],
+            Action::RevokeLease => &["seconds"],
             Action::NetworkPolicy => &["expect"],
         }
     }
@@ -268,7 +275,7 @@ impl Catalogue {
                             return Err(invalid(sf("expect"), "ok, or the reason of the failing hop"));
                         }
                     }
-                    Action::Rotation | Action::OpenbaoLease => seconds(true)?,
+                    Action::Rotation | Action::OpenbaoLease | Action::RevokeLease => seconds(true)?,
                     Action::EntryLifecycle => {}
                     Action::Github => {
                         if st.user.as_deref().is_none_or(|u| u.is_empty() || !u.chars().all(|c| c.is_ascii_lowercase()))
@@ -340,9 +347,17 @@ mod tests {
         ];
         let want: Vec<(u32, String, Decision)> = want.iter().map(|(n, l, d)| (*n, (*l).to_owned(), *d)).collect();
         assert_eq!(got, want);
-        for id in
-            ["run-demo", "envoy-rbac", "rotation", "openbao", "github", "entries", "failure-drills", "network-policy"]
-        {
+        for id in [
+            "run-demo",
+            "envoy-rbac",
+            "rotation",
+            "openbao",
+            "github",
+            "entries",
+            "failure-drills",
+            "revoke-credentials",
+            "network-policy",
+        ] {
             assert!(c.get(id).is_some(), "{id} is in the catalogue");
         }
     }
