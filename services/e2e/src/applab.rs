@@ -189,7 +189,7 @@ impl AppLab {
 impl Drop for AppLab {
     fn drop(&mut self) {
         if let Ok(mut lab) = Lab::open(self.dir.path()) {
-            let _ = lab.down();
+            let _ = lab.down_blocking();
         }
     }
 }

@@ -103,7 +103,7 @@ async fn one_process_holds_and_presents_each_agents_svid() {
         Ok(lab) => lab,
         Err(e) => {
             if let Ok(mut l) = Lab::open(dir.path()) {
-                let _ = l.down();
+                let _ = l.down().await;
             }
             panic!("document and agents did not start: {e}");
         }

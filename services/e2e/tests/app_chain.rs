@@ -326,7 +326,7 @@ async fn failures_are_reported_hop_by_hop_and_recover() {
 
     // SPIRE server down: cached SVIDs keep every hop working.
     let mut l = lab.lab();
-    l.stop_component("spire-server-a");
+    l.stop_component("spire-server-a").await;
     for _ in 0..5 {
         let demo = run_demo(&lab).await;
         assert_eq!(demo["ok"], true, "with SPIRE server a down: {demo:#}");
@@ -335,7 +335,7 @@ async fn failures_are_reported_hop_by_hop_and_recover() {
     l.restart_stopped().await.expect("restart SPIRE server");
 
     // Envoy not ready: the frontend says so.
-    l.stop_component(appchain::ENVOY_FRONTEND_NAME);
+    l.stop_component(appchain::ENVOY_FRONTEND_NAME).await;
     let (s, ready) = http_json("GET", &lab.frontend("/readyz"), None, None).await;
     assert_eq!(s, 503, "{ready}");
     let demo = run_demo(&lab).await;
@@ -346,7 +346,7 @@ async fn failures_are_reported_hop_by_hop_and_recover() {
     assert_eq!(s, 200);
 
     // PostgreSQL down: a clear error on the postgres hop, shown by the frontend.
-    l.stop_component(appchain::POSTGRES_APP);
+    l.stop_component(appchain::POSTGRES_APP).await;
     let demo = run_demo(&lab).await;
     assert_eq!(demo["ok"], false, "{demo:#}");
     assert_eq!(hop(&demo, "backend")["ok"], true, "{demo:#}");
@@ -369,7 +369,7 @@ async fn failures_are_reported_hop_by_hop_and_recover() {
 
     // spiffe-helper cannot write: its error is logged, and the next PostgreSQL connection fails
     // clearly (the backend names the missing file).
-    l.stop_component(appchain::HELPER_BACKEND);
+    l.stop_component(appchain::HELPER_BACKEND).await;
     let certs = paths.backend_cert_dir();
     let saved = certs.with_extension("saved");
     std::fs::rename(&certs, &saved).expect("move certs");
@@ -394,7 +394,7 @@ async fn failures_are_reported_hop_by_hop_and_recover() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     eprintln!("spiffe-helper: {}", logged.lines().last().unwrap_or_default());
-    rogue.stop(Duration::from_secs(5));
+    rogue.stop(Duration::from_secs(5)).await;
     let cluster = paths.pg_cluster(lab.ports.postgres);
     cluster
         .psql("postgres", "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename LIKE 'v-%'")
@@ -428,7 +428,7 @@ async fn failures_are_reported_hop_by_hop_and_recover() {
     let err = appchain::wait_svid_files("spiffe-helper-rogue", &rec, &dir, Duration::from_secs(5))
         .await
         .expect_err("no SVID");
-    rec.stop(Duration::from_secs(5));
+    rec.stop(Duration::from_secs(5)).await;
     assert!(err.to_string().contains("is its entry registered"), "{err}");
 }
 

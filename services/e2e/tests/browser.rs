@@ -313,7 +313,7 @@ async fn presenter_ui_in_headless_chromium() {
     // A stopped Envoy shows red within 2 s, without a reload.
     browser.js("window.__not_reloaded = true; return null;").await;
     let mut l = lab.lab();
-    l.stop_component(appchain::ENVOY_FRONTEND_NAME);
+    l.stop_component(appchain::ENVOY_FRONTEND_NAME).await;
     let (ok, health) = browser
         .wait_for(ENVOY_HEALTH, Duration::from_secs(2), |h| h.contains("stopped") || h.contains("unhealthy"))
         .await;

@@ -326,7 +326,7 @@ async fn a_dead_spire_server_fails_its_site_then_recovers_without_duplicates() {
     init();
     let dir = state_dir();
     let mut lab = entry_lab(&dir, 30).await;
-    lab.lab.kill_component("spire-server-b").expect("kill");
+    lab.lab.kill_component("spire-server-b").await.expect("kill");
     let created = lab
         .admin
         .entries()

@@ -148,7 +148,7 @@ async fn kill_9_entry_manager_mid_batch_syncs_every_accepted_entry_exactly_once(
     )
     .await;
     let killed_at = started.elapsed();
-    lab.lab.kill_component("entry-manager").expect("kill -9 entry-manager");
+    lab.lab.kill_component("entry-manager").await.expect("kill -9 entry-manager");
     let first = task.await.expect("task");
     println!(
         "batch 1: killed after {killed_at:?}, {}; the call {}",
@@ -189,7 +189,7 @@ async fn kill_9_entry_manager_mid_batch_syncs_every_accepted_entry_exactly_once(
         }
     })
     .await;
-    lab.lab.kill_component("entry-manager").expect("kill -9 entry-manager again");
+    lab.lab.kill_component("entry-manager").await.expect("kill -9 entry-manager again");
     assert_eq!(created.entries.len(), SECOND as usize);
     lab.lab.restart_stopped().await.expect("restart entry-manager again");
 
@@ -214,7 +214,7 @@ async fn kill_9_entry_manager_mid_batch_syncs_every_accepted_entry_exactly_once(
         })
         .await;
     println!("batch 3: killed {} a report transaction", if in_report { "inside" } else { "NOT inside" });
-    lab.lab.kill_component("entry-manager").expect("kill -9 entry-manager a third time");
+    lab.lab.kill_component("entry-manager").await.expect("kill -9 entry-manager a third time");
     lab.lab.restart_stopped().await.expect("restart entry-manager a third time");
 
     // 4. Everything the store holds ends SYNCED at both sites, at revision 1.
@@ -394,7 +394,7 @@ async fn metrics_and_grpc_health_and_reflection() {
     }
 
     // A failure: site b's SPIRE server is down.
-    lab.lab.kill_component("spire-server-b").expect("kill spire-server-b");
+    lab.lab.kill_component("spire-server-b").await.expect("kill spire-server-b");
     spec.spiffe_id = "spiffe://ztlab.test/ns/metrics/sa/two".into();
     let two = lab
         .admin

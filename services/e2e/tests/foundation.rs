@@ -148,7 +148,7 @@ async fn spire_server_down_services_keep_serving_on_cached_svids() {
     assert_eq!(warm.0.failed, 0, "{warm:?}");
 
     // Stop the server; a new caller process starts and calls for 60 s on the agent's cache.
-    lab.stop_component("spire-server-a");
+    lab.stop_component("spire-server-a").await;
     assert!(!lab.process("spire-server-a").expect("known").expect("started").is_alive());
     let probe = Probe { duration: Duration::from_secs(60), ..Probe::new("document", "a", None) };
     let (report, err, code) = probe.run(&lab, opa).await;
@@ -445,7 +445,7 @@ async fn ztlab_cli_up_status_logs_down() {
 struct DownOnDrop(Lab);
 impl Drop for DownOnDrop {
     fn drop(&mut self) {
-        let _ = self.0.down();
+        let _ = self.0.down_blocking();
     }
 }
 

@@ -8,6 +8,7 @@
 use std::fmt::Write as _;
 
 use serde::Serialize;
+use zt_runtime::component::{Health, Kind};
 use zt_runtime::lab::ComponentStatus;
 use zt_scenarios::{Catalogue, Decision, Scenario, Step};
 
@@ -205,14 +206,11 @@ pub struct Row<'a> {
 /// How a component gets its SVID: SDS for Envoys, files from spiffe-helper, the Workload API
 /// for the ztlab services, `—` for infrastructure.
 pub fn svid_via(c: &ComponentStatus) -> &'static str {
-    if c.name.starts_with("envoy-") || c.kind == "envoy" {
-        "SDS"
-    } else if c.name.starts_with("spiffe-helper-") || c.kind == "spiffe-helper" {
-        "helper"
-    } else if c.kind == "workload" {
-        "native"
-    } else {
-        "—"
+    match c.kind {
+        Kind::Envoy => "SDS",
+        Kind::SpiffeHelper => "helper",
+        Kind::Workload => "native",
+        _ => "—",
     }
 }
 
@@ -221,15 +219,15 @@ pub fn rows(status: &[ComponentStatus]) -> Vec<Row<'_>> {
     status.iter().map(|s| Row { status: s, via: svid_via(s) }).collect()
 }
 
-fn health_class(health: &str) -> &'static str {
-    if health == "healthy" { "ok" } else { "bad" }
+fn health_class(health: Health) -> &'static str {
+    if health == Health::Healthy { "ok" } else { "bad" }
 }
 
-fn health_label(health: &str) -> String {
+fn health_label(health: Health) -> String {
     match health {
-        "healthy" => "✓ healthy".into(),
-        "stopped" => "■ stopped".into(),
-        other => format!("✗ {other}"),
+        Health::Healthy => "✓ healthy".into(),
+        Health::Stopped => "■ stopped".into(),
+        Health::Unhealthy => "✗ unhealthy".into(),
     }
 }
 
@@ -242,7 +240,7 @@ fn component_row(c: &ComponentStatus) -> String {
         Some(n) => format!(r#"<span class="ttl" data-left="{n}">{n} s</span>"#),
         None => r#"<span class="ttl">—</span>"#.into(),
     };
-    let kind = if c.kind.is_empty() { "—" } else { c.kind.as_str() };
+    let kind = c.kind.as_str();
     format!(
         "<tr data-name=\"{name}\"><td class=\"name\"><strong>{name}</strong></td><td class=\"kind\">{kind}</td>\
          <td class=\"spiffe mono\">{id}</td><td class=\"via\">{via}</td>\
@@ -252,8 +250,8 @@ fn component_row(c: &ComponentStatus) -> String {
         kind = esc(kind),
         id = opt(c.spiffe_id.as_deref()),
         via = esc(svid_via(c)),
-        cls = health_class(&c.health),
-        label = esc(&health_label(&c.health)),
+        cls = health_class(c.health),
+        label = esc(&health_label(c.health)),
         serial = opt(c.svid_serial.as_deref()),
         detail = opt(c.detail.as_deref()),
     )

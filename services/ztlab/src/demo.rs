@@ -1409,7 +1409,7 @@ async fn site_outage_step(target: &Target, n: u32, st: &Step, table: bool, style
     let mut lines = Vec::new();
     let mut say = printer(table, style, &mut lines);
     say(format!("stopping {server}"));
-    lab.stop_component(&server);
+    lab.stop_component(&server).await;
     let down = !lab.process(&server)?.is_some_and(|r| r.is_alive());
     say(format!("{server}: {}", if down { "down" } else { "STILL RUNNING" }));
     let result =

@@ -150,7 +150,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Down { purge } => {
             match Lab::open(&state_dir) {
                 Ok(mut lab) => {
-                    lab.down()?;
+                    lab.down().await?;
                     eprintln!("stopped every process the lab started");
                 }
                 Err(_) => eprintln!("no lab recorded in {}; nothing to stop", state_dir.display()),
@@ -168,7 +168,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Output::Json => println!("{}", serde_json::to_string_pretty(&status)?),
                 Output::Table => print_status(&status),
             }
-            Ok(if status.iter().all(|s| s.health == "healthy") { ExitCode::SUCCESS } else { ExitCode::from(1) })
+            Ok(if status.iter().all(|s| s.health == zt_runtime::component::Health::Healthy) {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
         }
         Command::Logs { component, lines, follow } => {
             let lab = Lab::open(&state_dir)?;
@@ -269,7 +273,7 @@ fn print_status(status: &[ComponentStatus]) {
         t.row(vec![
             s.name.clone(),
             s.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
-            s.health.clone(),
+            s.health.to_string(),
             s.spiffe_id.clone().unwrap_or_else(|| "-".into()),
             match (&s.svid_expires_at, s.svid_seconds_left) {
                 (Some(at), Some(left)) => format!("{at} ({left}s)"),

@@ -347,23 +347,14 @@ pub async fn wait_http(
     timeout: Duration,
     ok: impl Fn(u16, &str) -> bool,
 ) -> Result<()> {
-    let deadline = tokio::time::Instant::now() + timeout;
-    let mut last = "no answer".to_owned();
-    loop {
-        if !rec.is_alive() {
-            return Err(crate::spire::not_ready(component, rec, timeout, "the process exited"));
+    crate::wait::wait_ready(component, rec, timeout, async || match crate::health::http_get(port, path).await {
+        Some((code, body)) if ok(code, &body) => Ok(()),
+        Some((code, body)) => {
+            Err(format!("GET {path} answered {code}: {}", body.trim().chars().take(200).collect::<String>()))
         }
-        if let Some((code, body)) = crate::health::http_get(port, path).await {
-            if ok(code, &body) {
-                return Ok(());
-            }
-            last = format!("GET {path} answered {code}: {}", body.trim().chars().take(200).collect::<String>());
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return Err(crate::spire::not_ready(component, rec, timeout, &last));
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        None => Err(format!("GET {path}: no answer")),
+    })
+    .await
 }
 
 /// Writes a spiffe-helper config into `<state>/<name>/helper.conf`. With `signal_pid_file`,
@@ -415,24 +406,14 @@ pub fn svid_files(cert_dir: &Path) -> [PathBuf; 3] {
 
 /// Waits until the helper has written all three files.
 pub async fn wait_svid_files(component: &str, rec: &ProcessRecord, cert_dir: &Path, timeout: Duration) -> Result<()> {
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
+    crate::wait::wait_ready(component, rec, timeout, async || {
         if svid_files(cert_dir).iter().all(|f| std::fs::metadata(f).is_ok_and(|m| m.len() > 0)) {
-            return Ok(());
+            Ok(())
+        } else {
+            Err(format!("no SVID files in {} (is its entry registered and synced?)", cert_dir.display()))
         }
-        if !rec.is_alive() {
-            return Err(crate::spire::not_ready(component, rec, timeout, "the process exited"));
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return Err(crate::spire::not_ready(
-                component,
-                rec,
-                timeout,
-                &format!("no SVID files in {} (is its entry registered and synced?)", cert_dir.display()),
-            ));
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    })
+    .await
 }
 
 /// When the SVID a spiffe-helper wrote in `cert_dir` expires (Unix seconds).

@@ -208,14 +208,14 @@ pub struct LabState {
 pub struct ComponentStatus {
     /// Component name.
     pub name: String,
-    /// `spire-server`, `spire-agent` or `workload`.
-    pub kind: String,
+    /// What it is.
+    pub kind: crate::component::Kind,
     /// Its site.
     pub site: String,
     /// Pid, if running.
     pub pid: Option<u32>,
-    /// `healthy`, `unhealthy` or `stopped`.
-    pub health: String,
+    /// How it is doing.
+    pub health: crate::component::Health,
     /// Its SPIFFE ID.
     pub spiffe_id: Option<String>,
     /// When its SVID expires (RFC 3339), for workloads.
@@ -334,7 +334,7 @@ impl Lab {
         let result = lab.bring_up(&mut started).await;
         if let Err(e) = result {
             for name in started.iter().rev() {
-                lab.stop_component(name);
+                lab.stop_component(name).await;
             }
             if !started.is_empty() {
                 let _ = lab.save();
@@ -510,7 +510,7 @@ impl Lab {
             }
             // Running an older build or config: restart it so that `up` converges.
             tracing::info!(component = %w.name, exe_changed, config_changed, "restarting");
-            rec.stop(Duration::from_secs(10));
+            rec.stop(Duration::from_secs(10)).await;
         }
         let exe = self.install_binary(&w.name, &w.program)?;
         if w.bootstrap_entry {
@@ -1038,31 +1038,7 @@ impl Lab {
 
     /// Every component name, in start order.
     pub fn component_names(&self) -> Vec<String> {
-        let mut names = Vec::new();
-        if self.state.spec.mgmt_db {
-            names.push(MGMT_DB.to_owned());
-        }
-        for s in &self.state.spec.sites {
-            names.push(format!("spire-server-{}", s.name));
-            names.push(format!("spire-agent-{}", s.name));
-        }
-        if self.state.spec.openbao.is_some() {
-            names.push(OPENBAO.to_owned());
-        }
-        let app = self.state.spec.app.as_ref();
-        if let Some(app) = app {
-            names.extend(
-                appchain::BEFORE_SERVICES
-                    .iter()
-                    .filter(|n| **n != appchain::GITHUB_FIXTURE || app.github_fixture.is_some())
-                    .map(|n| (*n).to_owned()),
-            );
-        }
-        names.extend(self.state.spec.workloads.iter().map(|w| w.name.clone()));
-        if app.is_some() {
-            names.extend(appchain::AFTER_SERVICES.iter().map(|n| (*n).to_owned()));
-        }
-        names
+        self.components().iter().map(crate::component::Component::name).collect()
     }
 
     fn check_component(&self, name: &str) -> Result<()> {
@@ -1091,22 +1067,28 @@ impl Lab {
         Ok(self.state.workloads.get(name))
     }
 
-    /// Stops one component by pid (SIGTERM, then SIGKILL after 10 s).
-    pub fn stop_component(&mut self, name: &str) {
+    /// The signal that stops `name` quickly: SIGINT for PostgreSQL (its fast shutdown; SIGTERM
+    /// waits for every client to disconnect), SIGTERM for the rest.
+    fn stop_signal(name: &str) -> nix::sys::signal::Signal {
+        if name == MGMT_DB || name == appchain::POSTGRES_APP {
+            nix::sys::signal::Signal::SIGINT
+        } else {
+            nix::sys::signal::Signal::SIGTERM
+        }
+    }
+
+    /// Stops one component by pid (its stop signal, then SIGKILL after 10 s).
+    pub async fn stop_component(&mut self, name: &str) {
         if let Ok(Some(rec)) = self.process(name) {
             tracing::info!(component = name, pid = rec.pid, "stopping");
-            if name == MGMT_DB || name == appchain::POSTGRES_APP {
-                rec.stop_with(nix::sys::signal::Signal::SIGINT, Duration::from_secs(10));
-            } else {
-                rec.stop(Duration::from_secs(10));
-            }
+            rec.stop_with(Self::stop_signal(name), STOP_GRACE).await;
         }
     }
 
     /// Kills one component with SIGKILL (a crash, for failure tests).
-    pub fn kill_component(&mut self, name: &str) -> Result<()> {
+    pub async fn kill_component(&mut self, name: &str) -> Result<()> {
         if let Some(rec) = self.process(name)? {
-            rec.kill_hard();
+            rec.kill_hard().await;
         }
         Ok(())
     }
@@ -1122,10 +1104,27 @@ impl Lab {
     }
 
     /// Stops everything, in reverse start order, and records it.
-    pub fn down(&mut self) -> Result<()> {
+    pub async fn down(&mut self) -> Result<()> {
         for name in self.component_names().iter().rev() {
-            self.stop_component(name);
+            self.stop_component(name).await;
         }
+        self.forget_processes()
+    }
+
+    /// [`Lab::down`] for code that cannot await (a `Drop`, a plain `#[test]`): the same stops, on
+    /// this thread. Never call it from async code.
+    pub fn down_blocking(&mut self) -> Result<()> {
+        for name in self.component_names().iter().rev() {
+            if let Ok(Some(rec)) = self.process(name) {
+                tracing::info!(component = name.as_str(), pid = rec.pid, "stopping");
+                rec.stop_blocking(Self::stop_signal(name), STOP_GRACE);
+            }
+        }
+        self.forget_processes()
+    }
+
+    /// Records that nothing runs any more.
+    fn forget_processes(&mut self) -> Result<()> {
         for s in self.state.sites.values_mut() {
             s.server = None;
             s.agent = None;
@@ -1147,229 +1146,10 @@ impl Lab {
     pub fn detach(mut self) {
         self.owned = false;
     }
-
-    /// Health of every component: pid, readiness, SPIFFE ID and SVID expiry.
-    pub async fn status(&self) -> Vec<ComponentStatus> {
-        let mut out = Vec::new();
-        if self.state.spec.mgmt_db {
-            let rec = self.state.workloads.get(MGMT_DB).filter(|r| r.is_alive());
-            let ready = match rec {
-                Some(_) => self.mgmt_cluster().psql("postgres", "SELECT 1").await.is_ok(),
-                None => false,
-            };
-            out.push(ComponentStatus {
-                name: MGMT_DB.into(),
-                kind: "postgres".into(),
-                site: String::new(),
-                pid: rec.map(|r| r.pid),
-                health: match (rec, ready) {
-                    (None, _) => "stopped",
-                    (Some(_), true) => "healthy",
-                    (Some(_), false) => "unhealthy",
-                }
-                .into(),
-                spiffe_id: None,
-                svid_expires_at: None,
-                svid_seconds_left: None,
-                svid_serial: None,
-                detail: Some(format!("unix socket {}", self.mgmt_cluster().socket_dir().display())),
-            });
-        }
-        for s in &self.state.spec.sites {
-            let st = self.state.sites.get(&s.name);
-            for (kind, rec, port, id) in [
-                (
-                    "spire-server",
-                    st.and_then(|x| x.server.as_ref()),
-                    st.map(|x| x.server_health_port),
-                    format!("spiffe://{}/spire/server", s.trust_domain),
-                ),
-                ("spire-agent", st.and_then(|x| x.agent.as_ref()), st.map(|x| x.agent_health_port), s.node_alias()),
-            ] {
-                let (pid, health, detail) = match rec {
-                    Some(r) if r.is_alive() => match crate::health::http_get(port.unwrap_or(0), "/ready").await {
-                        Some((200, _)) => (Some(r.pid), "healthy", None),
-                        other => (Some(r.pid), "unhealthy", Some(format!("/ready answered {:?}", other.map(|o| o.0)))),
-                    },
-                    _ => (None, "stopped", None),
-                };
-                out.push(ComponentStatus {
-                    name: format!("{kind}-{}", s.name),
-                    kind: kind.into(),
-                    site: s.name.clone(),
-                    pid,
-                    health: health.into(),
-                    spiffe_id: Some(id),
-                    svid_expires_at: None,
-                    svid_seconds_left: None,
-                    svid_serial: None,
-                    detail,
-                });
-            }
-        }
-        if let Some(bao) = &self.state.spec.openbao {
-            let rec = self.state.workloads.get(OPENBAO).filter(|r| r.is_alive());
-            let health = match rec {
-                None => "stopped",
-                Some(_) => match crate::health::http_get(bao.port, "/v1/sys/health").await {
-                    Some((200, _)) => "healthy",
-                    _ => "unhealthy",
-                },
-            };
-            out.push(ComponentStatus {
-                name: OPENBAO.into(),
-                kind: "openbao".into(),
-                site: String::new(),
-                pid: rec.map(|r| r.pid),
-                health: health.into(),
-                spiffe_id: None,
-                svid_expires_at: None,
-                svid_seconds_left: None,
-                svid_serial: None,
-                detail: Some(format!("OIDC issuer http://127.0.0.1:{}/v1/identity/oidc", bao.port)),
-            });
-        }
-        let app_names = |list: &[&str]| -> Vec<String> {
-            let names = self.component_names();
-            list.iter().filter(|n| names.iter().any(|m| m == *n)).map(|n| (*n).to_owned()).collect()
-        };
-        for name in app_names(&appchain::BEFORE_SERVICES) {
-            out.push(self.app_status(&name).await);
-        }
-        for w in &self.state.spec.workloads {
-            let rec = self.state.workloads.get(&w.name).filter(|r| r.is_alive());
-            let mut st = ComponentStatus {
-                name: w.name.clone(),
-                kind: "workload".into(),
-                site: w.site.clone(),
-                pid: rec.map(|r| r.pid),
-                health: "stopped".into(),
-                spiffe_id: self
-                    .site_spec(&w.site)
-                    .ok()
-                    .map(|s| format!("spiffe://{}{}", s.trust_domain, w.spiffe_path)),
-                svid_expires_at: None,
-                svid_seconds_left: None,
-                svid_serial: None,
-                detail: None,
-            };
-            if rec.is_some() {
-                match crate::health::http_get(w.ops_port, "/healthz").await {
-                    Some((code, body)) => {
-                        let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
-                        st.health = if code == 200 { "healthy" } else { "unhealthy" }.into();
-                        if let Some(id) = v.get("spiffe_id").and_then(|x| x.as_str()) {
-                            st.spiffe_id = Some(id.to_owned());
-                        }
-                        st.svid_expires_at = v.get("svid_expires_at").and_then(|x| x.as_str()).map(str::to_owned);
-                        st.svid_seconds_left = v.get("svid_seconds_left").and_then(serde_json::Value::as_i64);
-                        st.svid_serial = v.get("svid_serial").and_then(|x| x.as_str()).map(appchain::normalize_serial);
-                        st.detail = v.get("reason").and_then(|x| x.as_str()).map(str::to_owned);
-                    }
-                    None => {
-                        st.health = "unhealthy".into();
-                        st.detail = Some("/healthz did not answer".into());
-                    }
-                }
-            }
-            out.push(st);
-        }
-        for name in app_names(&appchain::AFTER_SERVICES) {
-            out.push(self.app_status(&name).await);
-        }
-        out
-    }
-
-    /// Health of one app-chain component.
-    async fn app_status(&self, name: &str) -> ComponentStatus {
-        let app = self.state.spec.app.clone();
-        let rec = self.state.workloads.get(name).filter(|r| r.is_alive());
-        let td = app.as_ref().and_then(|a| self.site_spec(&a.site).ok()).map(|s| s.trust_domain.clone());
-        let paths = AppPaths::new(&self.state.spec.state_dir);
-        let id = |path: &str| td.as_ref().map(|t| format!("spiffe://{t}{path}"));
-        let mut st = ComponentStatus {
-            name: name.to_owned(),
-            kind: String::new(),
-            site: app.as_ref().map(|a| a.site.clone()).unwrap_or_default(),
-            pid: rec.map(|r| r.pid),
-            health: "stopped".into(),
-            spiffe_id: None,
-            svid_expires_at: None,
-            svid_seconds_left: None,
-            svid_serial: None,
-            detail: None,
-        };
-        let Some(app) = app else { return st };
-        // Who it is does not depend on whether it runs.
-        let (kind, path) = match name {
-            appchain::HELPER_POSTGRES => ("spiffe-helper", Some("/ns/demo/sa/postgres")),
-            appchain::HELPER_BACKEND => ("spiffe-helper", Some(zt_identity::lab::BACKEND)),
-            appchain::POSTGRES_APP => ("postgres", Some("/ns/demo/sa/postgres")),
-            appchain::OIDC => ("oidc-discovery-provider", None),
-            appchain::GITHUB_FIXTURE => ("fixture", None),
-            appchain::ENVOY_BACKEND_NAME => ("envoy", Some(zt_identity::lab::BACKEND)),
-            _ => ("envoy", Some(zt_identity::lab::FRONTEND)),
-        };
-        st.kind = kind.into();
-        st.spiffe_id = path.and_then(id);
-        if rec.is_none() {
-            return st;
-        }
-        let http_ok = |port: u16, path: &'static str, want: &'static str| async move {
-            match crate::health::http_get(port, path).await {
-                Some((200, body)) if body.contains(want) => (true, None),
-                other => (false, Some(format!("GET {path} answered {:?}", other.map(|o| o.0)))),
-            }
-        };
-        let (ok, detail) = match name {
-            appchain::HELPER_POSTGRES | appchain::HELPER_BACKEND => {
-                let dir =
-                    if name == appchain::HELPER_POSTGRES { paths.pg_cert_dir() } else { paths.backend_cert_dir() };
-                match appchain::svid_file_expiry(&dir) {
-                    Some(exp) => {
-                        let left = exp - time::OffsetDateTime::now_utc().unix_timestamp();
-                        st.svid_seconds_left = Some(left);
-                        st.svid_expires_at = time::OffsetDateTime::from_unix_timestamp(exp)
-                            .ok()
-                            .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok());
-                        st.svid_serial = appchain::svid_file_serial(&dir);
-                        (left > 0, Some(format!("writes {}", dir.display())))
-                    }
-                    None => (false, Some(format!("no SVID in {}", dir.display()))),
-                }
-            }
-            appchain::POSTGRES_APP => {
-                let ok = paths.pg_cluster(app.postgres_port).psql("postgres", "SELECT 1").await.is_ok();
-                (ok, Some(format!("TLS 1.3 on 127.0.0.1:{}", app.postgres_port)))
-            }
-            appchain::OIDC => http_ok(app.oidc_port, "/keys", "kid").await,
-            appchain::GITHUB_FIXTURE => {
-                let port = app.github_fixture.as_ref().map(|f| f.port).unwrap_or(0);
-                let ok = crate::health::http_get(port, "/user").await.is_some();
-                (ok, Some("test double of GitHub's API".into()))
-            }
-            _ => {
-                let port = if name == appchain::ENVOY_BACKEND_NAME {
-                    app.backend_envoy.admin
-                } else {
-                    app.frontend_envoy.admin
-                };
-                // Its SVID comes over SDS; the admin `/certs` shows the one it serves.
-                if let Some(svid) =
-                    crate::health::http_get(port, "/certs").await.and_then(|(_, body)| appchain::envoy_svid(&body))
-                {
-                    st.svid_serial = Some(svid.serial);
-                    st.svid_expires_at = svid.expires_at;
-                    st.svid_seconds_left = svid.not_after.map(|t| t - time::OffsetDateTime::now_utc().unix_timestamp());
-                }
-                http_ok(port, "/ready", "LIVE").await
-            }
-        };
-        st.health = if ok { "healthy" } else { "unhealthy" }.into();
-        st.detail = detail;
-        st
-    }
 }
+
+/// How long a component may take to stop before it gets SIGKILL.
+const STOP_GRACE: Duration = Duration::from_secs(10);
 
 /// The audience of the backend's JWT-SVID for OpenBao.
 pub const APP_AUDIENCE: &str = "openbao";
@@ -1413,33 +1193,24 @@ fn same_file(a: &Path, b: &Path) -> bool {
 impl Drop for Lab {
     fn drop(&mut self) {
         if self.owned {
-            let _ = self.down();
+            let _ = self.down_blocking();
         }
     }
 }
 
 /// Waits until `GET /healthz` on `ops_port` answers 200, failing early if the process exits.
 pub async fn wait_healthz(component: &str, rec: &ProcessRecord, ops_port: u16, timeout: Duration) -> Result<()> {
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        if !rec.is_alive() {
-            return Err(spire::not_ready(component, rec, timeout, "the process exited"));
-        }
+    crate::wait::wait_ready(component, rec, timeout, async || {
         // A service with dependencies (the backend's database pool) says so on /readyz; the
         // others have only /healthz (SVID present and valid).
-        let mut last = "its /healthz never answered 200".to_owned();
         match crate::health::http_get(ops_port, "/readyz").await {
-            Some((200, _)) => return Ok(()),
-            Some((404, _)) | None => {
-                if let Some((200, _)) = crate::health::http_get(ops_port, "/healthz").await {
-                    return Ok(());
-                }
-            }
-            Some((code, body)) => last = format!("/readyz answered {code}: {}", body.trim()),
+            Some((200, _)) => Ok(()),
+            Some((404, _)) | None => match crate::health::http_get(ops_port, "/healthz").await {
+                Some((200, _)) => Ok(()),
+                _ => Err("its /healthz never answered 200".to_owned()),
+            },
+            Some((code, body)) => Err(format!("/readyz answered {code}: {}", body.trim())),
         }
-        if tokio::time::Instant::now() >= deadline {
-            return Err(spire::not_ready(component, rec, timeout, &last));
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    })
+    .await
 }

@@ -10,6 +10,8 @@
 //! - [`ports`]: free ports, and a clear error when a pinned port is taken.
 //! - [`spire`]: SPIRE server and agent config rendering, start-up, readiness, and the CLI calls
 //!   the lab needs (join tokens, entries, bundles).
+//! - [`component`]: the components as values ([`component::Component`], [`component::Kind`],
+//!   [`component::Health`]): the list in start order, and each one's status.
 //! - [`lab`]: the lab as a whole: a [`lab::LabSpec`] of sites and workloads, started in order
 //!   with readiness checks, recorded in `lab.json` under the state dir, stopped by pid. A
 //!   [`lab::Lab`] owned by a test stops everything it started when dropped.
@@ -17,9 +19,12 @@
 //! - [`openbao`]: the OpenBao server: init, unseal, and the lab's OIDC identity provider.
 //! - [`entrymgmt`]: entry-manager and the site agents as lab workloads (configs, bootstrap entries).
 //! - [`health`]: readiness probes (HTTP `GET` on loopback).
+//! - [`wait`]: the one polling loop ([`wait::poll_until`]) and readiness wait of a started
+//!   process ([`wait::wait_ready`]).
 
 pub mod app;
 pub mod binaries;
+pub mod component;
 pub mod entrymgmt;
 pub mod health;
 pub mod lab;
@@ -28,6 +33,7 @@ pub mod ports;
 pub mod postgres;
 pub mod process;
 pub mod spire;
+pub mod wait;
 
 use std::path::PathBuf;
 

@@ -227,7 +227,7 @@ pub async fn start(dir: &Path, port: u16, log: PathBuf) -> Result<OpenBao> {
     match bao.bring_up().await {
         Ok(()) => Ok(bao),
         Err(e) => {
-            bao.stop();
+            bao.stop().await;
             Err(e)
         }
     }
@@ -235,8 +235,8 @@ pub async fn start(dir: &Path, port: u16, log: PathBuf) -> Result<OpenBao> {
 
 impl OpenBao {
     /// Stops the server (SIGTERM, then SIGKILL after 10 s), by pid and start time only.
-    pub fn stop(&self) {
-        self.record.stop(Duration::from_secs(10));
+    pub async fn stop(&self) {
+        self.record.stop(Duration::from_secs(10)).await;
     }
 
     /// `<dir>/unseal.json`.
@@ -284,7 +284,7 @@ impl OpenBao {
         let mut last = "it never answered".to_owned();
         loop {
             if !self.record.is_alive() {
-                return Err(crate::spire::not_ready(COMPONENT, &self.record, timeout, "the process exited"));
+                return Err(crate::wait::not_ready(COMPONENT, &self.record, timeout, "the process exited"));
             }
             if let Some((status, body)) = crate::health::http_get(self.port, "/v1/sys/health").await {
                 if matches!(status, 200 | 429 | 472 | 473 | 501 | 503) {
@@ -303,7 +303,7 @@ impl OpenBao {
                 }
             }
             if tokio::time::Instant::now() >= deadline {
-                return Err(crate::spire::not_ready(COMPONENT, &self.record, timeout, &last));
+                return Err(crate::wait::not_ready(COMPONENT, &self.record, timeout, &last));
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }

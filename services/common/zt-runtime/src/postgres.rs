@@ -176,11 +176,7 @@ impl Cluster {
     /// Waits until the server accepts connections on its socket.
     pub async fn wait_ready(&self, component: &str, record: &ProcessRecord, timeout: Duration) -> Result<()> {
         let bin = bin_dir()?;
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            if !record.is_alive() {
-                return Err(crate::spire::not_ready(component, record, timeout, "the process exited"));
-            }
+        crate::wait::wait_ready(component, record, timeout, async || {
             let ok = tokio::process::Command::new(bin.join("pg_isready"))
                 .args([
                     "-q",
@@ -194,14 +190,9 @@ impl Cluster {
                 .status()
                 .await
                 .is_ok_and(|s| s.success());
-            if ok {
-                return Ok(());
-            }
-            if tokio::time::Instant::now() >= deadline {
-                return Err(crate::spire::not_ready(component, record, timeout, "pg_isready never succeeded"));
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+            if ok { Ok(()) } else { Err("pg_isready never succeeded".to_owned()) }
+        })
+        .await
     }
 
     /// Runs SQL with `psql` as the superuser and returns its output (unaligned, tuples only).

@@ -104,48 +104,76 @@ impl ProcessRecord {
 
     /// Stops the process: SIGTERM, then SIGKILL after `grace`. Only if it is still the process
     /// that was started (pid and start time match).
-    pub fn stop(&self, grace: Duration) {
-        self.stop_with(Signal::SIGTERM, grace);
+    pub async fn stop(&self, grace: Duration) {
+        self.stop_with(Signal::SIGTERM, grace).await;
     }
 
     /// Like [`ProcessRecord::stop`] with another first signal (PostgreSQL's fast shutdown is
     /// SIGINT; its SIGTERM waits for every client to disconnect).
-    pub fn stop_with(&self, signal: Signal, grace: Duration) {
-        if !self.is_alive() {
-            reap(self.pid);
+    pub async fn stop_with(&self, signal: Signal, grace: Duration) {
+        if !self.signal(signal) {
             return;
         }
-        let pid = Pid::from_raw(self.pid as i32);
-        let _ = kill(pid, signal);
-        if !self.wait_gone(grace) {
+        if !self.wait_gone(grace).await {
             tracing::warn!(pid = self.pid, ?signal, "did not stop; sending SIGKILL");
-            let _ = kill(pid, Signal::SIGKILL);
-            self.wait_gone(Duration::from_secs(5));
+            self.signal(Signal::SIGKILL);
+            self.wait_gone(Duration::from_secs(5)).await;
         }
     }
 
-    /// Sends SIGKILL now (used by tests to simulate a crash).
-    pub fn kill_hard(&self) {
-        if self.is_alive() {
-            let _ = kill(Pid::from_raw(self.pid as i32), Signal::SIGKILL);
-            self.wait_gone(Duration::from_secs(5));
+    /// [`ProcessRecord::stop_with`] for code that cannot await (a `Drop`): the same steps, on
+    /// this thread. Never call it from async code.
+    pub fn stop_blocking(&self, signal: Signal, grace: Duration) {
+        if !self.signal(signal) {
+            return;
         }
+        let gone = |timeout: Duration| {
+            let deadline = Instant::now() + timeout;
+            while !self.is_gone() {
+                if Instant::now() >= deadline {
+                    return false;
+                }
+                std::thread::sleep(GONE_POLL);
+            }
+            true
+        };
+        if !gone(grace) {
+            tracing::warn!(pid = self.pid, ?signal, "did not stop; sending SIGKILL");
+            self.signal(Signal::SIGKILL);
+            gone(Duration::from_secs(5));
+        }
+    }
+
+    /// Sends SIGKILL now (used by tests to simulate a crash) and waits until it is gone.
+    pub async fn kill_hard(&self) {
+        if self.signal(Signal::SIGKILL) {
+            self.wait_gone(Duration::from_secs(5)).await;
+        }
+    }
+
+    /// Sends `signal` if this is still the process that was started: false (and nothing sent)
+    /// when it is gone or its pid now belongs to another process.
+    fn signal(&self, signal: Signal) -> bool {
+        if !self.is_alive() {
+            reap(self.pid);
+            return false;
+        }
+        let _ = kill(Pid::from_raw(self.pid as i32), signal);
+        true
     }
 
     /// Waits until the process has exited, with every one of its threads (so that its files and
     /// listening sockets are closed); `false` on timeout.
-    pub fn wait_gone(&self, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
-        loop {
-            reap(self.pid);
-            if !self.is_alive() && !self.threads_exiting() {
-                return true;
-            }
-            if Instant::now() >= deadline {
-                return false;
-            }
-            std::thread::sleep(Duration::from_millis(25));
-        }
+    pub async fn wait_gone(&self, timeout: Duration) -> bool {
+        crate::wait::poll_until(timeout, GONE_POLL, async || if self.is_gone() { Ok(()) } else { Err(()) }.into())
+            .await
+            .is_ok()
+    }
+
+    /// Reaps it if it is our exited child, then: whether it is gone with all its threads.
+    fn is_gone(&self) -> bool {
+        reap(self.pid);
+        !self.is_alive() && !self.threads_exiting()
     }
 
     /// Whether this process's main thread is a zombie while other threads are still exiting.
@@ -161,6 +189,9 @@ impl ProcessRecord {
         tail(&self.log, n)
     }
 }
+
+/// How often a stopping process is checked.
+const GONE_POLL: Duration = Duration::from_millis(25);
 
 /// Reaps `pid` if it is our exited child; does nothing otherwise.
 fn reap(pid: u32) {
@@ -188,8 +219,8 @@ pub fn tail(path: &Path, n: usize) -> String {
 mod tests {
     use super::*;
 
-    #[test]
-    fn spawn_and_stop_by_pid() {
+    #[tokio::test]
+    async fn spawn_and_stop_by_pid() {
         let dir = tempfile::tempdir().expect("tempdir");
         let rec = spawn(&Launch {
             program: "/bin/sleep".into(),
@@ -203,9 +234,19 @@ mod tests {
         // A record with the right pid but another start time is not "alive": never signalled.
         let impostor = ProcessRecord { start_time: rec.start_time + 1, ..rec.clone() };
         assert!(!impostor.is_alive());
-        impostor.stop(Duration::from_millis(100));
+        impostor.stop(Duration::from_millis(100)).await;
         assert!(rec.is_alive(), "stopping an impostor record must not touch the process");
-        rec.stop(Duration::from_secs(5));
+        rec.stop(Duration::from_secs(5)).await;
+        assert!(!rec.is_alive());
+        // The blocking form (for Drop) does the same.
+        let rec = spawn(&Launch {
+            program: "/bin/sleep".into(),
+            args: vec!["30".into()],
+            log: dir.path().join("sleep2.log"),
+            ..Launch::default()
+        })
+        .expect("spawn");
+        rec.stop_blocking(Signal::SIGTERM, Duration::from_secs(5));
         assert!(!rec.is_alive());
     }
 }

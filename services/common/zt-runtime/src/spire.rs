@@ -182,29 +182,13 @@ pub fn agent_attested(paths: &SitePaths) -> bool {
 
 /// Waits until `GET /ready` on `health_port` answers 200, failing early if the process exits.
 pub async fn wait_ready(component: &str, record: &ProcessRecord, health_port: u16, timeout: Duration) -> Result<()> {
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        if !record.is_alive() {
-            return Err(not_ready(component, record, timeout, "the process exited"));
+    crate::wait::wait_ready(component, record, timeout, async || {
+        match crate::health::http_get(health_port, "/ready").await {
+            Some((200, _)) => Ok(()),
+            _ => Err("its /ready endpoint never answered 200".to_owned()),
         }
-        if let Some((200, _)) = crate::health::http_get(health_port, "/ready").await {
-            return Ok(());
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return Err(not_ready(component, record, timeout, "its /ready endpoint never answered 200"));
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-pub(crate) fn not_ready(component: &str, record: &ProcessRecord, timeout: Duration, reason: &str) -> Error {
-    Error::NotReady {
-        component: component.to_owned(),
-        seconds: timeout.as_secs(),
-        reason: reason.to_owned(),
-        log: record.log.clone(),
-        tail: record.log_tail(8),
-    }
+    })
+    .await
 }
 
 /// Runs `spire-server <args> -socketPath <admin socket>` and returns stdout.

@@ -17,9 +17,9 @@ impl Guard {
         self.0.as_ref().expect("a running OpenBao")
     }
 
-    fn stop(&mut self) {
+    async fn stop(&mut self) {
         if let Some(bao) = self.0.take() {
-            bao.stop();
+            bao.stop().await;
             assert!(!bao.record.is_alive(), "OpenBao still runs after stop");
         }
     }
@@ -28,7 +28,7 @@ impl Guard {
 impl Drop for Guard {
     fn drop(&mut self) {
         if let Some(bao) = self.0.take() {
-            bao.stop();
+            bao.record.stop_blocking(nix::sys::signal::Signal::SIGTERM, std::time::Duration::from_secs(10));
         }
     }
 }
@@ -137,7 +137,7 @@ async fn starts_initialised_unsealed_and_unseals_itself_after_restart() {
 
     // Stop it and start it again on the same dir: it is sealed at start and unseals itself
     // from the key file (no second init).
-    guard.stop();
+    guard.stop().await;
     let mut guard = start(dir.path(), port).await;
     let bao = guard.bao();
     let health = bao.health().await.expect("health after restart");
@@ -153,7 +153,7 @@ async fn starts_initialised_unsealed_and_unseals_itself_after_restart() {
     bao.configure_identity(&root, &cfg)
         .await
         .unwrap_or_else(|e| panic!("the old root token works after a restart: {e}"));
-    guard.stop();
+    guard.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -286,7 +286,7 @@ async fn entry_lifecycle_against_real_spire() -> TestResult {
     assert!(gone.is_err(), "CLI no longer finds it: {gone:?}");
 
     // --- server stops: calls fail with an error naming the socket ---
-    lab.stop_component("spire-server-a");
+    lab.stop_component("spire-server-a").await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     let err = client.list_all(None).await.expect_err("server is stopped");
     let msg = err.to_string();
