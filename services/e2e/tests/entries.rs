@@ -321,6 +321,67 @@ async fn unmanaged_entries_are_left_alone_and_reported() {
     assert_eq!(e["selectors"][0]["value"], "uid:4242");
 }
 
+/// Site `site`'s health.
+async fn site_health(lab: &e2e::EntryLab, site: &str) -> pb::SiteHealth {
+    lab.admin.sites().get_site_health(pb::GetSiteHealthRequest { id: site.into() }).await.expect("health").into_inner()
+}
+
+/// Polls site `site`'s health every 200 ms until `check` holds, or panics with the last one after
+/// `timeout`.
+async fn wait_health(
+    lab: &e2e::EntryLab,
+    site: &str,
+    timeout: Duration,
+    what: &str,
+    check: impl Fn(&pb::SiteHealth) -> bool,
+) -> pb::SiteHealth {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let h = site_health(lab, site).await;
+        if check(&h) {
+            return h;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "site {site}: not {what} within {timeout:?}: {h:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_site_agent_shows_disconnected_within_15_s_and_connected_after_restart() {
+    init();
+    let dir = state_dir();
+    let mut lab = entry_lab(&dir, 30).await;
+    // Both agents are up and hold their long-polls (the first round is done: the bootstrap
+    // entries are reported as unmanaged).
+    for site in ["a", "b"] {
+        wait_health(&lab, site, Duration::from_secs(15), "connected after its first round", |h| {
+            h.agent_connected && h.disconnected_since.is_none() && h.unmanaged_entries > 0
+        })
+        .await;
+    }
+
+    // SIGKILL site b's agent by its recorded pid: its long-poll breaks off.
+    let pid = lab.lab.process("site-agent-b").expect("component").expect("started").pid;
+    let killed_at = time::OffsetDateTime::now_utc().unix_timestamp();
+    lab.lab.kill_component("site-agent-b").expect("kill site-agent-b");
+    let gone = wait_health(&lab, "b", Duration::from_secs(15), "disconnected", |h| !h.agent_connected).await;
+    let since = gone.disconnected_since.expect("disconnected_since is set").seconds;
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    assert!(
+        (killed_at - 1..=now).contains(&since),
+        "site-agent-b (pid {pid}) killed at {killed_at}: disconnected since {since}, now {now}"
+    );
+    let a = site_health(&lab, "a").await;
+    assert!(a.agent_connected && a.disconnected_since.is_none(), "site a's agent is untouched: {a:?}");
+
+    // Started again, it connects again.
+    lab.lab.restart_stopped().await.expect("restart site-agent-b");
+    wait_health(&lab, "b", Duration::from_secs(30), "connected again", |h| {
+        h.agent_connected && h.disconnected_since.is_none()
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_dead_spire_server_fails_its_site_then_recovers_without_duplicates() {
     init();

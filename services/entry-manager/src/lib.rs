@@ -10,6 +10,7 @@
 //! - [`oidc`]: OIDC discovery, JWKS and token verification.
 //! - [`service`]: the gRPC services.
 //! - [`hub`]: wakes long-polls and streams status changes.
+//! - [`presence`]: whether each site agent is connected (its long-poll open or broken off).
 //! - [`metrics`]: Prometheus metrics.
 //!
 //! Listeners: `listen_addr` is mTLS (SVID callers: site agents, ztlab services);
@@ -20,6 +21,7 @@ pub mod auth;
 pub mod hub;
 pub mod metrics;
 pub mod oidc;
+pub mod presence;
 pub mod service;
 pub mod store;
 

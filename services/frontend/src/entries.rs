@@ -260,6 +260,7 @@ pub fn site_json(site: &pb::Site, h: &pb::SiteHealth) -> Value {
     let mut v = views::health(h);
     v["trust_domain"] = json!(site.trust_domain);
     v["last_contact"] = json!(last_contact(h));
+    v["agent_label"] = json!(agent_badge(h).1);
     v
 }
 
@@ -288,6 +289,18 @@ pub fn state_badge(state: &str) -> (&'static str, String) {
 
 fn last_contact(h: &pb::SiteHealth) -> String {
     views::time(&h.last_contact_at).as_str().unwrap_or("never").to_owned()
+}
+
+/// `(css class, label)` of a site agent's connection: "✓ connected", or "✗ disconnected since
+/// <time>" (when its long-poll broke off, or its last contact).
+fn agent_badge(h: &pb::SiteHealth) -> (&'static str, String) {
+    if h.agent_connected {
+        return ("ok", "✓ connected".into());
+    }
+    match views::time(&h.disconnected_since).as_str() {
+        Some(since) => ("bad", format!("✗ disconnected since {since}")),
+        None => ("bad", "✗ disconnected (never connected)".into()),
+    }
 }
 
 /// Whether every site of `e` has it DELETING (a delete is under way).
@@ -339,7 +352,7 @@ fn query_value(s: &str) -> String {
 }
 
 fn site_row(site: &pb::Site, h: &pb::SiteHealth) -> String {
-    let (cls, label) = if h.agent_connected { ("ok", "✓ connected") } else { ("bad", "✗ DISCONNECTED") };
+    let (cls, label) = agent_badge(h);
     let unmanaged = if h.unmanaged_entry_ids.is_empty() {
         h.unmanaged_entries.to_string()
     } else {
@@ -356,6 +369,7 @@ fn site_row(site: &pb::Site, h: &pb::SiteHealth) -> String {
          <td class=\"failed\">{failed}</td><td class=\"unmanaged\">{unmanaged}</td></tr>",
         id = esc(&h.site_id),
         td = esc(&site.trust_domain),
+        label = esc(&label),
         contact = esc(&last_contact(h)),
         lag = h.sync_lag_seconds,
         synced = h.synced,
@@ -862,8 +876,7 @@ const JS: &str = r#"
     cell(tr, "td").textContent = s.trust_domain;
     var agent = cell(tr, "agent");
     agent.textContent = "";
-    agent.appendChild(el("span", "badge " + (s.agent_connected ? "ok" : "bad"),
-      s.agent_connected ? "\u2713 connected" : "\u2717 DISCONNECTED"));
+    agent.appendChild(el("span", "badge " + (s.agent_connected ? "ok" : "bad"), s.agent_label));
     cell(tr, "contact").textContent = s.last_contact;
     cell(tr, "lag").textContent = Number(s.sync_lag_seconds).toFixed(1) + " s";
     cell(tr, "synced").textContent = String(s.synced);
