@@ -203,21 +203,35 @@ async fn create_update_delete_sync_to_both_spire_servers() {
     );
     assert!(events[0].after_json.is_empty() && events[2].before_json.is_empty());
 
-    // entry-manager's logs are JSON lines carrying component, trace_id and actor; the audit
-    // event of the create has the trace ID of the request that made it.
-    let log = std::fs::read_to_string(lab.lab.log_path("entry-manager").expect("log")).expect("read log");
-    let lines: Vec<serde_json::Value> = log.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
-    let create = lines
-        .iter()
-        .find(|l| l["fields"]["method"] == "CreateEntry" && l["fields"]["message"] == "request")
-        .expect("a JSON log line for CreateEntry");
-    assert_eq!(create["fields"]["component"], "entry-manager");
-    assert!(create["fields"]["actor"].as_str().is_some_and(|a| a.starts_with("apikey:bootstrap-admin")), "{create}");
-    let trace = create["fields"]["trace_id"].as_str().expect("trace_id");
+    // A refused call (an unknown API key) is logged too.
+    let refused = lab.client(Some("ztk_00000000000000000000000000000000_nope"));
+    let err = refused.entries().get_entry(pb::GetEntryRequest { id: created.id.clone() }).await.expect_err("refused");
+    assert_eq!(err.code(), tonic::Code::Unauthenticated, "{err:?}");
+
+    // Every line of entry-manager's and the site agents' logs is a flat JSON object with its
+    // component; the lines of a request carry its trace ID and actor, and the audit event of the
+    // create has the trace ID of the request that made it.
+    let lines = e2e::service_log(&lab.lab.log_path("entry-manager").expect("log"), "entry-manager");
+    let requests: Vec<_> = lines.iter().filter(|l| l["message"] == "request").collect();
+    let actors: Vec<&str> = requests.iter().map(|l| e2e::request_fields(l).1).collect();
+    assert!(
+        actors.contains(&"spiffe://ztlab.test/ns/ztlab-system/sa/site-agent-a"),
+        "site agent a's polls, by its SPIFFE ID: {actors:?}"
+    );
+    let create = requests.iter().find(|l| l["method"] == "CreateEntry").expect("a request line for CreateEntry");
+    let (trace, actor) = e2e::request_fields(create);
+    assert!(actor.starts_with("apikey:bootstrap-admin"), "{create:?}");
     assert!(
         events.iter().any(|e| e.action == "entry.create" && e.trace_id == trace),
         "audit trace ID {trace} not found"
     );
+    let refusal = lines.iter().find(|l| l["message"] == "request refused").expect("a line for the refused call");
+    assert_eq!(e2e::request_fields(refusal).1, "anonymous", "{refusal:?}");
+    assert_eq!(refusal["method"], "GetEntry", "{refusal:?}");
+    for site in ["a", "b"] {
+        let agent = e2e::service_log(&lab.lab.log_path(&format!("site-agent-{site}")).expect("log"), "site-agent");
+        assert!(agent.iter().any(|l| l["message"] == "running" && l["site"] == site), "{agent:?}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

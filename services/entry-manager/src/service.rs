@@ -30,13 +30,12 @@ pub struct Api {
 
 type Res<T> = Result<Response<T>, Status>;
 
+/// The request's trace ID, as the request layer chose it (`zt_service::request`).
 fn trace_id<T>(req: &Request<T>) -> String {
-    req.metadata()
-        .get("x-trace-id")
-        .and_then(|v| v.to_str().ok())
-        .filter(|s| !s.is_empty() && s.len() <= 64)
-        .map(str::to_owned)
-        .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string())
+    match req.extensions().get::<zt_service::request::TraceId>() {
+        Some(t) => t.0.clone(),
+        None => zt_service::request::trace_id(req.metadata().as_ref()),
+    }
 }
 
 fn ts_to_time(field: &str, t: &Option<prost_types::Timestamp>) -> Result<Option<time::OffsetDateTime>, Status> {
@@ -62,17 +61,19 @@ impl Api {
         Self { store, auth, hub, presence: Presence::default() }
     }
 
-    /// Authenticates and authorizes a request; logs it with its trace ID and actor.
+    /// Authenticates and authorizes a request, names its actor on the request span, and logs
+    /// it (the span adds the trace ID and the actor).
     async fn ctx<T>(&self, req: &Request<T>, op: Op) -> Result<(Principal, Actor), Status> {
         let trace_id = trace_id(req);
         let principal = match self.auth.authenticate(req).await.and_then(|p| p.check(op).map(|()| p)) {
             Ok(p) => p,
             Err(status) => {
-                tracing::warn!(component = "entry-manager", trace_id = %trace_id, method = ?op, code = ?status.code(), reason = %status.message(), "request refused");
+                tracing::warn!(method = ?op, code = ?status.code(), reason = %status.message(), "request refused");
                 return Err(status);
             }
         };
-        tracing::info!(component = "entry-manager", trace_id = %trace_id, actor = %principal.actor, method = ?op, "request");
+        zt_service::request::set_actor(&principal.actor);
+        tracing::info!(method = ?op, "request");
         let actor = Actor { name: principal.actor.clone(), trace_id };
         Ok((principal, actor))
     }
@@ -488,6 +489,6 @@ pub async fn bootstrap_admin_key(store: &Store, path: &std::path::Path) -> anyho
     f.sync_all()?;
     store.create_api_key(&actor, &key, Role::Admin.name(), &hash).await?;
     std::fs::rename(&tmp, path)?;
-    tracing::info!(component = "entry-manager", path = %path.display(), "created the bootstrap admin API key");
+    tracing::info!(path = %path.display(), "created the bootstrap admin API key");
     Ok(true)
 }

@@ -26,7 +26,6 @@
 
 use std::fmt::Write as _;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use axum::body::Bytes;
@@ -1500,13 +1499,10 @@ pub fn rpc_error(url: &str, s: &tonic::Status, fallback: Option<&'static str>) -
     (status, body)
 }
 
-/// A fresh trace ID for a write: entry-manager stores it with the audit row and the frontend
-/// logs it with the signed-in user, so an audit row leads back to the person at the UI.
-fn trace_id() -> String {
-    static N: AtomicU64 = AtomicU64::new(0);
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
-    format!("{:016x}{:08x}{:08x}", nanos as u64, std::process::id(), N.fetch_add(1, Ordering::Relaxed) as u32)
-}
+/// The trace ID of the UI request behind a write. entry-manager stores it with the audit row,
+/// and the frontend's log lines of that request carry it with the signed-in user as `actor`, so
+/// an audit row leads back to the person at the UI.
+type Trace = Extension<zt_service::request::TraceId>;
 
 fn no_entry_manager() -> Response {
     let f = Failure::no_svid();
@@ -1514,7 +1510,12 @@ fn no_entry_manager() -> Response {
 }
 
 /// `POST /api/entries`.
-async fn create_entry(State(state): State<AppState>, Extension(session): Extension<Session>, body: Bytes) -> Response {
+async fn create_entry(
+    State(state): State<AppState>,
+    Extension(session): Extension<Session>,
+    Extension(trace): Trace,
+    body: Bytes,
+) -> Response {
     let req: CreateRequest = match serde_json::from_slice(&body) {
         Ok(r) => r,
         Err(e) => {
@@ -1534,16 +1535,15 @@ async fn create_entry(State(state): State<AppState>, Extension(session): Extensi
     let Some(em) = state.entry_manager.clone() else {
         return no_entry_manager();
     };
-    let trace = trace_id();
-    match em.create(spec.clone(), &trace).await {
+    match em.create(spec.clone(), &trace.0).await {
         Ok(entry) => {
             tracing::info!(user = %session.user, spiffe_id = %entry.spiffe_id, entry_id = %entry.id,
-                sites = ?entry.site_ids, trace_id = %trace, "entry created via the UI");
+                sites = ?entry.site_ids, "entry created via the UI");
             metrics::counter!("frontend_entry_writes_total", "action" => "create", "outcome" => "ok").increment(1);
             (StatusCode::CREATED, Json(json!({"ok": true, "entry": entry_json(&entry)}))).into_response()
         }
         Err(s) => {
-            tracing::warn!(user = %session.user, spiffe_id = %spec.spiffe_id, trace_id = %trace, code = ?s.code(),
+            tracing::warn!(user = %session.user, spiffe_id = %spec.spiffe_id, code = ?s.code(),
                 reason = %s.message(), "entry-manager refused the UI's create");
             metrics::counter!("frontend_entry_writes_total", "action" => "create", "outcome" => format!("{:?}", s.code()))
                 .increment(1);
@@ -1562,6 +1562,7 @@ fn valid_entry_id(id: &str) -> bool {
 async fn delete_entry(
     State(state): State<AppState>,
     Extension(session): Extension<Session>,
+    Extension(trace): Trace,
     Path(id): Path<String>,
 ) -> Response {
     if !valid_entry_id(&id) {
@@ -1573,16 +1574,15 @@ async fn delete_entry(
     let Some(em) = state.entry_manager.clone() else {
         return no_entry_manager();
     };
-    let trace = trace_id();
-    match em.delete(&id, &trace).await {
+    match em.delete(&id, &trace.0).await {
         Ok(entry) => {
-            tracing::info!(user = %session.user, spiffe_id = %entry.spiffe_id, entry_id = %id, trace_id = %trace,
+            tracing::info!(user = %session.user, spiffe_id = %entry.spiffe_id, entry_id = %id,
                 "entry deleted via the UI (DELETING at every site)");
             metrics::counter!("frontend_entry_writes_total", "action" => "delete", "outcome" => "ok").increment(1);
             Json(json!({"ok": true, "entry": entry_json(&entry)})).into_response()
         }
         Err(s) => {
-            tracing::warn!(user = %session.user, entry_id = %id, trace_id = %trace, code = ?s.code(),
+            tracing::warn!(user = %session.user, entry_id = %id, code = ?s.code(),
                 reason = %s.message(), "entry-manager refused the UI's delete");
             metrics::counter!("frontend_entry_writes_total", "action" => "delete", "outcome" => format!("{:?}", s.code()))
                 .increment(1);
