@@ -48,6 +48,23 @@ pub fn router(state: AppState) -> Router {
         .route("/api/demo", get(demo))
         .fallback(|| async { Error::NotFound("no such route".into()) })
         .with_state(state)
+        .layer(axum::middleware::from_fn(caller))
+        .layer(axum::middleware::from_fn(zt_service::request::trace))
+}
+
+/// The calling workload's SPIFFE ID, as the backend's Envoy forwards it (XFCC): the backend is
+/// reached only through its Envoy, which terminates mTLS.
+fn caller_id(headers: &HeaderMap) -> Option<String> {
+    let raw = headers.get("x-forwarded-client-cert")?.to_str().ok()?;
+    xfcc::nearest(raw)?.uri
+}
+
+/// Names the request's actor: the calling workload (see [`caller_id`]).
+async fn caller(req: Request, next: axum::middleware::Next) -> Response {
+    if let Some(id) = caller_id(req.headers()) {
+        zt_service::request::set_actor(&id);
+    }
+    next.run(req).await
 }
 
 /// Routes added to the ops listener: `GET /.well-known/jwks.json` (the user-token JWKS,
@@ -86,7 +103,11 @@ impl FromRequestParts<AppState> for AuthUser {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Error> {
         let token = bearer(&parts.headers)
             .ok_or_else(|| Error::Unauthenticated("missing header Authorization: Bearer <token>".into()))?;
-        state.verifier.verify(token).await.map(AuthUser).map_err(|e| Error::Unauthenticated(e.to_string()))
+        let claims = state.verifier.verify(token).await.map_err(|e| Error::Unauthenticated(e.to_string()))?;
+        // A person, through the workload that carries their token.
+        let via = caller_id(&parts.headers).unwrap_or_else(|| zt_service::request::ANONYMOUS.to_owned());
+        zt_service::request::set_actor(&format!("{} via {via}", claims.username));
+        Ok(AuthUser(claims))
     }
 }
 

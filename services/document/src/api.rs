@@ -54,6 +54,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/documents/{id}", axum::routing::get(get_document))
         .route("/v1/opa/peer", axum::routing::get(opa_peer))
         .with_state(state)
+        .layer(axum::middleware::from_fn(zt_service::request::trace))
 }
 
 /// A granted read: the document and opa's decision.

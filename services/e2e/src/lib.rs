@@ -232,6 +232,31 @@ impl EntryLab {
     }
 }
 
+/// The lines of a ztlab service's log file, each a flat JSON object (zt-service's log format).
+/// Panics unless every line is one whose `component` is `component`.
+pub fn service_log(path: &std::path::Path, component: &str) -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    text.lines()
+        .enumerate()
+        .map(|(i, l)| {
+            let line: serde_json::Value = serde_json::from_str(l).unwrap_or_default();
+            assert!(line.is_object(), "{}:{}: not a JSON object: {l}", path.display(), i + 1);
+            assert_eq!(line["component"], component, "{}:{}: {l}", path.display(), i + 1);
+            line
+        })
+        .collect()
+}
+
+/// A log line logged while serving a request: it carries a non-empty `trace_id` and `actor`.
+/// Returns them.
+pub fn request_fields(line: &serde_json::Value) -> (&str, &str) {
+    let field = |k: &str| line[k].as_str().filter(|v| !v.is_empty());
+    match (field("trace_id"), field("actor")) {
+        (Some(t), Some(a)) => (t, a),
+        _ => panic!("a request line without trace_id and actor: {line}"),
+    }
+}
+
 /// All sites of an entry in `state`.
 pub fn all_sites(e: &zt_entry_api::pb::Entry, state: zt_entry_api::pb::SyncState) -> bool {
     !e.site_status.is_empty() && e.site_status.iter().all(|s| s.state == state as i32)

@@ -244,6 +244,41 @@ async fn run_demo_rbac_flip_negatives_and_github() {
     );
     assert_eq!(reads[0]["auth"]["metadata"]["role"], "backend", "{}", reads[0]);
     assert!(!audit.contains(&token_log_marker), "the GitHub token's plaintext is in OpenBao's audit log");
+
+    // Every line of every ztlab service's log (at debug level, the libraries' lines too) is a
+    // flat JSON object with the service's component; the lines of a request carry its trace ID
+    // and actor.
+    let logs = lab.state().join("logs");
+    let log = |file: &str, component: &str| e2e::service_log(&logs.join(format!("{file}.log")), component);
+    for (file, component) in [
+        ("opa", "opa"),
+        ("document", "document"),
+        ("agents", "agents"),
+        ("entry-manager", "entry-manager"),
+        ("site-agent-a", "site-agent"),
+        ("site-agent-b", "site-agent"),
+        ("github-fixture", "github-fixture"),
+    ] {
+        assert!(!log(file, component).is_empty(), "{file} logged nothing");
+    }
+    // The backend names the workload that called (from its Envoy's XFCC), and the person it
+    // acts for once their token is verified.
+    let backend = log("backend", "backend");
+    let logged_in = backend.iter().find(|l| l["message"] == "logged in").expect("the login line");
+    let (login_trace, actor) = e2e::request_fields(logged_in);
+    assert_eq!(actor, format!("{td}/ns/demo/sa/frontend"), "{logged_in:?}");
+    let stored = backend.iter().find(|l| l["message"] == "stored a GitHub token in OpenBao").expect("the token line");
+    assert_eq!(e2e::request_fields(stored).1, format!("jake via {td}/ns/demo/sa/frontend"), "{stored:?}");
+    // The frontend's Run Demo (no sign-in needed) is an anonymous request. The login went
+    // through the frontend's proxy with one trace ID: the frontend's lines of it (its HTTP
+    // client's, at debug level) have the one the backend logged.
+    let frontend = log("frontend", "frontend");
+    assert!(
+        frontend.iter().any(|l| l["path"] == "/api/login" && l["trace_id"] == login_trace),
+        "no frontend line of the login with trace ID {login_trace}"
+    );
+    let demo = frontend.iter().find(|l| l["message"] == "demo run").expect("the demo run line");
+    assert_eq!(e2e::request_fields(demo).1, "anonymous", "{demo:?}");
 }
 
 /// The serial number of the certificate in a PEM file (`openssl x509 -serial`).

@@ -203,21 +203,35 @@ async fn create_update_delete_sync_to_both_spire_servers() {
     );
     assert!(events[0].after_json.is_empty() && events[2].before_json.is_empty());
 
-    // entry-manager's logs are JSON lines carrying component, trace_id and actor; the audit
-    // event of the create has the trace ID of the request that made it.
-    let log = std::fs::read_to_string(lab.lab.log_path("entry-manager").expect("log")).expect("read log");
-    let lines: Vec<serde_json::Value> = log.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
-    let create = lines
-        .iter()
-        .find(|l| l["fields"]["method"] == "CreateEntry" && l["fields"]["message"] == "request")
-        .expect("a JSON log line for CreateEntry");
-    assert_eq!(create["fields"]["component"], "entry-manager");
-    assert!(create["fields"]["actor"].as_str().is_some_and(|a| a.starts_with("apikey:bootstrap-admin")), "{create}");
-    let trace = create["fields"]["trace_id"].as_str().expect("trace_id");
+    // A refused call (an unknown API key) is logged too.
+    let refused = lab.client(Some("ztk_00000000000000000000000000000000_nope"));
+    let err = refused.entries().get_entry(pb::GetEntryRequest { id: created.id.clone() }).await.expect_err("refused");
+    assert_eq!(err.code(), tonic::Code::Unauthenticated, "{err:?}");
+
+    // Every line of entry-manager's and the site agents' logs is a flat JSON object with its
+    // component; the lines of a request carry its trace ID and actor, and the audit event of the
+    // create has the trace ID of the request that made it.
+    let lines = e2e::service_log(&lab.lab.log_path("entry-manager").expect("log"), "entry-manager");
+    let requests: Vec<_> = lines.iter().filter(|l| l["message"] == "request").collect();
+    let actors: Vec<&str> = requests.iter().map(|l| e2e::request_fields(l).1).collect();
+    assert!(
+        actors.contains(&"spiffe://ztlab.test/ns/ztlab-system/sa/site-agent-a"),
+        "site agent a's polls, by its SPIFFE ID: {actors:?}"
+    );
+    let create = requests.iter().find(|l| l["method"] == "CreateEntry").expect("a request line for CreateEntry");
+    let (trace, actor) = e2e::request_fields(create);
+    assert!(actor.starts_with("apikey:bootstrap-admin"), "{create:?}");
     assert!(
         events.iter().any(|e| e.action == "entry.create" && e.trace_id == trace),
         "audit trace ID {trace} not found"
     );
+    let refusal = lines.iter().find(|l| l["message"] == "request refused").expect("a line for the refused call");
+    assert_eq!(e2e::request_fields(refusal).1, "anonymous", "{refusal:?}");
+    assert_eq!(refusal["method"], "GetEntry", "{refusal:?}");
+    for site in ["a", "b"] {
+        let agent = e2e::service_log(&lab.lab.log_path(&format!("site-agent-{site}")).expect("log"), "site-agent");
+        assert!(agent.iter().any(|l| l["message"] == "running" && l["site"] == site), "{agent:?}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -319,6 +333,67 @@ async fn unmanaged_entries_are_left_alone_and_reported() {
     tokio::time::sleep(Duration::from_secs(5)).await;
     let e = lab.spire_entry("b", "hand-made").await.expect("left alone");
     assert_eq!(e["selectors"][0]["value"], "uid:4242");
+}
+
+/// Site `site`'s health.
+async fn site_health(lab: &e2e::EntryLab, site: &str) -> pb::SiteHealth {
+    lab.admin.sites().get_site_health(pb::GetSiteHealthRequest { id: site.into() }).await.expect("health").into_inner()
+}
+
+/// Polls site `site`'s health every 200 ms until `check` holds, or panics with the last one after
+/// `timeout`.
+async fn wait_health(
+    lab: &e2e::EntryLab,
+    site: &str,
+    timeout: Duration,
+    what: &str,
+    check: impl Fn(&pb::SiteHealth) -> bool,
+) -> pb::SiteHealth {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let h = site_health(lab, site).await;
+        if check(&h) {
+            return h;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "site {site}: not {what} within {timeout:?}: {h:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_site_agent_shows_disconnected_within_15_s_and_connected_after_restart() {
+    init();
+    let dir = state_dir();
+    let mut lab = entry_lab(&dir, 30).await;
+    // Both agents are up and hold their long-polls (the first round is done: the bootstrap
+    // entries are reported as unmanaged).
+    for site in ["a", "b"] {
+        wait_health(&lab, site, Duration::from_secs(15), "connected after its first round", |h| {
+            h.agent_connected && h.disconnected_since.is_none() && h.unmanaged_entries > 0
+        })
+        .await;
+    }
+
+    // SIGKILL site b's agent by its recorded pid: its long-poll breaks off.
+    let pid = lab.lab.process("site-agent-b").expect("component").expect("started").pid;
+    let killed_at = time::OffsetDateTime::now_utc().unix_timestamp();
+    lab.lab.kill_component("site-agent-b").await.expect("kill site-agent-b");
+    let gone = wait_health(&lab, "b", Duration::from_secs(15), "disconnected", |h| !h.agent_connected).await;
+    let since = gone.disconnected_since.expect("disconnected_since is set").seconds;
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    assert!(
+        (killed_at - 1..=now).contains(&since),
+        "site-agent-b (pid {pid}) killed at {killed_at}: disconnected since {since}, now {now}"
+    );
+    let a = site_health(&lab, "a").await;
+    assert!(a.agent_connected && a.disconnected_since.is_none(), "site a's agent is untouched: {a:?}");
+
+    // Started again, it connects again.
+    lab.lab.restart_stopped().await.expect("restart site-agent-b");
+    wait_health(&lab, "b", Duration::from_secs(30), "connected again", |h| {
+        h.agent_connected && h.disconnected_since.is_none()
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

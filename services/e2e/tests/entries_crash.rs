@@ -289,6 +289,26 @@ fn metric(body: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
     })
 }
 
+/// `name` is exported as a histogram with the shared latency buckets: a `_bucket` line for every
+/// bound of `zt_service::ops::LATENCY_BUCKETS` (sub-millisecond to seconds) and `+Inf`,
+/// cumulative, with `+Inf` equal to `_count` and at least one observation.
+fn assert_histogram(body: &str, name: &str, labels: &[(&str, &str)]) {
+    assert!(body.contains(&format!("# TYPE {name} histogram")), "{name} is not a histogram:\n{body}");
+    let bucket = format!("{name}_bucket");
+    let mut last = 0.0;
+    let bounds: Vec<String> = zt_service::ops::LATENCY_BUCKETS.iter().map(f64::to_string).collect();
+    for le in bounds.iter().map(String::as_str).chain(["+Inf"]) {
+        let mut with_le = labels.to_vec();
+        with_le.push(("le", le));
+        let n = metric(body, &bucket, &with_le).unwrap_or_else(|| panic!("no {bucket} le={le} {labels:?}:\n{body}"));
+        assert!(n >= last, "{bucket} is not cumulative at le={le}:\n{body}");
+        last = n;
+    }
+    let count = metric(body, &format!("{name}_count"), labels);
+    assert_eq!(count, Some(last), "{name}_count {labels:?} against the +Inf bucket:\n{body}");
+    assert!(last >= 1.0, "{name} {labels:?} has no observations:\n{body}");
+}
+
 /// Polls `/metrics` until `check` holds (the gauges refresh every 5 s), or panics with the body.
 async fn wait_metrics<F: Fn(&str) -> bool>(port: u16, what: &str, check: F) -> String {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
@@ -382,7 +402,18 @@ async fn metrics_and_grpc_health_and_reflection() {
         .is_some_and(|v| v >= 1.0),
         "grpc_requests_total for CreateEntry:\n{body}"
     );
-    assert!(body.contains("grpc_request_duration_seconds"), "{body}");
+    // Latencies are histograms (bucket lines from 100 µs to 30 s), not summaries.
+    let create = [("method", "/ztlab.entry.v1.WorkloadEntryService/CreateEntry")];
+    assert_histogram(&body, "grpc_request_duration_seconds", &create);
+    assert_histogram(&body, "sync_phase_duration_seconds", &[("site", "a"), ("phase", "apply")]);
+    assert_histogram(&body, "sync_phase_duration_seconds", &[("site", "b"), ("phase", "list")]);
+    let agent_ops =
+        lab.lab.spec().workloads.iter().find(|w| w.name == "site-agent-b").expect("site-agent-b workload").ops_port;
+    let agent_body = wait_metrics(agent_ops, "a site agent's round", |b| {
+        metric(b, "site_agent_round_seconds_count", &[]).is_some_and(|v| v >= 1.0)
+    })
+    .await;
+    assert_histogram(&agent_body, "site_agent_round_seconds", &[]);
     for site in ["a", "b"] {
         assert!(metric(&body, "sync_lag_seconds", &[("site", site)]).is_some(), "sync_lag_seconds {site}:\n{body}");
         assert!(

@@ -10,6 +10,7 @@
 //! - [`oidc`]: OIDC discovery, JWKS and token verification.
 //! - [`service`]: the gRPC services.
 //! - [`hub`]: wakes long-polls and streams status changes.
+//! - [`presence`]: whether each site agent is connected (its long-poll open or broken off).
 //! - [`metrics`]: Prometheus metrics.
 //!
 //! Listeners: `listen_addr` is mTLS (SVID callers: site agents, ztlab services);
@@ -20,6 +21,7 @@ pub mod auth;
 pub mod hub;
 pub mod metrics;
 pub mod oidc;
+pub mod presence;
 pub mod service;
 pub mod store;
 
@@ -146,7 +148,7 @@ impl Application {
             zt_entry_api::validate::trust_domain(&format!("sites[{i}].trust_domain"), &seed.trust_domain)?;
             match store.get_site(&seed.id).await {
                 Ok(existing) if existing.trust_domain != seed.trust_domain => tracing::warn!(
-                    component = "entry-manager", site = %seed.id, stored = %existing.trust_domain, configured = %seed.trust_domain,
+                    site = %seed.id, stored = %existing.trust_domain, configured = %seed.trust_domain,
                     "site exists with another trust domain; keeping the stored one"
                 ),
                 Ok(_) => {}
@@ -154,7 +156,7 @@ impl Application {
                     let site =
                         pb::Site { id: seed.id.clone(), trust_domain: seed.trust_domain.clone(), ..Default::default() };
                     store.create_site(&boot, &site).await?;
-                    tracing::info!(component = "entry-manager", site = %seed.id, "created site");
+                    tracing::info!(site = %seed.id, "created site");
                 }
                 Err(e) => return Err(e.into()),
             }
@@ -192,7 +194,7 @@ impl Application {
         tokio::spawn(metrics::refresh_gauges(self.store.clone(), Duration::from_secs(5)));
 
         let stop = zt_service::Stop::on(shutdown);
-        tracing::info!(component = "entry-manager", mtls = %self.mtls_addr(), operator = %self.operator_addr(), "serving");
+        tracing::info!(mtls = %self.mtls_addr(), operator = %self.operator_addr(), "serving");
         let ops_task = tokio::spawn(axum::serve(self.ops, ops).with_graceful_shutdown(stop.wait()).into_future());
         let a = grpc_router(&self.api).serve_with_incoming_shutdown(mtls.incoming(self.mtls), stop.wait());
         let b = grpc_router(&self.api).serve_with_incoming_shutdown(operator.incoming(self.operator), stop.wait());
@@ -200,7 +202,7 @@ impl Application {
         ra?;
         rb?;
         ops_task.await??;
-        tracing::info!(component = "entry-manager", "stopped");
+        tracing::info!("stopped");
         Ok(())
     }
 }
@@ -209,7 +211,7 @@ const MAX_MESSAGE: usize = 64 * 1024 * 1024;
 
 fn grpc_router(
     api: &Api,
-) -> tonic::transport::server::Router<tower::layer::util::Stack<MetricsLayer, tower::layer::util::Identity>> {
+) -> tonic::transport::server::Router<tower::layer::util::Stack<RequestLayer, tower::layer::util::Identity>> {
     let (reporter, health) = tonic_health::server::health_reporter();
     let names = [
         "ztlab.entry.v1.WorkloadEntryService",
@@ -230,7 +232,7 @@ fn grpc_router(
         .build_v1()
         .expect("the compiled-in descriptors are valid");
     tonic::transport::Server::builder()
-        .layer(MetricsLayer)
+        .layer(RequestLayer)
         .add_service(health)
         .add_service(reflection)
         .add_service(
@@ -249,24 +251,26 @@ fn grpc_router(
         .add_service(pb::identity_service_server::IdentityServiceServer::new(api.clone()))
 }
 
-/// Records `grpc_requests_total` and `grpc_request_duration_seconds` for every call.
+/// For every call: its request span (`trace_id`, `actor`; see `zt_service::request`), with the
+/// trace ID as a `TraceId` extension for the handlers, and `grpc_requests_total` and
+/// `grpc_request_duration_seconds`.
 #[derive(Debug, Clone, Copy)]
-pub struct MetricsLayer;
+pub struct RequestLayer;
 
-impl<S> tower::Layer<S> for MetricsLayer {
-    type Service = MetricsService<S>;
+impl<S> tower::Layer<S> for RequestLayer {
+    type Service = RequestService<S>;
     fn layer(&self, inner: S) -> Self::Service {
-        MetricsService { inner }
+        RequestService { inner }
     }
 }
 
-/// See [`MetricsLayer`].
+/// See [`RequestLayer`].
 #[derive(Debug, Clone)]
-pub struct MetricsService<S> {
+pub struct RequestService<S> {
     inner: S,
 }
 
-impl<S, B, RB> tower::Service<hyper::Request<B>> for MetricsService<S>
+impl<S, B, RB> tower::Service<hyper::Request<B>> for RequestService<S>
 where
     S: tower::Service<hyper::Request<B>, Response = hyper::Response<RB>> + Send,
     S::Future: Send + 'static,
@@ -279,11 +283,21 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, req: hyper::Request<B>) -> Self::Future {
+    fn call(&mut self, mut req: hyper::Request<B>) -> Self::Future {
+        use tracing::Instrument as _;
         let method = req.uri().path().to_owned();
+        let trace_id = zt_service::request::trace_id(req.headers());
+        let peer = req.extensions().get::<zt_tls::PeerInfo>().and_then(|i| i.peer.as_ref());
+        let span = zt_service::request::span(
+            &trace_id,
+            peer.map(|p| p.spiffe_id.to_string()).as_deref(),
+            req.method().as_str(),
+            &method,
+        );
+        req.extensions_mut().insert(zt_service::request::TraceId(trace_id));
         let start = Instant::now();
-        let fut = self.inner.call(req);
-        Box::pin(async move {
+        let fut = span.in_scope(|| self.inner.call(req));
+        let done = async move {
             let res = fut.await;
             let code = match &res {
                 Ok(r) => r
@@ -297,6 +311,7 @@ where
             };
             metrics::record_rpc(&method, code, start.elapsed());
             res
-        })
+        };
+        Box::pin(done.instrument(span))
     }
 }

@@ -1,14 +1,11 @@
 //! Prometheus metrics: gRPC requests, entries, sync status, lag and failures, per-phase sync
-//! latency.
+//! latency. Histograms get their buckets from `zt_service::ops::LATENCY_BUCKETS`.
 
 use std::time::{Duration, Instant};
 
 use zt_entry_api::pb;
 
 use crate::store::Store;
-
-/// Histogram buckets for latencies, seconds.
-pub const BUCKETS: &[f64] = &[0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
 
 /// Records one finished RPC.
 pub fn record_rpc(method: &str, code: tonic::Code, elapsed: Duration) {

@@ -11,6 +11,7 @@ use zt_entry_api::validate::{self, FieldError, ValidEntry};
 
 use crate::auth::{Authenticator, Op, Principal, Role, new_api_key};
 use crate::hub::Hub;
+use crate::presence::Presence;
 use crate::store::{Actor, AuditFilter, EntryFilter, Store};
 
 /// Largest batch accepted by `BatchCreateEntries` / `BatchDeleteEntries`.
@@ -24,17 +25,17 @@ pub struct Api {
     store: Store,
     auth: Authenticator,
     hub: Hub,
+    presence: Presence,
 }
 
 type Res<T> = Result<Response<T>, Status>;
 
+/// The request's trace ID, as the request layer chose it (`zt_service::request`).
 fn trace_id<T>(req: &Request<T>) -> String {
-    req.metadata()
-        .get("x-trace-id")
-        .and_then(|v| v.to_str().ok())
-        .filter(|s| !s.is_empty() && s.len() <= 64)
-        .map(str::to_owned)
-        .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string())
+    match req.extensions().get::<zt_service::request::TraceId>() {
+        Some(t) => t.0.clone(),
+        None => zt_service::request::trace_id(req.metadata().as_ref()),
+    }
 }
 
 fn ts_to_time(field: &str, t: &Option<prost_types::Timestamp>) -> Result<Option<time::OffsetDateTime>, Status> {
@@ -57,20 +58,22 @@ fn page_size(field: &str, n: i32, default: usize) -> Result<usize, Status> {
 impl Api {
     /// The services over `store`.
     pub fn new(store: Store, auth: Authenticator, hub: Hub) -> Self {
-        Self { store, auth, hub }
+        Self { store, auth, hub, presence: Presence::default() }
     }
 
-    /// Authenticates and authorizes a request; logs it with its trace ID and actor.
+    /// Authenticates and authorizes a request, names its actor on the request span, and logs
+    /// it (the span adds the trace ID and the actor).
     async fn ctx<T>(&self, req: &Request<T>, op: Op) -> Result<(Principal, Actor), Status> {
         let trace_id = trace_id(req);
         let principal = match self.auth.authenticate(req).await.and_then(|p| p.check(op).map(|()| p)) {
             Ok(p) => p,
             Err(status) => {
-                tracing::warn!(component = "entry-manager", trace_id = %trace_id, method = ?op, code = ?status.code(), reason = %status.message(), "request refused");
+                tracing::warn!(method = ?op, code = ?status.code(), reason = %status.message(), "request refused");
                 return Err(status);
             }
         };
-        tracing::info!(component = "entry-manager", trace_id = %trace_id, actor = %principal.actor, method = ?op, "request");
+        zt_service::request::set_actor(&principal.actor);
+        tracing::info!(method = ?op, "request");
         let actor = Actor { name: principal.actor.clone(), trace_id };
         Ok((principal, actor))
     }
@@ -84,6 +87,24 @@ impl Api {
 
     fn check_site_id(field: &str, id: &str) -> Result<String, Status> {
         Ok(validate::site_id(field, id)?)
+    }
+
+    /// `PollEntries`: answers at once when `site`'s desired state is newer than `known` (or a
+    /// resync is due), else when it changes, else after `wait`.
+    async fn long_poll(&self, site: &str, known: u64, wait: Duration) -> Res<pb::PollEntriesResponse> {
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut changes = self.hub.watch();
+        loop {
+            changes.borrow_and_update();
+            let (version, resync) = self.store.site_version(site).await?;
+            let changed = version > known || resync || known == 0;
+            // Nothing changed by the deadline: answer anyway (recording the contact) and let the
+            // agent come back.
+            if changed || tokio::time::timeout_at(deadline, changes.changed()).await.is_err() {
+                let (version, entries, resync_requested) = self.store.desired_entries(site).await?;
+                return Ok(Response::new(pb::PollEntriesResponse { version, entries, changed, resync_requested }));
+            }
+        }
     }
 }
 
@@ -238,7 +259,13 @@ impl pb::site_service_server::SiteService for Api {
 
     async fn get_site_health(&self, req: Request<pb::GetSiteHealthRequest>) -> Res<pb::SiteHealth> {
         self.ctx(&req, Op::GetSiteHealth).await?;
-        Ok(Response::new(self.store.site_health(&req.get_ref().id).await?))
+        let mut health = self.store.site_health(&req.get_ref().id).await?;
+        let last_contact = ts_to_time("last_contact_at", &health.last_contact_at).ok().flatten();
+        let (connected, since) =
+            self.presence.agent_link(&health.site_id, last_contact, time::OffsetDateTime::now_utc());
+        health.agent_connected = connected;
+        health.disconnected_since = since.map(crate::store::ts);
+        Ok(Response::new(health))
     }
 }
 
@@ -296,31 +323,11 @@ impl pb::sync_service_server::SyncService for Api {
         let site = Self::check_site_id("site_id", &r.site_id)?;
         p.check_site(&site)?;
         let wait = Duration::from_secs(u64::from(r.wait_seconds)).min(MAX_POLL_WAIT);
-        let deadline = tokio::time::Instant::now() + wait;
-        let mut changes = self.hub.watch();
-        loop {
-            changes.borrow_and_update();
-            let (version, resync) = self.store.site_version(&site).await?;
-            if version > r.known_version || resync || r.known_version == 0 {
-                let (version, entries, resync_requested) = self.store.desired_entries(&site).await?;
-                return Ok(Response::new(pb::PollEntriesResponse {
-                    version,
-                    entries,
-                    changed: true,
-                    resync_requested,
-                }));
-            }
-            if tokio::time::timeout_at(deadline, changes.changed()).await.is_err() {
-                // Nothing changed: record the contact and let the agent come back.
-                let (version, entries, resync_requested) = self.store.desired_entries(&site).await?;
-                return Ok(Response::new(pb::PollEntriesResponse {
-                    version,
-                    entries,
-                    changed: false,
-                    resync_requested,
-                }));
-            }
-        }
+        // Open while the agent waits; dropped unanswered when its stream breaks (see presence).
+        let poll = self.presence.poll_started(&site);
+        let answer = self.long_poll(&site, r.known_version, wait).await;
+        poll.answered();
+        answer
     }
 
     async fn report_sync_result(&self, req: Request<pb::ReportSyncResultRequest>) -> Res<pb::ReportSyncResultResponse> {
@@ -482,6 +489,6 @@ pub async fn bootstrap_admin_key(store: &Store, path: &std::path::Path) -> anyho
     f.sync_all()?;
     store.create_api_key(&actor, &key, Role::Admin.name(), &hash).await?;
     std::fs::rename(&tmp, path)?;
-    tracing::info!(component = "entry-manager", path = %path.display(), "created the bootstrap admin API key");
+    tracing::info!(path = %path.display(), "created the bootstrap admin API key");
     Ok(true)
 }

@@ -102,7 +102,8 @@ impl std::fmt::Debug for Store {
     }
 }
 
-fn ts(t: OffsetDateTime) -> prost_types::Timestamp {
+/// A time as a protobuf timestamp.
+pub fn ts(t: OffsetDateTime) -> prost_types::Timestamp {
     prost_types::Timestamp { seconds: t.unix_timestamp(), nanos: t.nanosecond() as i32 }
 }
 
@@ -412,7 +413,8 @@ impl Store {
         Ok(out)
     }
 
-    /// Health of one site.
+    /// Health of one site. Whether its agent is connected is not the store's to say: the
+    /// caller fills in `agent_connected` and `disconnected_since` (see `presence`).
     pub async fn site_health(&self, id: &str) -> Result<pb::SiteHealth> {
         let client = self.pool.get().await?;
         let row = client
@@ -426,7 +428,8 @@ impl Store {
         let n = |s: &str| counts.by_state.get(s).copied().unwrap_or(0) as u32;
         Ok(pb::SiteHealth {
             site_id: id.to_owned(),
-            agent_connected: last.is_some_and(|t| (OffsetDateTime::now_utc() - t).whole_seconds() < 60),
+            agent_connected: false,
+            disconnected_since: None,
             last_contact_at: ts_opt(last),
             sync_lag_seconds: counts.lag_seconds,
             pending: n("PENDING"),

@@ -101,6 +101,7 @@ pub async fn require(State(state): State<AppState>, mut req: Request, next: Next
     match session(&state, req.headers()).await {
         Ok(s) => {
             let user = s.user.clone();
+            zt_service::request::set_actor(&user);
             req.extensions_mut().insert(s);
             USER.scope(user, next.run(req)).await
         }

@@ -26,7 +26,6 @@
 
 use std::fmt::Write as _;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use axum::body::Bytes;
@@ -260,6 +259,7 @@ pub fn site_json(site: &pb::Site, h: &pb::SiteHealth) -> Value {
     let mut v = views::health(h);
     v["trust_domain"] = json!(site.trust_domain);
     v["last_contact"] = json!(last_contact(h));
+    v["agent_label"] = json!(agent_badge(h).1);
     v
 }
 
@@ -288,6 +288,18 @@ pub fn state_badge(state: &str) -> (&'static str, String) {
 
 fn last_contact(h: &pb::SiteHealth) -> String {
     views::time(&h.last_contact_at).as_str().unwrap_or("never").to_owned()
+}
+
+/// `(css class, label)` of a site agent's connection: "✓ connected", or "✗ disconnected since
+/// <time>" (when its long-poll broke off, or its last contact).
+fn agent_badge(h: &pb::SiteHealth) -> (&'static str, String) {
+    if h.agent_connected {
+        return ("ok", "✓ connected".into());
+    }
+    match views::time(&h.disconnected_since).as_str() {
+        Some(since) => ("bad", format!("✗ disconnected since {since}")),
+        None => ("bad", "✗ disconnected (never connected)".into()),
+    }
 }
 
 /// Whether every site of `e` has it DELETING (a delete is under way).
@@ -339,7 +351,7 @@ fn query_value(s: &str) -> String {
 }
 
 fn site_row(site: &pb::Site, h: &pb::SiteHealth) -> String {
-    let (cls, label) = if h.agent_connected { ("ok", "✓ connected") } else { ("bad", "✗ DISCONNECTED") };
+    let (cls, label) = agent_badge(h);
     let unmanaged = if h.unmanaged_entry_ids.is_empty() {
         h.unmanaged_entries.to_string()
     } else {
@@ -356,6 +368,7 @@ fn site_row(site: &pb::Site, h: &pb::SiteHealth) -> String {
          <td class=\"failed\">{failed}</td><td class=\"unmanaged\">{unmanaged}</td></tr>",
         id = esc(&h.site_id),
         td = esc(&site.trust_domain),
+        label = esc(&label),
         contact = esc(&last_contact(h)),
         lag = h.sync_lag_seconds,
         synced = h.synced,
@@ -862,8 +875,7 @@ const JS: &str = r#"
     cell(tr, "td").textContent = s.trust_domain;
     var agent = cell(tr, "agent");
     agent.textContent = "";
-    agent.appendChild(el("span", "badge " + (s.agent_connected ? "ok" : "bad"),
-      s.agent_connected ? "\u2713 connected" : "\u2717 DISCONNECTED"));
+    agent.appendChild(el("span", "badge " + (s.agent_connected ? "ok" : "bad"), s.agent_label));
     cell(tr, "contact").textContent = s.last_contact;
     cell(tr, "lag").textContent = Number(s.sync_lag_seconds).toFixed(1) + " s";
     cell(tr, "synced").textContent = String(s.synced);
@@ -1487,13 +1499,10 @@ pub fn rpc_error(url: &str, s: &tonic::Status, fallback: Option<&'static str>) -
     (status, body)
 }
 
-/// A fresh trace ID for a write: entry-manager stores it with the audit row and the frontend
-/// logs it with the signed-in user, so an audit row leads back to the person at the UI.
-fn trace_id() -> String {
-    static N: AtomicU64 = AtomicU64::new(0);
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
-    format!("{:016x}{:08x}{:08x}", nanos as u64, std::process::id(), N.fetch_add(1, Ordering::Relaxed) as u32)
-}
+/// The trace ID of the UI request behind a write. entry-manager stores it with the audit row,
+/// and the frontend's log lines of that request carry it with the signed-in user as `actor`, so
+/// an audit row leads back to the person at the UI.
+type Trace = Extension<zt_service::request::TraceId>;
 
 fn no_entry_manager() -> Response {
     let f = Failure::no_svid();
@@ -1501,7 +1510,12 @@ fn no_entry_manager() -> Response {
 }
 
 /// `POST /api/entries`.
-async fn create_entry(State(state): State<AppState>, Extension(session): Extension<Session>, body: Bytes) -> Response {
+async fn create_entry(
+    State(state): State<AppState>,
+    Extension(session): Extension<Session>,
+    Extension(trace): Trace,
+    body: Bytes,
+) -> Response {
     let req: CreateRequest = match serde_json::from_slice(&body) {
         Ok(r) => r,
         Err(e) => {
@@ -1521,16 +1535,15 @@ async fn create_entry(State(state): State<AppState>, Extension(session): Extensi
     let Some(em) = state.entry_manager.clone() else {
         return no_entry_manager();
     };
-    let trace = trace_id();
-    match em.create(spec.clone(), &trace).await {
+    match em.create(spec.clone(), &trace.0).await {
         Ok(entry) => {
             tracing::info!(user = %session.user, spiffe_id = %entry.spiffe_id, entry_id = %entry.id,
-                sites = ?entry.site_ids, trace_id = %trace, "entry created via the UI");
+                sites = ?entry.site_ids, "entry created via the UI");
             metrics::counter!("frontend_entry_writes_total", "action" => "create", "outcome" => "ok").increment(1);
             (StatusCode::CREATED, Json(json!({"ok": true, "entry": entry_json(&entry)}))).into_response()
         }
         Err(s) => {
-            tracing::warn!(user = %session.user, spiffe_id = %spec.spiffe_id, trace_id = %trace, code = ?s.code(),
+            tracing::warn!(user = %session.user, spiffe_id = %spec.spiffe_id, code = ?s.code(),
                 reason = %s.message(), "entry-manager refused the UI's create");
             metrics::counter!("frontend_entry_writes_total", "action" => "create", "outcome" => format!("{:?}", s.code()))
                 .increment(1);
@@ -1549,6 +1562,7 @@ fn valid_entry_id(id: &str) -> bool {
 async fn delete_entry(
     State(state): State<AppState>,
     Extension(session): Extension<Session>,
+    Extension(trace): Trace,
     Path(id): Path<String>,
 ) -> Response {
     if !valid_entry_id(&id) {
@@ -1560,16 +1574,15 @@ async fn delete_entry(
     let Some(em) = state.entry_manager.clone() else {
         return no_entry_manager();
     };
-    let trace = trace_id();
-    match em.delete(&id, &trace).await {
+    match em.delete(&id, &trace.0).await {
         Ok(entry) => {
-            tracing::info!(user = %session.user, spiffe_id = %entry.spiffe_id, entry_id = %id, trace_id = %trace,
+            tracing::info!(user = %session.user, spiffe_id = %entry.spiffe_id, entry_id = %id,
                 "entry deleted via the UI (DELETING at every site)");
             metrics::counter!("frontend_entry_writes_total", "action" => "delete", "outcome" => "ok").increment(1);
             Json(json!({"ok": true, "entry": entry_json(&entry)})).into_response()
         }
         Err(s) => {
-            tracing::warn!(user = %session.user, entry_id = %id, trace_id = %trace, code = ?s.code(),
+            tracing::warn!(user = %session.user, entry_id = %id, code = ?s.code(),
                 reason = %s.message(), "entry-manager refused the UI's delete");
             metrics::counter!("frontend_entry_writes_total", "action" => "delete", "outcome" => format!("{:?}", s.code()))
                 .increment(1);

@@ -267,6 +267,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/github/repos", get(proxy))
         .route("/api/documents/{id}", get(document))
         .with_state(state)
+        .layer(axum::middleware::from_fn(zt_service::request::trace))
 }
 
 async fn index() -> Response {
@@ -429,16 +430,26 @@ async fn readyz(State(state): State<AppState>) -> Response {
     }
 }
 
-/// The request headers passed on to the backend.
+/// The request headers passed on to the backend, besides the request's trace ID.
 const FORWARDED: [header::HeaderName; 3] = [header::AUTHORIZATION, header::CONTENT_TYPE, header::ACCEPT];
 
-async fn proxy(State(state): State<AppState>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+async fn proxy(
+    State(state): State<AppState>,
+    axum::Extension(trace): axum::Extension<zt_service::request::TraceId>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or(uri.path());
     let mut out = HeaderMap::new();
     for name in FORWARDED {
         for value in headers.get_all(&name) {
             out.append(name.clone(), value.clone());
         }
+    }
+    if let Ok(v) = HeaderValue::from_str(&trace.0) {
+        out.insert(zt_service::request::TRACE_HEADER, v);
     }
     let reply = match state.backend.send(method, path, &out, body).await {
         Ok(reply) => reply,

@@ -492,6 +492,7 @@ mod entry_pages {
                 site_id: id.into(),
                 agent_connected: connected,
                 last_contact_at: connected.then_some(prost_types::Timestamp { seconds: 1_700_000_000, nanos: 0 }),
+                disconnected_since: (!connected).then_some(prost_types::Timestamp { seconds: 1_700_000_060, nanos: 0 }),
                 sync_lag_seconds: 1.5,
                 synced: 7,
                 pending: 2,
@@ -549,7 +550,7 @@ mod entry_pages {
         assert_nav(&html, "Sites");
         assert!(html.contains(r#"<tr data-site="a">"#) && html.contains(r#"<tr data-site="b">"#), "{html}");
         assert!(html.contains(r#"<span class="badge ok">✓ connected</span>"#));
-        assert!(html.contains(r#"<span class="badge bad">✗ DISCONNECTED</span>"#));
+        assert!(html.contains(r#"<span class="badge bad">✗ disconnected since 2023-11-14T22:14:20Z</span>"#), "{html}");
         assert!(html.contains("2023-11-14T22:13:20Z") && html.contains(r#"<td class="contact">never</td>"#));
         assert!(html.contains(r#"<td class="lag">1.5 s</td>"#) && html.contains(r#"<td class="synced">7</td>"#));
         assert!(html.contains(r#"<td class="pending">2</td>"#) && html.contains(r#"<td class="failed">1</td>"#));
@@ -636,6 +637,12 @@ mod entry_pages {
         assert_eq!(v["sites"][0]["trust_domain"], "a.ztlab.test");
         assert_eq!(v["sites"][0]["last_contact"], "2023-11-14T22:13:20Z");
         assert_eq!(v["sites"][0]["agent_connected"], true);
+        assert_eq!(v["sites"][0]["agent_label"], "✓ connected");
+        let gone = entries::Snapshot { entries: vec![], sites: vec![site("b", false)] };
+        let v = entries::snapshot_json(&Ok(gone));
+        assert_eq!(v["sites"][0]["agent_connected"], false);
+        assert_eq!(v["sites"][0]["disconnected_since"], "2023-11-14T22:14:20Z");
+        assert_eq!(v["sites"][0]["agent_label"], "✗ disconnected since 2023-11-14T22:14:20Z");
     }
 }
 

@@ -38,6 +38,7 @@ pub fn router() -> Router {
         .route("/user/repos", get(repos))
         .fallback(not_found)
         .layer(axum::middleware::map_response(mark))
+        .layer(axum::middleware::from_fn(zt_service::request::trace))
 }
 
 async fn mark(mut response: Response) -> Response {

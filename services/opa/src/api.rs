@@ -58,6 +58,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/data/", get(get_root).post(post_root))
         .route("/v1/data/{*path}", get(get_path).post(post_path))
         .with_state(state)
+        .layer(axum::middleware::from_fn(zt_service::request::trace))
 }
 
 /// Who called, as this service authenticated them.
@@ -65,30 +66,40 @@ async fn peer(peer: PeerIdentity) -> Json<PeerIdentity> {
     Json(peer)
 }
 
-async fn get_root(State(s): State<ApiState>, peer: PeerIdentity) -> Result<Json<Value>, ApiError> {
-    decide(&s, &peer, "", None)
+async fn get_root(State(s): State<ApiState>, trace: Trace, peer: PeerIdentity) -> Result<Json<Value>, ApiError> {
+    decide(&s, &trace, &peer, "", None)
 }
 
-async fn post_root(State(s): State<ApiState>, peer: PeerIdentity, body: Bytes) -> Result<Json<Value>, ApiError> {
-    decide(&s, &peer, "", parse_body(&body)?)
+async fn post_root(
+    State(s): State<ApiState>,
+    trace: Trace,
+    peer: PeerIdentity,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    decide(&s, &trace, &peer, "", parse_body(&body)?)
 }
 
 async fn get_path(
     State(s): State<ApiState>,
+    trace: Trace,
     peer: PeerIdentity,
     Path(path): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    decide(&s, &peer, &path, None)
+    decide(&s, &trace, &peer, &path, None)
 }
 
 async fn post_path(
     State(s): State<ApiState>,
+    trace: Trace,
     peer: PeerIdentity,
     Path(path): Path<String>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    decide(&s, &peer, &path, parse_body(&body)?)
+    decide(&s, &trace, &peer, &path, parse_body(&body)?)
 }
+
+/// The request's trace ID (the router's request layer puts it there).
+type Trace = axum::Extension<zt_service::request::TraceId>;
 
 /// The input in a request body: none for an empty body or one without `input`.
 fn parse_body(body: &[u8]) -> Result<Option<Value>, ApiError> {
@@ -117,8 +128,15 @@ fn kind(v: &Value) -> &'static str {
     }
 }
 
-/// Evaluates, logs the decision, and shapes the answer.
-fn decide(s: &ApiState, peer: &PeerIdentity, path: &str, input: Option<Value>) -> Result<Json<Value>, ApiError> {
+/// Evaluates, logs the decision (with the request's trace ID, and the caller as its actor), and
+/// shapes the answer.
+fn decide(
+    s: &ApiState,
+    axum::Extension(trace): &Trace,
+    peer: &PeerIdentity,
+    path: &str,
+    input: Option<Value>,
+) -> Result<Json<Value>, ApiError> {
     let path = DataPath::parse(path);
     let start = Instant::now();
     let outcome = s.store.eval(&path, input.clone());
@@ -148,6 +166,8 @@ fn decide(s: &ApiState, peer: &PeerIdentity, path: &str, input: Option<Value>) -
         "level": if error.is_some() { "ERROR" } else { "INFO" },
         "component": "opa",
         "msg": "decision",
+        "trace_id": trace.0,
+        "actor": caller,
         "decision_id": decision_id,
         "caller_spiffe_id": caller,
         "path": slashes,

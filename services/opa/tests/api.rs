@@ -57,6 +57,26 @@ async fn nine_scenarios_over_the_data_api() {
     assert_eq!(line["allow"], false);
     assert_eq!(line["reason"], "summarizer lacks engineering");
     assert!(line["decision_id"].as_str().is_some_and(|s| !s.is_empty()), "{line}");
+    // The request's trace ID (a new one per request here) and the caller as its actor.
+    assert_eq!(line["actor"], DOCUMENT);
+    assert!(line["trace_id"].as_str().is_some_and(|s| s.len() == 32), "{line}");
+    assert_ne!(line["trace_id"], lines[6]["trace_id"]);
+}
+
+#[tokio::test]
+async fn a_callers_trace_id_is_logged_and_answered() {
+    let (app, lines) = app();
+    let req = Request::builder()
+        .method("GET")
+        .uri("/v1/data/ztlab/documents/decision")
+        .header("x-trace-id", "trace-from-document")
+        .body(Body::empty())
+        .expect("request");
+    let resp = app.oneshot(req).await.expect("response");
+    assert_eq!(resp.headers()["x-trace-id"], "trace-from-document");
+    let lines = lines.lock().expect("lines");
+    assert_eq!(lines[0]["trace_id"], "trace-from-document");
+    assert_eq!(lines[0]["component"], "opa");
 }
 
 #[tokio::test]

@@ -112,7 +112,7 @@ impl Agent {
         let mut spire: Option<SpireEntryClient> = None;
         let mut errors = 0u32;
         let mut next_wait = 0u32;
-        tracing::info!(component = "site-agent", site = %self.config.site_id, "running");
+        tracing::info!(site = %self.config.site_id, "running");
         loop {
             let poll = self.sync.poll_entries(pb::PollEntriesRequest {
                 site_id: self.config.site_id.clone(),
@@ -131,7 +131,7 @@ impl Agent {
                 Err(status) => {
                     errors += 1;
                     let pause = Duration::from_millis(500 * u64::from(errors.min(20)));
-                    tracing::warn!(component = "site-agent", site = %self.config.site_id, code = ?status.code(), error = %status.message(), "poll failed; retrying in {pause:?}");
+                    tracing::warn!(site = %self.config.site_id, code = ?status.code(), error = %status.message(), "poll failed; retrying in {pause:?}");
                     tokio::select! {
                         () = tokio::time::sleep(pause) => continue,
                         () = &mut shutdown => break,
@@ -144,7 +144,7 @@ impl Agent {
                 let report = self.round(&mut spire, &resp.entries).await;
                 let clean = report.results.iter().all(|r| r.outcome != pb::SyncOutcome::Failed as i32);
                 if let Err(status) = self.sync.report_sync_result(report).await {
-                    tracing::warn!(component = "site-agent", code = ?status.code(), error = %status.message(), "report failed");
+                    tracing::warn!(code = ?status.code(), error = %status.message(), "report failed");
                 } else if clean || known == 0 {
                     known = resp.version;
                 }
@@ -159,7 +159,7 @@ impl Agent {
                 .unwrap_or(1)
                 .max(1) as u32;
         }
-        tracing::info!(component = "site-agent", "stopped");
+        tracing::info!("stopped");
         Ok(())
     }
 
@@ -186,7 +186,7 @@ impl Agent {
             Err(e) => {
                 *spire = None;
                 let msg = format!("SPIRE server unavailable: {e}");
-                tracing::warn!(component = "site-agent", site = %site, error = %msg, "cannot list entries");
+                tracing::warn!(site = %site, error = %msg, "cannot list entries");
                 let results = plan::fail_all_due(desired, now, &msg);
                 metrics::counter!("site_agent_rounds_total", "outcome" => "spire_unavailable").increment(1);
                 return pb::ReportSyncResultRequest {
@@ -212,7 +212,7 @@ impl Agent {
             || !plan.delete_orphans.is_empty()
         {
             tracing::info!(
-                component = "site-agent", site = %site,
+                site = %site,
                 created = plan.create.len(), updated = plan.update.len(), deleted = plan.delete.len() + plan.delete_orphans.len(),
                 unmanaged = plan.unmanaged.len(), list_ms, apply_ms, "reconciled"
             );

@@ -222,10 +222,10 @@ pub async fn apply(
         match client.batch_delete(orphans).await {
             Ok(rs) => {
                 for r in rs.iter().filter(|r| r.result.is_ok()) {
-                    tracing::info!(component = "site-agent", spire_entry_id = %r.id, "removed a managed entry the central store no longer has");
+                    tracing::info!(spire_entry_id = %r.id, "removed a managed entry the central store no longer has");
                 }
             }
-            Err(e) => tracing::warn!(component = "site-agent", error = %e, "could not remove orphaned managed entries"),
+            Err(e) => tracing::warn!(error = %e, "could not remove orphaned managed entries"),
         }
     }
     out

@@ -93,6 +93,7 @@ pub fn site(s: &pb::Site) -> Value {
 pub fn health(h: &pb::SiteHealth) -> Value {
     json!({
         "site_id": h.site_id, "agent_connected": h.agent_connected, "last_contact_at": time(&h.last_contact_at),
+        "disconnected_since": time(&h.disconnected_since),
         "sync_lag_seconds": h.sync_lag_seconds, "pending": h.pending, "failed": h.failed, "deleting": h.deleting,
         "synced": h.synced, "alerting": h.alerting, "unmanaged_entries": h.unmanaged_entries,
         "unmanaged_entry_ids": h.unmanaged_entry_ids,

@@ -2,13 +2,15 @@
 //!
 //! - [`config::load`]: layered configuration: defaults, then a TOML file, then `ZT_`
 //!   environment variables (`ZT_LISTEN_ADDR`, nested keys with `__`).
-//! - [`telemetry::init`]: JSON logs with the component name on every line.
+//! - [`telemetry::init`]: flat JSON logs with the component name on every line.
+//! - [`request`]: request spans (`trace_id`, `actor`) for every request a service serves.
 //! - [`shutdown_signal`]: resolves on SIGTERM or SIGINT, for graceful shutdown.
 //! - [`ops`]: the plain-HTTP operations router: `/healthz` (this workload's SPIFFE ID and SVID
 //!   expiry; 503 without a valid SVID) and `/metrics` (Prometheus).
 
 pub mod config;
 pub mod ops;
+pub mod request;
 pub mod telemetry;
 
 /// Resolves when the process receives SIGTERM or SIGINT.
@@ -79,7 +81,7 @@ where
     match run.await {
         Ok(code) => code,
         Err(e) => {
-            tracing::error!(component, error = %format!("{e:#}"), "stopped");
+            tracing::error!(error = %format!("{e:#}"), "stopped");
             eprintln!("error: {e:#}");
             std::process::ExitCode::from(2)
         }

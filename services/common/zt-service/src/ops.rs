@@ -151,7 +151,52 @@ async fn healthz_identities(component: &'static str, identities: std::sync::Arc<
     }
 }
 
-/// Installs the Prometheus recorder for this process and returns its handle.
+/// Bucket bounds, in seconds, of every histogram of every service (`*_seconds`). They span the
+/// figures in docs/perf.md: tens of microseconds (a decision in process) and sub-millisecond
+/// requests (mTLS, the Envoy chain, opa), milliseconds (create→SYNCED, a Run Demo), and seconds
+/// (a 10,000-entry sync round, long-polls).
+pub const LATENCY_BUCKETS: &[f64] =
+    &[0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+
+/// The exporter every service uses: histograms with [`LATENCY_BUCKETS`] (`_bucket`, `_sum`,
+/// `_count` lines), not summaries.
+fn metrics_builder() -> metrics_exporter_prometheus::PrometheusBuilder {
+    metrics_exporter_prometheus::PrometheusBuilder::new()
+        .set_buckets(LATENCY_BUCKETS)
+        .expect("LATENCY_BUCKETS is not empty")
+}
+
+/// Installs the Prometheus recorder for this process and returns its handle; `None` (and a
+/// warning) when a recorder is installed already.
 pub fn install_metrics() -> Option<PrometheusHandle> {
-    metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder().ok()
+    match metrics_builder().install_recorder() {
+        Ok(handle) => Some(handle),
+        Err(e) => {
+            tracing::warn!(error = %e, "no Prometheus recorder: /metrics stays empty");
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histograms_are_exported_with_the_latency_buckets() {
+        let recorder = metrics_builder().build_recorder();
+        let handle = recorder.handle();
+        metrics::with_local_recorder(&recorder, || {
+            metrics::histogram!("request_duration_seconds", "method" => "m").record(0.0003);
+            metrics::histogram!("request_duration_seconds", "method" => "m").record(2.0);
+        });
+        let text = handle.render();
+        assert!(text.contains("# TYPE request_duration_seconds histogram"), "{text}");
+        assert!(!text.contains("quantile="), "a summary, not a histogram:\n{text}");
+        for (le, count) in [("0.0001", 0), ("0.0005", 1), ("1", 1), ("2.5", 2), ("+Inf", 2)] {
+            let line = format!("request_duration_seconds_bucket{{method=\"m\",le=\"{le}\"}} {count}");
+            assert!(text.lines().any(|l| l == line), "no line {line:?} in:\n{text}");
+        }
+        assert!(text.contains("request_duration_seconds_count{method=\"m\"} 2"), "{text}");
+    }
 }
