@@ -184,3 +184,32 @@ async fn restart_stopped_servers(target: &dyn Target, sink: &Sink) {
     };
     sink.send(Event::Cleanup { line });
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_second_run_waits_for_the_lock_and_says_who_holds_it() {
+        let path = std::env::temp_dir().join(format!("ztlab-run-lock-test-{}", std::process::id()));
+        let events: Arc<Mutex<Vec<Event>>> = Arc::default();
+        let seen = events.clone();
+        let sink = Sink::new(move |e| seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(e));
+        let first = RunLock::acquire(&path, "ztlab demo run envoy-rbac (pid 1)", &sink).await.expect("first");
+        let second = tokio::spawn({
+            let (path, sink) = (path.clone(), sink.clone());
+            async move { RunLock::acquire(&path, "the second", &sink).await }
+        });
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert!(!second.is_finished(), "the second waits while the first holds the lock");
+        let said = events.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        assert_eq!(said, [Event::Waiting { holder: "ztlab demo run envoy-rbac (pid 1)".into() }]);
+        drop(first);
+        let second = tokio::time::timeout(Duration::from_secs(5), second).await.expect("taken").expect("join");
+        let _second = second.expect("the second takes it once the first is released");
+        assert_eq!(std::fs::read_to_string(&path).expect("holder"), "the second");
+        let _ = std::fs::remove_file(&path);
+    }
+}
