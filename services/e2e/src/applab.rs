@@ -1,14 +1,18 @@
 //! The whole lab, started the way a presenter starts it: `ztlab up` with a lab config (free ports,
 //! a temporary state dir), the built-in catalogue applied through entry-manager, the app chain
-//! included. Dropped, it runs `ztlab down`.
+//! included. The config is `ztlab`'s own [`LabConfig`], written as TOML. Dropped, it runs
+//! `ztlab down`.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
 use tempfile::TempDir;
-use zt_runtime::lab::Lab;
+use zt_runtime::app::EnvoyPorts;
+use zt_runtime::lab::{Lab, SiteSpec};
 use zt_runtime::ports::free_port;
+use ztlab::config::{AppConfig, EntryMgmtConfig, LabConfig, OpenBaoConfig, ServicePorts};
 
 /// Knobs of a test lab.
 #[derive(Debug, Clone)]
@@ -37,7 +41,11 @@ pub struct AppPorts {
     pub backend: u16,
     pub backend_ops: u16,
     pub document: u16,
+    pub document_ops: u16,
     pub opa: u16,
+    pub opa_ops: u16,
+    /// The agents runtime's ops port (it has no listener).
+    pub agents_ops: u16,
     pub postgres: u16,
     pub openbao: u16,
     pub oidc: u16,
@@ -49,6 +57,80 @@ pub struct AppPorts {
     pub entry_operator: u16,
     /// entry-manager's mTLS gRPC port.
     pub entry_listen: u16,
+    pub entry_ops: u16,
+    /// The ops ports of the site agents of sites a and b.
+    pub site_agent_a_ops: u16,
+    pub site_agent_b_ops: u16,
+}
+
+impl AppPorts {
+    /// Free ports for every listener.
+    fn free() -> Self {
+        AppPorts {
+            frontend: port(),
+            frontend_ops: port(),
+            backend: port(),
+            backend_ops: port(),
+            document: port(),
+            document_ops: port(),
+            opa: port(),
+            opa_ops: port(),
+            agents_ops: port(),
+            postgres: port(),
+            openbao: port(),
+            oidc: port(),
+            fixture: port(),
+            frontend_envoy: port(),
+            frontend_envoy_admin: port(),
+            backend_envoy: port(),
+            backend_envoy_admin: port(),
+            entry_operator: port(),
+            entry_listen: port(),
+            entry_ops: port(),
+            site_agent_a_ops: port(),
+            site_agent_b_ops: port(),
+        }
+    }
+}
+
+/// The lab config for `opts` on ports `p`: two sites in one trust domain, every service, the app
+/// chain with the GitHub fixture.
+pub fn lab_config(opts: &AppLabOptions, p: &AppPorts) -> LabConfig {
+    let site = |name: &str| SiteSpec { x509_svid_ttl_secs: opts.x509_ttl_secs, ..SiteSpec::named(name) };
+    let service = |listen: Option<u16>, ops: u16| ServicePorts { listen, ops };
+    LabConfig {
+        state_dir: None,
+        log_level: "INFO".into(),
+        ready_timeout_secs: 90,
+        sites: vec![site("a"), site("b")],
+        services: BTreeMap::from([
+            ("opa".to_owned(), service(Some(p.opa), p.opa_ops)),
+            ("document".to_owned(), service(Some(p.document), p.document_ops)),
+            ("agents".to_owned(), service(None, p.agents_ops)),
+            ("frontend".to_owned(), service(Some(p.frontend), p.frontend_ops)),
+            ("backend".to_owned(), service(Some(p.backend), p.backend_ops)),
+        ]),
+        entry_management: EntryMgmtConfig {
+            site: "a".into(),
+            listen: p.entry_listen,
+            operator: p.entry_operator,
+            ops: p.entry_ops,
+            full_resync_secs: 30,
+            agent_ops: BTreeMap::from([("a".to_owned(), p.site_agent_a_ops), ("b".to_owned(), p.site_agent_b_ops)]),
+        },
+        openbao: Some(OpenBaoConfig { port: p.openbao }),
+        app: Some(AppConfig {
+            postgres_port: p.postgres,
+            oidc_port: p.oidc,
+            backend_envoy: EnvoyPorts { listen: p.backend_envoy, admin: p.backend_envoy_admin },
+            frontend_envoy: EnvoyPorts { listen: p.frontend_envoy, admin: p.frontend_envoy_admin },
+            github_fixture_port: Some(p.fixture),
+            github_api_url: "https://api.github.com".into(),
+            db_ttl_secs: opts.db_ttl_secs,
+            db_max_ttl_secs: 3600,
+            db_rotate_at: opts.db_rotate_at,
+        }),
+    }
 }
 
 /// A running lab with the app chain.
@@ -67,72 +149,8 @@ impl AppLab {
     /// Writes the config and runs `ztlab up`; panics with its output if it fails.
     pub fn start(opts: AppLabOptions) -> AppLab {
         let dir = crate::state_dir();
-        let p = AppPorts {
-            frontend: port(),
-            frontend_ops: port(),
-            backend: port(),
-            backend_ops: port(),
-            document: port(),
-            opa: port(),
-            postgres: port(),
-            openbao: port(),
-            oidc: port(),
-            fixture: port(),
-            frontend_envoy: port(),
-            frontend_envoy_admin: port(),
-            backend_envoy: port(),
-            backend_envoy_admin: port(),
-            entry_operator: port(),
-            entry_listen: port(),
-        };
-        let site = |name: &str| {
-            format!(
-                "[[sites]]\nname = \"{name}\"\ntrust_domain = \"ztlab.test\"\nshared_root = true\n\
-                 x509_svid_ttl_secs = {}\njwt_svid_ttl_secs = 300\nnode_alias_path = \"/ztlab/nodes/local\"\n\n",
-                opts.x509_ttl_secs
-            )
-        };
-        let text = format!(
-            "log_level = \"INFO\"\nready_timeout_secs = 90\n\n{a}{b}\
-             [services.opa]\nlisten = {opa}\nops = {}\n\n\
-             [services.document]\nlisten = {doc}\nops = {}\n\n\
-             [services.agents]\nops = {}\n\n\
-             [services.frontend]\nlisten = {fe}\nops = {fe_ops}\n\n\
-             [services.backend]\nlisten = {be}\nops = {be_ops}\n\n\
-             [openbao]\nport = {bao}\n\n\
-             [entry_management]\nsite = \"a\"\nlisten = {em}\noperator = {op}\nops = {}\nfull_resync_secs = 30\n\n\
-             [entry_management.agent_ops]\na = {}\nb = {}\n\n\
-             [app]\npostgres_port = {pg}\noidc_port = {oidc}\n\
-             backend_envoy = {{ listen = {bel}, admin = {bea} }}\n\
-             frontend_envoy = {{ listen = {fel}, admin = {fea} }}\n\
-             github_fixture_port = {fx}\ndb_ttl_secs = {ttl}\ndb_max_ttl_secs = 3600\ndb_rotate_at = {rot}\n",
-            port(),
-            port(),
-            port(),
-            port(),
-            port(),
-            port(),
-            a = site("a"),
-            b = site("b"),
-            opa = p.opa,
-            doc = p.document,
-            fe = p.frontend,
-            fe_ops = p.frontend_ops,
-            be = p.backend,
-            be_ops = p.backend_ops,
-            bao = p.openbao,
-            op = p.entry_operator,
-            em = p.entry_listen,
-            pg = p.postgres,
-            oidc = p.oidc,
-            bel = p.backend_envoy,
-            bea = p.backend_envoy_admin,
-            fel = p.frontend_envoy,
-            fea = p.frontend_envoy_admin,
-            fx = p.fixture,
-            ttl = opts.db_ttl_secs,
-            rot = opts.db_rotate_at,
-        );
+        let p = AppPorts::free();
+        let text = toml::to_string(&lab_config(&opts, &p)).expect("lab.toml");
         let config = dir.path().join("lab.toml");
         std::fs::write(&config, text).expect("write lab.toml");
         let lab = AppLab { dir, ports: p, config };

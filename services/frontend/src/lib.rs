@@ -27,7 +27,7 @@
 //!   each row can be deleted after a confirmation, `/entries/audit` is the audit trail; the
 //!   frontend is a `Developer` limited to `spiffe://<td>/demo/…` ([`entries`]).
 //! - `POST /api/scenarios/{id}/run`, `GET /events/scenarios/{id}`: a scenario run from its page,
-//!   by `ztlab demo run` as a child process, followed live ([`runs`]).
+//!   by the `ztlab` library's scenario runner in process, followed live ([`runs`]).
 //! - `GET /policies`: the backend Envoy's RBAC policy and counters, the Rego policy and its data,
 //!   the Cilium policies and their reachability matrix ([`policies`]).
 //! - `GET /readyz`: 200 `{"ready":true,"envoy":"LIVE"}` when the Envoy's admin `/ready` says
@@ -148,9 +148,6 @@ pub struct Config {
     pub user_jwks_url: String,
     /// The issuer of user tokens (`ZT_USER_TOKEN_ISSUER`).
     pub user_token_issuer: String,
-    /// The `ztlab` binary that runs scenarios for the UI (`ZT_ZTLAB_BIN`; `ztlab up` sets it).
-    /// Unset: the scenario pages say how to run them from a terminal instead.
-    pub ztlab_bin: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -166,7 +163,6 @@ impl Default for Config {
             entry_manager_url: "https://127.0.0.1:8444".into(),
             user_jwks_url: "http://127.0.0.1:9090/.well-known/jwks.json".into(),
             user_token_issuer: "ztlab-backend".into(),
-            ztlab_bin: None,
         }
     }
 }
@@ -195,7 +191,7 @@ impl Config {
             entry_manager: None,
             state_dir: self.state_dir.clone(),
             tokens: zt_usertoken::Verifier::new(&self.user_jwks_url, &self.user_token_issuer),
-            runs: runs::Runs::new(self.ztlab_bin.clone()),
+            runs: runs::Runs::default(),
         })
     }
 }

@@ -1,18 +1,20 @@
 //! Scenario runs started from the browser.
 //!
-//! There is one runner for scenarios: `ztlab demo run` (the same one `scripts/demo.sh` and the
-//! end-to-end tests use). The frontend starts it as a child process, `ztlab --state-dir <lab>
-//! -o json demo run <id> [--case N]`, streams its progress (stderr, one line at a time) to the
-//! page, and reads the checks from its JSON result (stdout) when it ends. Running it apart keeps
-//! the runner's effects (an RBAC swap, a stopped SPIRE server) and their clean-up in one place,
-//! and a runner that crashes cannot take the UI down.
+//! There is one runner for scenarios: the `ztlab` library's ([`ztlab::demo::run_scenarios`]),
+//! which `ztlab demo run`, `scripts/demo.sh` and the end-to-end tests use too. The frontend calls
+//! it in process against the lab in its state dir and keeps what it reports: each event as the
+//! text lines `ztlab demo run` prints ([`ztlab::demo::text::lines`], without colours), the
+//! rotation drill's live load, and the [`Report`] with every check when it ends. The runner puts
+//! back what a scenario changed (an RBAC swap, a stopped SPIRE server) before it returns, also
+//! when a run is cancelled for taking too long.
 //!
 //! One run at a time for the whole lab: scenarios change shared things (the RBAC policy, SPIRE
-//! servers). Routes (behind the login):
+//! servers). The frontend refuses a second run while one goes on; the runner's lock on the lab
+//! makes a run wait for one started elsewhere (`ztlab demo run` in a terminal). Routes (behind
+//! the login):
 //! - `POST /api/scenarios/{id}/run` (optional JSON body `{"cases":[5]}`): 202 with the run;
 //!   404 for an unknown scenario or case; 409 naming the scenario that is running and who started
-//!   it; 503 when there is no `ztlab` binary to run (`ztlab_bin`, `ZT_ZTLAB_BIN`, which `ztlab up`
-//!   sets).
+//!   it.
 //! - `GET /api/scenarios/{id}/run`: the latest run of that scenario (`{"state":"idle"}` if none).
 //! - `GET /events/scenarios/{id}`: the same, pushed every 500 ms (SSE) while the page is open.
 //!
@@ -21,7 +23,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -32,15 +34,26 @@ use axum::routing::get;
 use axum::{Extension, Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _};
+use zt_scenarios::Scenario;
+use ztlab::demo::text::{self, Style};
+use ztlab::demo::{Event, LocalTarget, Report, Sink};
 
 use crate::AppState;
 use crate::auth::Session;
 
 /// At most this many progress lines are kept per run (the oldest are dropped).
 const MAX_LINES: usize = 2000;
-/// A run that takes longer is stopped (SIGINT, so that the runner restores what it changed).
+/// A run that takes longer is cancelled (the runner puts back what it changed first).
 const RUN_LIMIT: Duration = Duration::from_secs(15 * 60);
+
+/// The rotation drill's load so far.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Load {
+    /// Run Demo calls made.
+    pub requests: u64,
+    /// Of which failed.
+    pub failures: u64,
+}
 
 /// One run of a scenario.
 #[derive(Debug, Clone, Serialize)]
@@ -60,17 +73,40 @@ pub struct Run {
     /// How long it took, once it has ended.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub took_ms: Option<u64>,
-    /// The runner's progress, as it printed it.
+    /// The runner's progress, as `ztlab demo run` prints it.
     pub lines: Vec<String>,
-    /// The runner's JSON result (`{"passed","scenarios":[{"checks":[…]}]}`), once it has ended.
-    #[serde(skip_serializing_if = "Value::is_null")]
-    pub result: Value,
+    /// The rotation drill's latest load, once it has reported one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub load: Option<Load>,
+    /// The runner's report (`{"passed","scenarios":[{"checks":[…]}]}`), once it has ended.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub result: Option<Report>,
     /// Why it could not run (state `error`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     /// What to do about it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub todo: Option<String>,
+}
+
+impl Run {
+    /// Keeps what `event` says.
+    pub(crate) fn record(&mut self, event: &Event) {
+        let mut lines = text::lines(event, Style::plain());
+        match event {
+            Event::Load { requests, failures, .. } => {
+                self.load = Some(Load { requests: *requests, failures: *failures });
+            }
+            Event::Warning { message } => lines.push(format!("warning: {message}")),
+            _ => {}
+        }
+        for line in lines {
+            if self.lines.len() >= MAX_LINES {
+                self.lines.remove(0);
+            }
+            self.lines.push(line);
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -86,30 +122,18 @@ struct Inner {
 #[derive(Debug, Clone, Default)]
 pub struct Runs {
     inner: Arc<Mutex<Inner>>,
-    /// The `ztlab` binary, if this lab has one.
-    bin: Option<PathBuf>,
 }
 
-/// Why a run was not started.
+/// Why a run was not started: another scenario is running.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Refused {
-    /// Another scenario is running.
-    Busy {
-        /// Its id.
-        scenario: String,
-        /// Who started it.
-        user: String,
-    },
-    /// No `ztlab` binary is configured or it does not exist.
-    NoRunner(String),
+pub struct Busy {
+    /// Its id.
+    pub scenario: String,
+    /// Who started it.
+    pub user: String,
 }
 
 impl Runs {
-    /// Runs started with `bin` (none: runs are refused with a clear reason).
-    pub fn new(bin: Option<PathBuf>) -> Self {
-        Self { inner: Arc::default(), bin }
-    }
-
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
@@ -119,56 +143,61 @@ impl Runs {
         self.lock().latest.get(scenario).cloned()
     }
 
-    /// Starts `ztlab demo run <scenario>` for the lab in `state_dir`, unless a run is going on.
-    pub fn start(&self, state_dir: &Path, scenario: &str, cases: &[u32], user: &str) -> Result<Run, Refused> {
-        let bin = match &self.bin {
-            Some(b) if b.is_file() => b.clone(),
-            Some(b) => return Err(Refused::NoRunner(format!("the ztlab binary {} does not exist", b.display()))),
-            None => return Err(Refused::NoRunner("no ztlab binary is configured (ztlab_bin, ZT_ZTLAB_BIN)".into())),
-        };
+    /// Starts `scenario` (only `cases`, if any) against the lab in `state_dir`, unless a run is
+    /// going on.
+    pub fn start(&self, state_dir: &Path, scenario: &Scenario, cases: &[u32], user: &str) -> Result<Run, Busy> {
         let run = {
             let mut inner = self.lock();
             if let Some(active) = &inner.active {
                 let user = inner.latest.get(active).map(|r| r.user.clone()).unwrap_or_default();
-                return Err(Refused::Busy { scenario: active.clone(), user });
+                return Err(Busy { scenario: active.clone(), user });
             }
             inner.seq += 1;
             let run = Run {
                 run: inner.seq,
-                scenario: scenario.to_owned(),
+                scenario: scenario.id.clone(),
                 cases: cases.to_vec(),
                 user: user.to_owned(),
                 state: "running",
                 started_at: SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_secs(),
                 took_ms: None,
                 lines: Vec::new(),
-                result: Value::Null,
+                load: None,
+                result: None,
                 error: None,
                 todo: None,
             };
-            inner.active = Some(scenario.to_owned());
-            inner.latest.insert(scenario.to_owned(), run.clone());
+            inner.active = Some(scenario.id.clone());
+            inner.latest.insert(scenario.id.clone(), run.clone());
             run
         };
-        let state_dir = std::fs::canonicalize(state_dir).unwrap_or_else(|_| state_dir.to_path_buf());
-        let mut args: Vec<String> = vec![
-            "--state-dir".into(),
-            state_dir.display().to_string(),
-            "-o".into(),
-            "json".into(),
-            "demo".into(),
-            "run".into(),
-            scenario.to_owned(),
-        ];
-        for n in cases {
-            args.push("--case".into());
-            args.push(n.to_string());
-        }
-        tracing::info!(scenario, ?cases, user, run = run.run, "scenario run started from the UI");
+        tracing::info!(scenario = scenario.id, ?cases, user, run = run.run, "scenario run started from the UI");
         let this = self.clone();
-        let id = scenario.to_owned();
-        tokio::spawn(async move { this.supervise(&bin, &args, &id).await });
+        let (state_dir, scenario, cases) = (state_dir.to_path_buf(), scenario.clone(), cases.to_vec());
+        tokio::spawn(async move { this.supervise(state_dir, scenario, cases).await });
         Ok(run)
+    }
+
+    /// Marks `scenario` as running for `user` (tests of the one-at-a-time rule).
+    #[cfg(test)]
+    pub(crate) fn hold_for_test(&self, scenario: &str, user: &str) {
+        let mut inner = self.lock();
+        inner.active = Some(scenario.to_owned());
+        let run = Run {
+            run: 0,
+            scenario: scenario.to_owned(),
+            cases: Vec::new(),
+            user: user.to_owned(),
+            state: "running",
+            started_at: 0,
+            took_ms: None,
+            lines: Vec::new(),
+            load: None,
+            result: None,
+            error: None,
+            todo: None,
+        };
+        inner.latest.insert(scenario.to_owned(), run);
     }
 
     fn update(&self, scenario: &str, f: impl FnOnce(&mut Run)) {
@@ -177,96 +206,51 @@ impl Runs {
         }
     }
 
-    async fn supervise(&self, bin: &Path, args: &[String], scenario: &str) {
+    /// Runs the scenario to its end (or past [`RUN_LIMIT`], cancelled) and records how it went.
+    async fn supervise(&self, state_dir: PathBuf, scenario: Scenario, cases: Vec<u32>) {
         let start = Instant::now();
-        let outcome = self.child(bin, args, scenario).await;
+        let id = scenario.id.clone();
+        let this = self.clone();
+        let sink = Sink::new(move |e| this.update(&id, |r| r.record(&e)));
+        let timed_out = AtomicBool::new(false);
+        let limit = async {
+            tokio::time::sleep(RUN_LIMIT).await;
+            timed_out.store(true, Ordering::Relaxed);
+        };
+        let outcome = match LocalTarget::open(&state_dir) {
+            Ok(target) => ztlab::demo::run_scenarios(&target, &[&scenario], &cases, &sink, limit).await,
+            Err(e) => Err(e),
+        };
         let took = u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX);
         let mut inner = self.lock();
         inner.active = None;
-        if let Some(r) = inner.latest.get_mut(scenario) {
+        if let Some(r) = inner.latest.get_mut(&scenario.id) {
             r.took_ms = Some(took);
             match outcome {
-                Ok((code, result)) => {
-                    let passed = result["passed"] == true;
-                    r.state = match code {
-                        Some(0) if passed => "passed",
-                        Some(1) => "failed",
-                        _ => "error",
-                    };
-                    if r.state == "error" {
-                        let said = r.lines.iter().rev().find_map(|l| l.strip_prefix("error: ")).map(str::to_owned);
-                        r.error = Some(said.unwrap_or_else(|| match code {
-                            Some(c) => format!("the runner exited with code {c}"),
-                            None => "the runner was stopped by a signal".into(),
-                        }));
-                        r.todo = Some(
-                            "Check that the lab is up (`ztlab status`, or the Dashboard), then run it again. \
-                             The lines above are what the runner printed."
-                                .into(),
-                        );
-                    }
-                    r.result = result;
+                Ok(report) => {
+                    r.state = if report.passed { "passed" } else { "failed" };
+                    r.result = Some(report);
+                }
+                Err(_) if timed_out.load(Ordering::Relaxed) => {
+                    r.state = "error";
+                    r.error = Some(format!(
+                        "the run took more than {} and was stopped",
+                        humantime::format_duration(RUN_LIMIT)
+                    ));
+                    r.todo = Some("Run it from a terminal with `ztlab demo run` to see more.".into());
                 }
                 Err(e) => {
                     r.state = "error";
-                    r.error = Some(e);
-                    r.todo = Some("Run it from a terminal with `ztlab demo run` to see more.".into());
+                    r.error = Some(format!("{e:#}"));
+                    r.todo = Some(
+                        "Check that the lab is up (`ztlab status`, or the Dashboard), then run it again. \
+                         The lines above are what the runner printed."
+                            .into(),
+                    );
                 }
             }
-            tracing::info!(scenario, run = r.run, state = r.state, took_ms = took, "scenario run ended");
+            tracing::info!(scenario = scenario.id, run = r.run, state = r.state, took_ms = took, "scenario run ended");
         }
-    }
-
-    /// Runs the child: its exit code and the JSON on its stdout (`Null` if there was none).
-    async fn child(&self, bin: &Path, args: &[String], scenario: &str) -> Result<(Option<i32>, Value), String> {
-        let mut child = tokio::process::Command::new(bin)
-            .args(args)
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| format!("cannot start {}: {e}", bin.display()))?;
-        let mut stdout = child.stdout.take().ok_or("no stdout")?;
-        let stderr = child.stderr.take().ok_or("no stderr")?;
-        let read_out = async move {
-            let mut buf = Vec::new();
-            let _ = stdout.read_to_end(&mut buf).await;
-            buf
-        };
-        let follow_err = async {
-            let mut lines = tokio::io::BufReader::new(stderr).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
-                self.update(scenario, |r| {
-                    if r.lines.len() >= MAX_LINES {
-                        r.lines.remove(0);
-                    }
-                    r.lines.push(line);
-                });
-            }
-        };
-        let pid = child.id();
-        let work = async {
-            let (out, ()) = tokio::join!(read_out, follow_err);
-            let status = child.wait().await;
-            (out, status)
-        };
-        let (out, status) = match tokio::time::timeout(RUN_LIMIT, work).await {
-            Ok(done) => done,
-            Err(_) => {
-                // SIGINT: the runner puts back what it changed before it exits.
-                if let Some(pid) = pid {
-                    let _ = tokio::process::Command::new("kill").args(["-INT", &pid.to_string()]).status().await;
-                }
-                return Err(format!(
-                    "the run took more than {} and was stopped",
-                    humantime::format_duration(RUN_LIMIT)
-                ));
-            }
-        };
-        let status = status.map_err(|e| format!("waiting for the runner: {e}"))?;
-        let result = serde_json::from_slice(&out).unwrap_or(Value::Null);
-        Ok((status.code(), result))
     }
 }
 
@@ -328,18 +312,12 @@ async fn start(
         )
             .into_response();
     }
-    match state.runs.start(&state.state_dir, &id, &req.cases, &session.user) {
+    match state.runs.start(&state.state_dir, s, &req.cases, &session.user) {
         Ok(run) => (StatusCode::ACCEPTED, Json(run)).into_response(),
-        Err(Refused::Busy { scenario, user }) => problem(
+        Err(Busy { scenario, user }) => problem(
             StatusCode::CONFLICT,
             format!("scenario {scenario} is running (started by {user}); one scenario runs at a time"),
             &format!("Wait for it to end (see /scenarios/{scenario}), then start this one."),
-        ),
-        Err(Refused::NoRunner(why)) => problem(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("scenarios cannot be run from this frontend: {why}"),
-            "Start the lab with `ztlab up` (it tells the frontend where ztlab is), or run \
-             `scripts/demo.sh --scenario <id>` in a terminal.",
         ),
     }
 }

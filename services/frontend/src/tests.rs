@@ -784,19 +784,6 @@ mod scenario_runs {
     /// A stand-in for the `ztlab` binary: a shell script that prints its arguments and some
     /// progress on stderr, `stdout` on stdout, and exits with `code`. (The real runner is
     /// exercised by the e2e browser test.)
-    fn runner(dir: &std::path::Path, stdout: &str, code: i32) -> std::path::PathBuf {
-        use std::os::unix::fs::PermissionsExt as _;
-        let file = dir.join(format!("ztlab-{code}"));
-        let script = format!(
-            "#!/bin/sh\necho \"args: $*\" >&2\necho '  10 s  requests   95  failures 0  rotations: envoy-frontend 1' >&2\n\
-             sleep 0.3\n{}cat <<'JSON'\n{stdout}\nJSON\nexit {code}\n",
-            if code == 2 { "echo 'error: the lab is not running: start it with ztlab up' >&2\n" } else { "" }
-        );
-        std::fs::write(&file, script).expect("script");
-        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-        file
-    }
-
     async fn finished(state: &AppState, id: &str) -> Value {
         for _ in 0..100 {
             let (_, v) = call_signed(state, "GET", &format!("/api/scenarios/{id}/run"), "").await;
@@ -816,14 +803,7 @@ mod scenario_runs {
 
     #[tokio::test]
     async fn runs_are_checked_one_at_a_time_and_followed_to_their_end() {
-        let (mut state, dir) = no_lab_state().await;
-        let (status, v) = call_signed(&state, "POST", "/api/scenarios/rotation/run", "").await;
-        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{v}");
-        assert!(v["error"].as_str().unwrap_or_default().contains("ZT_ZTLAB_BIN"), "{v}");
-        assert!(v["todo"].as_str().unwrap_or_default().contains("ztlab up"), "{v}");
-
-        let passed = r#"{"passed": true, "scenarios": [{"id": "delegation", "checks": [{"kind": "case", "n": 5, "passed": true}]}]}"#;
-        state.runs = runs::Runs::new(Some(runner(&dir.0, passed, 0)));
+        let (state, dir) = no_lab_state().await;
         let (status, v) = call_signed(&state, "POST", "/api/scenarios/nope/run", "").await;
         assert_eq!(status, StatusCode::NOT_FOUND, "{v}");
         assert!(v["todo"].as_str().unwrap_or_default().contains("delegation"), "names the known ids: {v}");
@@ -834,33 +814,49 @@ mod scenario_runs {
         let (_, v) = call_signed(&state, "GET", "/api/scenarios/delegation/run", "").await;
         assert_eq!(v["state"], "idle", "nothing was started: {v}");
 
+        // Against a state dir without a lab: started, then an error saying what to do.
         let (status, v) = call_signed(&state, "POST", "/api/scenarios/delegation/run", r#"{"cases":[5]}"#).await;
         assert_eq!(status, StatusCode::ACCEPTED, "{v}");
         assert_eq!((v["state"].as_str(), v["user"].as_str()), (Some("running"), Some("amy")));
+        assert_eq!(v["cases"], json!([5]));
+        let done = finished(&state, "delegation").await;
+        assert_eq!(done["state"], "error", "{done}");
+        let want = format!("no lab at {}: run ./scripts/setup.sh", dir.0.display());
+        assert!(done["error"].as_str().unwrap_or_default().contains(&want), "{done}");
+        assert!(done["todo"].as_str().unwrap_or_default().contains("ztlab status"), "{done}");
+        assert!(done["took_ms"].as_u64().is_some() && done.get("result").is_none(), "{done}");
+
+        // One at a time: while a run goes on, another is refused, naming it and who started it.
+        state.runs.hold_for_test("delegation", "amy");
         let (status, busy) = call_signed(&state, "POST", "/api/scenarios/rotation/run", "").await;
         assert_eq!(status, StatusCode::CONFLICT, "{busy}");
         assert!(busy["error"].as_str().unwrap_or_default().contains("delegation is running (started by amy)"));
-        let done = finished(&state, "delegation").await;
-        assert_eq!(done["state"], "passed", "{done}");
-        assert_eq!(done["result"]["scenarios"][0]["checks"][0]["n"], 5);
-        let lines: Vec<&str> = done["lines"].as_array().expect("lines").iter().filter_map(Value::as_str).collect();
-        let dir_text = std::fs::canonicalize(&dir.0).expect("dir").display().to_string();
-        assert_eq!(lines[0], format!("args: --state-dir {dir_text} -o json demo run delegation --case 5"));
-        assert!(lines[1].contains("requests   95"), "{lines:?}");
-        assert!(done["took_ms"].as_u64().is_some());
+    }
 
-        // An expectation that fails, and a runner that cannot run.
-        state.runs = runs::Runs::new(Some(runner(&dir.0, r#"{"passed": false, "scenarios": []}"#, 1)));
-        let (status, _) = call_signed(&state, "POST", "/api/scenarios/envoy-rbac/run", "").await;
-        assert_eq!(status, StatusCode::ACCEPTED);
-        assert_eq!(finished(&state, "envoy-rbac").await["state"], "failed");
-        state.runs = runs::Runs::new(Some(runner(&dir.0, "", 2)));
-        let (status, _) = call_signed(&state, "POST", "/api/scenarios/envoy-rbac/run", "").await;
-        assert_eq!(status, StatusCode::ACCEPTED);
-        let v = finished(&state, "envoy-rbac").await;
-        assert_eq!(v["state"], "error", "{v}");
-        assert_eq!(v["error"], "the lab is not running: start it with ztlab up");
-        assert!(v["todo"].as_str().unwrap_or_default().contains("ztlab status"), "{v}");
+    #[test]
+    fn runs_keep_the_runners_events_as_lines_and_load() {
+        let mut run = runs::Run {
+            run: 1,
+            scenario: "rotation".into(),
+            cases: vec![],
+            user: "amy".into(),
+            state: "running",
+            started_at: 0,
+            took_ms: None,
+            lines: vec![],
+            load: None,
+            result: None,
+            error: None,
+            todo: None,
+        };
+        run.record(&ztlab::demo::Event::Started { scenario: "rotation".into(), title: "Rotation".into() });
+        let load = ztlab::demo::Event::Load { secs: 10, requests: 95, failures: 0, rotations: vec![] };
+        run.record(&load);
+        run.record(&ztlab::demo::Event::Warning { message: "could not restart spire-server-b".into() });
+        assert_eq!(run.lines[0], "▶ rotation  Rotation");
+        assert!(run.lines[1].contains("requests   95  failures 0"), "{:?}", run.lines);
+        assert_eq!(run.lines[2], "warning: could not restart spire-server-b");
+        assert_eq!(run.load, Some(runs::Load { requests: 95, failures: 0 }));
     }
 
     #[tokio::test]

@@ -469,8 +469,8 @@ pub fn scenario_page(s: &Scenario) -> String {
 }
 
 /// The scenario page's runner: starts a run (`POST /api/scenarios/{id}/run`), follows it over
-/// `GET /events/scenarios/{id}`, and shows the progress lines, the checks and, for delegation,
-/// each case's decision in its row. Values are inserted as text.
+/// `GET /events/scenarios/{id}`, and shows the progress lines, the rotation drill's load, the
+/// checks and, for delegation, each case's decision in its row. Values are inserted as text.
 const RUN_JS: &str = r#"
 (function () {
   "use strict";
@@ -550,11 +550,11 @@ const RUN_JS: &str = r#"
       });
     });
   }
-  function counterFrom(lines) {
-    for (var i = lines.length - 1; i >= 0; i--) {
-      var m = /requests\s+(\d+)\s+failures\s+(\d+)/.exec(lines[i]);
-      if (m) { counters.hidden = false; document.getElementById("live-requests").textContent = m[1]; document.getElementById("live-failures").textContent = m[2]; return; }
-    }
+  function showLoad(load) {
+    if (!load) { return; }
+    counters.hidden = false;
+    document.getElementById("live-requests").textContent = String(load.requests);
+    document.getElementById("live-failures").textContent = String(load.failures);
   }
   var labels = {running: "\u25b6 running", passed: "✓ passed", failed: "✗ failed", error: "✗ error", idle: "not run yet"};
   function update(r) {
@@ -566,7 +566,7 @@ const RUN_JS: &str = r#"
     var atEnd = log.scrollTop + log.clientHeight >= log.scrollHeight - 8;
     log.textContent = (r.lines || []).join("\n");
     if (atEnd) { log.scrollTop = log.scrollHeight; }
-    counterFrom(r.lines || []);
+    showLoad(r.load);
     if (r.run !== shownRun || r.state !== shownState) {
       shownRun = r.run; shownState = r.state;
       if (r.state === "running") { list.textContent = ""; showError(null); }

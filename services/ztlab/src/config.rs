@@ -272,10 +272,6 @@ impl LabConfig {
                         "ZT_USER_JWKS_URL".into(),
                         format!("http://127.0.0.1:{}/.well-known/jwks.json", ops("backend")?),
                     );
-                    // The UI runs scenarios with this very binary (`ztlab demo run`).
-                    if let Ok(me) = std::env::current_exe() {
-                        env.insert("ZT_ZTLAB_BIN".into(), me.display().to_string());
-                    }
                 }
                 _ => {}
             }

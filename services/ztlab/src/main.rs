@@ -5,13 +5,8 @@
 //! arguments, turns `infrastructure/local/lab.toml` (built in, or `--config`) into the runtime's
 //! spec, applies the workload catalogue through entry-manager, and prints.
 //!
-//! Modules: `config` (lab config and catalogue), `api` (entries, sites, audit, keys, sync),
-//! `table` (terminal tables).
-
-mod api;
-mod config;
-mod demo;
-mod table;
+//! The commands live in the `ztlab` library (its module map: `src/lib.rs`); this binary parses
+//! the arguments and calls into it.
 
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -19,11 +14,12 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
 use zt_runtime::lab::{ComponentStatus, Lab, default_state_dir};
 
-use crate::config::{Catalogue, DEFAULT_CATALOGUE, LabConfig};
-use crate::table::Table;
+use ztlab::config::{Catalogue, DEFAULT_CATALOGUE, LabConfig};
+use ztlab::table::Table;
+use ztlab::{Output, api, demo};
 
 /// ztlab: a zero-trust lab on real SPIRE.
 #[derive(Debug, Parser)]
@@ -113,12 +109,6 @@ enum PolicyCmd {
         #[arg(value_parser = ["allow-frontend", "deny-frontend", "show"])]
         mode: String,
     },
-}
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum Output {
-    Table,
-    Json,
 }
 
 #[tokio::main]

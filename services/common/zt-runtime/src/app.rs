@@ -347,12 +347,15 @@ pub async fn wait_http(
     timeout: Duration,
     ok: impl Fn(u16, &str) -> bool,
 ) -> Result<()> {
-    crate::wait::wait_ready(component, rec, timeout, async || match crate::health::http_get(port, path).await {
-        Some((code, body)) if ok(code, &body) => Ok(()),
-        Some((code, body)) => {
-            Err(format!("GET {path} answered {code}: {}", body.trim().chars().take(200).collect::<String>()))
+    let ok = &ok;
+    crate::wait::wait_ready(component, rec, timeout, move || async move {
+        match crate::health::http_get(port, path).await {
+            Some((code, body)) if ok(code, &body) => Ok(()),
+            Some((code, body)) => {
+                Err(format!("GET {path} answered {code}: {}", body.trim().chars().take(200).collect::<String>()))
+            }
+            None => Err(format!("GET {path}: no answer")),
         }
-        None => Err(format!("GET {path}: no answer")),
     })
     .await
 }
@@ -406,7 +409,7 @@ pub fn svid_files(cert_dir: &Path) -> [PathBuf; 3] {
 
 /// Waits until the helper has written all three files.
 pub async fn wait_svid_files(component: &str, rec: &ProcessRecord, cert_dir: &Path, timeout: Duration) -> Result<()> {
-    crate::wait::wait_ready(component, rec, timeout, async || {
+    crate::wait::wait_ready(component, rec, timeout, move || async move {
         if svid_files(cert_dir).iter().all(|f| std::fs::metadata(f).is_ok_and(|m| m.len() > 0)) {
             Ok(())
         } else {

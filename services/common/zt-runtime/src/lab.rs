@@ -1200,7 +1200,7 @@ impl Drop for Lab {
 
 /// Waits until `GET /healthz` on `ops_port` answers 200, failing early if the process exits.
 pub async fn wait_healthz(component: &str, rec: &ProcessRecord, ops_port: u16, timeout: Duration) -> Result<()> {
-    crate::wait::wait_ready(component, rec, timeout, async || {
+    crate::wait::wait_ready(component, rec, timeout, move || async move {
         // A service with dependencies (the backend's database pool) says so on /readyz; the
         // others have only /healthz (SVID present and valid).
         match crate::health::http_get(ops_port, "/readyz").await {

@@ -175,8 +175,8 @@ impl Cluster {
 
     /// Waits until the server accepts connections on its socket.
     pub async fn wait_ready(&self, component: &str, record: &ProcessRecord, timeout: Duration) -> Result<()> {
-        let bin = bin_dir()?;
-        crate::wait::wait_ready(component, record, timeout, async || {
+        let bin = &bin_dir()?;
+        crate::wait::wait_ready(component, record, timeout, move || async move {
             let ok = tokio::process::Command::new(bin.join("pg_isready"))
                 .args([
                     "-q",

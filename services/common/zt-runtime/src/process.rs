@@ -165,7 +165,7 @@ impl ProcessRecord {
     /// Waits until the process has exited, with every one of its threads (so that its files and
     /// listening sockets are closed); `false` on timeout.
     pub async fn wait_gone(&self, timeout: Duration) -> bool {
-        crate::wait::poll_until(timeout, GONE_POLL, async || if self.is_gone() { Ok(()) } else { Err(()) }.into())
+        crate::wait::poll_until(timeout, GONE_POLL, || async { if self.is_gone() { Ok(()) } else { Err(()) }.into() })
             .await
             .is_ok()
     }

@@ -182,7 +182,7 @@ pub fn agent_attested(paths: &SitePaths) -> bool {
 
 /// Waits until `GET /ready` on `health_port` answers 200, failing early if the process exits.
 pub async fn wait_ready(component: &str, record: &ProcessRecord, health_port: u16, timeout: Duration) -> Result<()> {
-    crate::wait::wait_ready(component, record, timeout, async || {
+    crate::wait::wait_ready(component, record, timeout, move || async move {
         match crate::health::http_get(health_port, "/ready").await {
             Some((200, _)) => Ok(()),
             _ => Err("its /ready endpoint never answered 200".to_owned()),

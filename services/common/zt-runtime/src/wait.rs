@@ -30,51 +30,77 @@ impl<T, E> From<std::result::Result<T, E>> for Check<T, E> {
     }
 }
 
+/// The deadline of a wait and the pace of its attempts: the one loop shape every wait uses.
+#[derive(Debug, Clone, Copy)]
+pub struct Deadline {
+    at: tokio::time::Instant,
+    every: Duration,
+}
+
+impl Deadline {
+    /// `timeout` from now, with an attempt every `every`.
+    pub fn new(timeout: Duration, every: Duration) -> Self {
+        Self { at: tokio::time::Instant::now() + timeout, every }
+    }
+
+    /// Sleeps until the next attempt; false (at once) when the deadline has passed.
+    pub async fn next(&self) -> bool {
+        if tokio::time::Instant::now() >= self.at {
+            return false;
+        }
+        tokio::time::sleep(self.every).await;
+        true
+    }
+}
+
 /// Polls `check` every `every` until it is [`Check::Done`] or [`Check::Failed`], at most for
 /// `timeout` (the check runs at least once). After the deadline, the last reason it gave for
 /// [`Check::NotYet`] is the error.
-pub async fn poll_until<T, E>(
+pub async fn poll_until<T, E, Fut>(
     timeout: Duration,
     every: Duration,
-    mut check: impl AsyncFnMut() -> Check<T, E>,
-) -> std::result::Result<T, E> {
-    let deadline = tokio::time::Instant::now() + timeout;
+    mut check: impl FnMut() -> Fut,
+) -> std::result::Result<T, E>
+where
+    Fut: Future<Output = Check<T, E>>,
+{
+    let deadline = Deadline::new(timeout, every);
     loop {
-        let last = match check().await {
+        match check().await {
             Check::Done(v) => return Ok(v),
             Check::Failed(e) => return Err(e),
-            Check::NotYet(e) => e,
-        };
-        if tokio::time::Instant::now() >= deadline {
-            return Err(last);
+            Check::NotYet(e) if !deadline.next().await => return Err(e),
+            Check::NotYet(_) => {}
         }
-        tokio::time::sleep(every).await;
     }
 }
 
 /// Waits until `probe` says `component` is ready (`Ok`), or says why not (`Err(reason)`). Fails
 /// at once if the process exits, and after `timeout` with the probe's last reason, the log file
 /// and the log's last lines.
-pub async fn wait_ready(
+pub async fn wait_ready<Fut>(
     component: &str,
     rec: &ProcessRecord,
     timeout: Duration,
-    mut probe: impl AsyncFnMut() -> std::result::Result<(), String>,
-) -> Result<()> {
+    mut probe: impl FnMut() -> Fut,
+) -> Result<()>
+where
+    Fut: Future<Output = std::result::Result<(), String>>,
+{
     const EXITED: &str = "the process exited";
-    let outcome = poll_until(timeout, POLL_EVERY, async || {
+    let deadline = Deadline::new(timeout, POLL_EVERY);
+    loop {
         if !rec.is_alive() {
-            return Check::Failed(EXITED.to_owned());
+            return Err(not_ready(component, rec, timeout, EXITED));
         }
         match probe().await {
-            Ok(()) => Check::Done(()),
+            Ok(()) => return Ok(()),
             // A process may exit while it is probed; say so rather than what the probe saw.
-            Err(_) if !rec.is_alive() => Check::Failed(EXITED.to_owned()),
-            Err(why) => Check::NotYet(why),
+            Err(_) if !rec.is_alive() => return Err(not_ready(component, rec, timeout, EXITED)),
+            Err(why) if !deadline.next().await => return Err(not_ready(component, rec, timeout, &why)),
+            Err(_) => {}
         }
-    })
-    .await;
-    outcome.map_err(|why| not_ready(component, rec, timeout, &why))
+    }
 }
 
 /// The error for `component` that did not become ready within `timeout`.
@@ -95,20 +121,23 @@ mod tests {
     #[tokio::test]
     async fn polls_until_the_check_holds_and_gives_the_last_reason_on_timeout() {
         let mut n = 0;
-        let got = poll_until(Duration::from_secs(5), Duration::from_millis(1), async || {
+        let got = poll_until(Duration::from_secs(5), Duration::from_millis(1), || {
             n += 1;
-            if n == 3 { Check::Done(n) } else { Check::NotYet(format!("try {n}")) }
+            let n = n;
+            async move { if n == 3 { Check::Done(n) } else { Check::NotYet(format!("try {n}")) } }
         })
         .await;
         assert_eq!(got, Ok(3));
         let start = std::time::Instant::now();
         let got: std::result::Result<(), String> =
-            poll_until(Duration::from_millis(50), Duration::from_millis(10), async || Err("never".to_owned()).into())
-                .await;
+            poll_until(Duration::from_millis(50), Duration::from_millis(10), || async {
+                Err("never".to_owned()).into()
+            })
+            .await;
         assert_eq!(got, Err("never".to_owned()));
         assert!(start.elapsed() >= Duration::from_millis(50));
         let got: std::result::Result<(), &str> =
-            poll_until(Duration::from_secs(30), Duration::from_millis(10), async || Check::Failed("gone")).await;
+            poll_until(Duration::from_secs(30), Duration::from_millis(10), || async { Check::Failed("gone") }).await;
         assert_eq!(got, Err("gone"), "a failed check stops at once");
     }
 
@@ -124,7 +153,7 @@ mod tests {
         })
         .expect("spawn");
         let start = std::time::Instant::now();
-        let err = wait_ready("quitter", &rec, Duration::from_secs(30), async || Err("not yet".to_owned()))
+        let err = wait_ready("quitter", &rec, Duration::from_secs(30), || async { Err("not yet".to_owned()) })
             .await
             .expect_err("exited");
         assert!(start.elapsed() < Duration::from_secs(10), "failed early");

@@ -1,0 +1,22 @@
+//! The `ztlab` library: everything the `ztlab` CLI does, so that other programs (the presenter
+//! UI in `frontend`) use the same code. `main.rs` only parses arguments and calls into it.
+//!
+//! Modules:
+//! - [`config`]: the lab config file (`infrastructure/local/lab.toml`) and the workload
+//!   catalogue, turned into the runtime's spec.
+//! - [`api`]: entries, sites, audit, keys and sync through the central entry-management API.
+//! - [`demo`]: the scenario runner (`demo/scenarios.toml` run against a lab), which the CLI
+//!   (`ztlab demo`) and the UI share.
+//! - [`table`]: plain aligned tables for terminal output.
+
+pub mod api;
+pub mod config;
+pub mod demo;
+pub mod table;
+
+/// How a command prints its result (`-o`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Output {
+    Table,
+    Json,
+}
