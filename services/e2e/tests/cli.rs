@@ -1,0 +1,79 @@
+//! The `ztlab` CLI as a process against a real entry-manager (PostgreSQL, two SPIRE sites, the
+//! OIDC provider): bad input is refused with an error that names what is wrong, in words, and
+//! nothing is written.
+
+use std::process::Command;
+
+use e2e::{entry_lab_with, state_dir};
+use zt_entry_api::pb;
+
+/// Runs `ztlab --state-dir <lab> args`: (exit code, stdout, stderr).
+fn ztlab(dir: &std::path::Path, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(e2e::bin("ztlab"))
+        .arg("--state-dir")
+        .arg(dir)
+        .args(args)
+        .env_remove("ZT_TOKEN")
+        .env_remove("ZT_SERVER")
+        .env_remove("ZT_CA_BUNDLE")
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .expect("run ztlab");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `ztlab … -o json` that must succeed: the rows of its JSON array.
+fn rows(dir: &std::path::Path, args: &[&str]) -> usize {
+    let (code, out, err) = ztlab(dir, &[args, &["-o", "json"]].concat());
+    assert_eq!(code, 0, "{args:?}: {err}");
+    serde_json::from_str::<serde_json::Value>(&out).expect("json").as_array().expect("array").len()
+}
+
+/// `ztlab args` must fail with exit code 2 and an error that starts with `starts`.
+fn refused(dir: &std::path::Path, args: &[&str], starts: &str) -> String {
+    let (code, _, err) = ztlab(dir, args);
+    assert_eq!(code, 2, "{args:?} must fail: {err}");
+    assert!(err.starts_with(&format!("error: {starts}")), "{args:?}: expected {starts:?}, got {err}");
+    err
+}
+
+fn spec(path: &str, sites: &[&str]) -> pb::EntrySpec {
+    pb::EntrySpec {
+        spiffe_id: format!("spiffe://ztlab.test{path}"),
+        parent_id: "spiffe://ztlab.test/ztlab/nodes/local".into(),
+        selectors: vec![pb::Selector { r#type: "unix".into(), value: format!("path:/opt{path}") }],
+        site_ids: sites.iter().map(|s| (*s).to_owned()).collect(),
+        ..Default::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_input_is_refused_in_words_and_writes_nothing() {
+    zt_tls::install_crypto_provider();
+    let dir = state_dir();
+    let lab = entry_lab_with(&dir, 30, true).await;
+    let dir = dir.path();
+
+    // List filters that can match nothing are errors naming the filter, not empty lists.
+    let filtered = "spiffe://ztlab.test/ns/filter/sa/x";
+    lab.admin
+        .entries()
+        .create_entry(pb::CreateEntryRequest { entry: Some(spec("/ns/filter/sa/x", &["a"])) })
+        .await
+        .expect("create");
+    refused(dir, &["entries", "list", "--spiffe-id", "not an id"], "InvalidArgument: filter.spiffe_id: ");
+    refused(dir, &["entries", "list", "--parent-id", "spiffe://ztlab.test/a/"], "InvalidArgument: filter.parent_id: ");
+    refused(dir, &["entries", "list", "--prefix", "/ns/filter"], "InvalidArgument: filter.spiffe_id_prefix: ");
+    assert_eq!(rows(dir, &["entries", "list", "--spiffe-id", filtered]), 1);
+    assert_eq!(rows(dir, &["entries", "list", "--prefix", "spiffe://ztlab.test/ns/filter/"]), 1);
+
+    // IDs are called what they are.
+    let err = refused(dir, &["keys", "revoke", "nope"], "InvalidArgument: id: ");
+    assert!(err.contains("is not an API key ID") && !err.contains("entry"), "{err}");
+    let err = refused(dir, &["entries", "get", "nope"], "InvalidArgument: id: ");
+    assert!(err.contains("is not an entry ID"), "{err}");
+}
