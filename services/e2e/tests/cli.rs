@@ -76,4 +76,8 @@ async fn bad_input_is_refused_in_words_and_writes_nothing() {
     assert!(err.contains("is not an API key ID") && !err.contains("entry"), "{err}");
     let err = refused(dir, &["entries", "get", "nope"], "InvalidArgument: id: ");
     assert!(err.contains("is not an entry ID"), "{err}");
+
+    // A token that is neither an API key nor a JWT is said so in words.
+    let err = refused(dir, &["--token", "garbage", "whoami"], "Unauthenticated: ");
+    assert!(err.contains("not a JWT") && !err.contains("InvalidToken"), "{err}");
 }
