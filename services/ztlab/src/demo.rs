@@ -209,7 +209,7 @@ fn emit(table: bool, line: &str) {
 
 impl Style {
     fn detect() -> Self {
-        Self { on: std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none() }
+        Self { on: crate::colour(std::io::stdout().is_terminal(), std::env::var_os("NO_COLOR")) }
     }
     fn paint(self, code: &str, text: &str) -> String {
         if self.on { format!("\x1b[{code}m{text}\x1b[0m") } else { text.to_owned() }

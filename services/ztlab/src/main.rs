@@ -13,7 +13,7 @@ mod config;
 mod demo;
 mod table;
 
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{IsTerminal as _, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -129,15 +129,40 @@ async fn main() -> ExitCode {
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .without_time()
         .with_target(false)
+        .with_ansi(colour(std::io::stderr().is_terminal(), std::env::var_os("NO_COLOR")))
         .with_writer(std::io::stderr)
         .try_init();
     match run(cli).await {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", error_text(&e));
             ExitCode::from(2)
         }
     }
+}
+
+/// Whether to colour a stream: only a terminal, and only without `NO_COLOR` (any non-empty
+/// value, as no-color.org says).
+fn colour(is_terminal: bool, no_color: Option<std::ffi::OsString>) -> bool {
+    is_terminal && no_color.is_none_or(|v| v.is_empty())
+}
+
+/// An error and its causes on one line, each said once. Many errors already include their
+/// cause in their own text (zt-runtime's I/O errors, the time crate's parse errors) and also
+/// return it as their source, so anyhow's `{:#}` would print it twice.
+fn error_text(e: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in e.chain() {
+        let said = cause.to_string();
+        if said.is_empty() || text.contains(&said) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&said);
+    }
+    text
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -308,5 +333,43 @@ async fn print_log(path: &Path, lines: usize, follow: bool) -> anyhow::Result<()
             print!("{buf}");
             pos = len;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each cause is said once, also when an error's text already includes its source.
+    #[test]
+    fn errors_say_each_cause_once() {
+        let io = zt_runtime::Error::Io {
+            context: "reading /x/lab.json".into(),
+            source: std::io::Error::from_raw_os_error(2),
+        };
+        let e = anyhow::Error::from(io).context("opening the lab");
+        let text = error_text(&e);
+        assert_eq!(text.matches("(os error 2)").count(), 1, "{text}");
+        assert!(text.starts_with("opening the lab: reading /x/lab.json: "), "{text}");
+
+        let parsed =
+            time::OffsetDateTime::parse("20x6-01-01T00:00:00Z", &time::format_description::well_known::Rfc3339);
+        let e = anyhow::Error::from(parsed.expect_err("bad year")).context("--since");
+        let text = error_text(&e);
+        assert_eq!(text.matches("could not be parsed").count(), 1, "{text}");
+        assert_eq!(format!("{e:#}").matches("could not be parsed").count(), 2, "what anyhow alone prints");
+
+        // Different causes are all kept, in order.
+        let e = anyhow::anyhow!("root cause").context("middle").context("top");
+        assert_eq!(error_text(&e), "top: middle: root cause");
+    }
+
+    #[test]
+    fn colour_only_on_a_terminal_without_no_color() {
+        assert!(colour(true, None));
+        assert!(colour(true, Some("".into())));
+        assert!(!colour(true, Some("1".into())));
+        assert!(!colour(false, None));
+        assert!(!colour(false, Some("1".into())));
     }
 }
