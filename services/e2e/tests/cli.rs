@@ -1,10 +1,10 @@
 //! The `ztlab` CLI as a process against a real entry-manager (PostgreSQL, two SPIRE sites, the
 //! OIDC provider): bad input is refused with an error that names what is wrong, in words, and
-//! nothing is written.
+//! nothing is written; `--limit` means the same for every list and pages as needed.
 
 use std::process::Command;
 
-use e2e::{entry_lab_with, state_dir};
+use e2e::{entry_lab, entry_lab_with, state_dir};
 use zt_entry_api::pb;
 
 /// Runs `ztlab --state-dir <lab> args`: (exit code, stdout, stderr).
@@ -80,4 +80,36 @@ async fn bad_input_is_refused_in_words_and_writes_nothing() {
     // A token that is neither an API key nor a JWT is said so in words.
     let err = refused(dir, &["--token", "garbage", "whoami"], "Unauthenticated: ");
     assert!(err.contains("not a JWT") && !err.contains("InvalidToken"), "{err}");
+}
+
+/// `--limit N` means the same for every list: at most N rows, over as many pages as needed
+/// (the server's pages hold up to 1000); 0 is all; impossible values name the flag.
+#[tokio::test(flavor = "multi_thread")]
+async fn limits_mean_the_same_for_every_list_and_page() {
+    zt_tls::install_crypto_provider();
+    let dir = state_dir();
+    let lab = entry_lab(&dir, 30).await;
+    let dir = dir.path();
+    let before = rows(dir, &["entries", "list"]);
+    let batch: Vec<pb::EntrySpec> = (0..1100).map(|i| spec(&format!("/ns/bulk/sa/w{i}"), &["a"])).collect();
+    lab.admin
+        .entries()
+        .batch_create_entries(pb::BatchCreateEntriesRequest { entries: batch })
+        .await
+        .expect("batch create");
+    let all = rows(dir, &["entries", "list"]);
+    assert_eq!(all, before + 1100, "the default lists all");
+    assert_eq!(rows(dir, &["entries", "list", "--limit", "0"]), all);
+    assert_eq!(rows(dir, &["entries", "list", "--limit", "1050"]), 1050);
+    assert_eq!(rows(dir, &["entries", "list", "--limit", "3"]), 3);
+    let events = rows(dir, &["audit", "list", "--limit", "5000"]);
+    assert!(events >= 1100, "every create is audited: {events}");
+    assert_eq!(rows(dir, &["audit", "list", "--limit", "0"]), events);
+    assert_eq!(rows(dir, &["audit", "list", "--limit", "1001"]), 1001);
+    assert_eq!(rows(dir, &["audit", "list"]), 50, "the default is 50");
+    for list in ["entries", "audit"] {
+        let (code, _, err) = ztlab(dir, &[list, "list", "--limit", "-3"]);
+        assert_eq!(code, 2, "{err}");
+        assert!(err.contains("--limit"), "{err}");
+    }
 }

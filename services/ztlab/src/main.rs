@@ -340,6 +340,33 @@ async fn print_log(path: &Path, lines: usize, follow: bool) -> anyhow::Result<()
 mod tests {
     use super::*;
 
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("ztlab").chain(args.iter().copied()))
+    }
+
+    /// `--limit` means the same for every list: at most N rows, 0 for all; impossible values
+    /// are refused naming `--limit`.
+    #[test]
+    fn limits_are_one_rule() {
+        let limit = |args: &[&str]| match parse(args).expect("parses").command {
+            Command::Entries(api::EntriesCmd::List { limit, .. }) => limit,
+            Command::Audit(api::AuditCmd::List { limit, .. }) => limit,
+            _ => panic!("a list"),
+        };
+        assert_eq!(limit(&["audit", "list", "--limit", "5000"]), 5000);
+        assert_eq!(limit(&["audit", "list", "--limit", "0"]), 0);
+        assert_eq!(limit(&["entries", "list", "--limit", "0"]), 0);
+        assert_eq!(limit(&["entries", "list"]), 0);
+        assert_eq!(limit(&["audit", "list"]), 50);
+        for list in ["entries", "audit"] {
+            for bad in ["-1", "many"] {
+                let err = parse(&[list, "list", "--limit", bad]).expect_err(bad).to_string();
+                assert!(err.contains("--limit"), "{err}");
+                assert!(!err.contains("unexpected argument"), "{err}");
+            }
+        }
+    }
+
     /// Each cause is said once, also when an error's text already includes its source.
     #[test]
     fn errors_say_each_cause_once() {

@@ -30,3 +30,20 @@ fn a_missing_lab_is_said_once() {
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert_eq!(err.matches("No such file or directory").count(), 1, "{err}");
 }
+
+#[test]
+fn a_bad_time_names_its_flag_and_says_why_once() {
+    let (out, err) = ztlab(&["audit", "list", "--since", "20x6-01-01T00:00:00Z"]);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("--since") && err.contains("RFC 3339"), "{err}");
+    assert_eq!(err.matches("could not be parsed").count(), 1, "{err}");
+}
+
+#[test]
+fn impossible_limits_name_the_flag() {
+    for list in ["entries", "audit"] {
+        let (out, err) = ztlab(&[list, "list", "--limit", "-1"]);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(err.contains("'--limit <N>'") && err.contains("use 0 (all) or a positive number"), "{err}");
+    }
+}
