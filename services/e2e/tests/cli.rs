@@ -41,6 +41,11 @@ fn refused(dir: &std::path::Path, args: &[&str], starts: &str) -> String {
     err
 }
 
+/// Borrowed arguments.
+fn args(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
 fn spec(path: &str, sites: &[&str]) -> pb::EntrySpec {
     pb::EntrySpec {
         spiffe_id: format!("spiffe://ztlab.test{path}"),
@@ -80,6 +85,56 @@ async fn bad_input_is_refused_in_words_and_writes_nothing() {
     // A token that is neither an API key nor a JWT is said so in words.
     let err = refused(dir, &["--token", "garbage", "whoami"], "Unauthenticated: ");
     assert!(err.contains("not a JWT") && !err.contains("InvalidToken"), "{err}");
+
+    let node = "spiffe://ztlab.test/ztlab/nodes/local";
+    let create = |id: &'static str, parent: &'static str, extra: &[&'static str]| -> Vec<&'static str> {
+        let mut v = vec!["entries", "create", "--spiffe-id", id, "--parent-id", parent, "--site", "a"];
+        v.extend_from_slice(&["--selector", "unix:uid:1000"]);
+        v.extend_from_slice(extra);
+        v
+    };
+
+    // Entries: an entry that is its own parent, a repeated selector, a negative TTL given
+    // without `=`: refused naming the field; in create, update and apply.
+    let me = "spiffe://ztlab.test/ns/cli/sa/me";
+    refused(dir, &create(me, me, &[]), "entry.parent_id: ");
+    refused(dir, &create(me, node, &["--selector", "unix:uid:1000"]), "entry.selectors[1]: duplicate of selectors[0]");
+    let err = refused(dir, &create(me, node, &["--x509-svid-ttl", "-5"]), "entry.x509_svid_ttl: -5 s is out of range");
+    assert!(!err.contains("unexpected argument"), "{err}");
+    let mine = ["entries", "list", "--prefix", "spiffe://ztlab.test/ns/cli/"];
+    assert_eq!(rows(dir, &mine), 0, "nothing was written");
+
+    let (code, out, err) = ztlab(dir, &[&create(me, node, &[])[..], &["-o", "json"]].concat());
+    assert_eq!(code, 0, "a good entry is created: {err}");
+    let created: serde_json::Value = serde_json::from_str(&out).expect("json");
+    let id = created["id"].as_str().expect("id").to_owned();
+    let update = |revision: &'static str, parent: &'static str, extra: &[&'static str]| -> Vec<String> {
+        let mut v = vec!["entries", "update", &id, "--revision", revision, "--spiffe-id", me, "--parent-id", parent];
+        v.extend_from_slice(&["--site", "a", "--selector", "unix:uid:1000"]);
+        v.extend_from_slice(extra);
+        v.into_iter().map(str::to_owned).collect()
+    };
+    refused(dir, &args(&update("1", me, &[])), "entry.parent_id: ");
+    let dup = update("1", node, &["--selector", "unix:uid:1000"]);
+    refused(dir, &args(&dup), "entry.selectors[1]: duplicate of selectors[0]");
+    refused(dir, &args(&update("-1", node, &[])), "InvalidArgument: revision: ");
+    let catalogue = dir.join("dup.toml");
+    std::fs::write(
+        &catalogue,
+        format!(
+            "[[entry]]\nspiffe_id = \"spiffe://ztlab.test/ns/cli/sa/batch\"\nparent_id = \"{node}\"\n\
+             selectors = [\"unix:uid:7\", \"unix:uid:7\"]\nsites = [\"a\"]\n"
+        ),
+    )
+    .expect("catalogue");
+    refused(
+        dir,
+        &["entries", "apply", "-f", catalogue.to_str().expect("path")],
+        "entry[0].selectors[1]: duplicate of selectors[0]",
+    );
+    let got = lab.admin.entries().get_entry(pb::GetEntryRequest { id: id.clone() }).await.expect("get").into_inner();
+    assert_eq!(got.revision, 1, "no update was written");
+    assert_eq!(rows(dir, &mine), 1, "nothing else was written");
 }
 
 /// `--limit N` means the same for every list: at most N rows, over as many pages as needed

@@ -135,7 +135,10 @@ pub enum EntriesCmd {
         limit: usize,
     },
     /// Show one entry with its per-site status.
-    Get { id: String },
+    Get {
+        /// The entry's ID (a UUID, as `entries list` shows).
+        id: String,
+    },
     /// Create an entry.
     Create {
         #[command(flatten)]
@@ -146,14 +149,17 @@ pub enum EntriesCmd {
     },
     /// Replace an entry's fields; --revision must be the one you last read.
     Update {
+        /// The entry's ID (a UUID, as `entries list` shows).
         id: String,
-        #[arg(long)]
+        /// The revision you last read (`entries get` shows it); a stale one changes nothing.
+        #[arg(long, allow_negative_numbers = true)]
         revision: i64,
         #[command(flatten)]
         spec: SpecArgs,
     },
     /// Delete an entry (DELETING at each site until it is gone from SPIRE).
     Delete {
+        /// The entry's ID (a UUID, as `entries list` shows).
         id: String,
         /// Wait until it is gone from every site.
         #[arg(long)]
@@ -170,39 +176,60 @@ pub enum EntriesCmd {
     },
 }
 
+impl EntriesCmd {
+    /// Checks the input that needs no server, so that bad input is refused (naming its field)
+    /// before any connection is made.
+    pub fn check(&self) -> anyhow::Result<()> {
+        match self {
+            EntriesCmd::Create { spec, .. } | EntriesCmd::Update { spec, .. } => spec.to_spec().map(drop),
+            _ => Ok(()),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct SpecArgs {
+    /// The workload's SPIFFE ID, for example spiffe://ztlab.test/ns/dev/sa/api.
     #[arg(long)]
     spiffe_id: String,
+    /// The parent: the agent's node alias, for example spiffe://ztlab.test/ztlab/nodes/local.
     #[arg(long)]
     parent_id: String,
-    /// `type:value`, repeatable.
+    /// A selector as `type:value` (for example unix:uid:1000); repeatable, each at most once.
     #[arg(long = "selector", required = true)]
     selectors: Vec<String>,
-    /// Target site, repeatable.
+    /// A site to sync the entry to; repeatable.
     #[arg(long = "site", required = true)]
     sites: Vec<String>,
-    #[arg(long, default_value_t = 0)]
+    /// X.509-SVID lifetime in seconds: 0 for the SPIRE server's default, else 10 to 2592000.
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
     x509_svid_ttl: i32,
-    #[arg(long, default_value_t = 0)]
+    /// JWT-SVID lifetime in seconds: 0 for the SPIRE server's default, else 10 to 2592000.
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
     jwt_svid_ttl: i32,
+    /// A DNS name for the X.509-SVID (the first becomes its CN); repeatable.
     #[arg(long = "dns")]
     dns_names: Vec<String>,
+    /// A hint for workloads that get several SVIDs (at most 1024 printable characters).
     #[arg(long, default_value = "")]
     hint: String,
+    /// The SVID may call SPIRE's admin APIs.
     #[arg(long)]
     admin: bool,
+    /// The SVID may mint SVIDs for a downstream SPIRE server.
     #[arg(long)]
     downstream: bool,
 }
 
 impl SpecArgs {
-    fn to_spec(&self) -> anyhow::Result<pb::EntrySpec> {
+    /// The entry to send, checked by the API's own rules first (the server checks again), so
+    /// that bad input is refused, naming its field, before anything is sent.
+    pub(crate) fn to_spec(&self) -> anyhow::Result<pb::EntrySpec> {
         let mut selectors = Vec::new();
         for (i, s) in self.selectors.iter().enumerate() {
-            selectors.push(zt_entry_api::validate::selector_str(&format!("--selector[{i}]"), s)?);
+            selectors.push(zt_entry_api::validate::selector_str(&format!("entry.selectors[{i}]"), s)?);
         }
-        Ok(pb::EntrySpec {
+        let spec = pb::EntrySpec {
             spiffe_id: self.spiffe_id.clone(),
             parent_id: self.parent_id.clone(),
             selectors,
@@ -213,7 +240,9 @@ impl SpecArgs {
             downstream: self.downstream,
             hint: self.hint.clone(),
             site_ids: self.sites.clone(),
-        })
+        };
+        ValidEntry::parse("entry", &spec)?;
+        Ok(spec)
     }
 }
 
@@ -543,29 +572,45 @@ pub enum SitesCmd {
     /// List sites.
     List,
     /// Show a site.
-    Get { id: String },
+    Get {
+        /// The site's ID, for example a.
+        id: String,
+    },
     /// Create a site (Admin).
     Create {
+        /// The new site's ID: 1-63 of a-z, 0-9 and -, for example b.
         id: String,
+        /// The trust domain of the site's SPIRE server, for example ztlab.test.
         #[arg(long)]
         trust_domain: String,
+        /// Free text about the site.
         #[arg(long, default_value = "")]
         description: String,
     },
     /// Update a site's description or trust domain; --revision must be current (Admin).
     Update {
+        /// The site's ID.
         id: String,
-        #[arg(long)]
+        /// The revision you last read (`sites get` shows it); a stale one changes nothing.
+        #[arg(long, allow_negative_numbers = true)]
         revision: i64,
+        /// The trust domain of the site's SPIRE server.
         #[arg(long)]
         trust_domain: String,
+        /// Free text about the site.
         #[arg(long, default_value = "")]
         description: String,
     },
     /// Delete a site; refused while entries target it (Admin).
-    Delete { id: String },
+    Delete {
+        /// The site's ID.
+        id: String,
+    },
     /// Agent connection, sync lag, backlog, failures and unmanaged entries of every site (or one).
-    Health { id: Option<String> },
+    Health {
+        /// Only this site.
+        id: Option<String>,
+    },
 }
 
 pub async fn sites(client: &Client, out: Output, cmd: SitesCmd) -> anyhow::Result<()> {
@@ -746,8 +791,9 @@ pub async fn audit(client: &Client, out: Output, cmd: AuditCmd) -> anyhow::Resul
 pub enum KeysCmd {
     /// Create an API key (Admin); prints the secret once.
     Create {
+        /// The key's name: 1-64 of letters, digits, - and _ (for example ci).
         name: String,
-        /// admin, operator, developer or viewer
+        /// The key's role: admin, operator, developer or viewer.
         #[arg(long)]
         role: String,
         /// For developer keys: a SPIFFE ID path prefix it may write (repeatable).
@@ -757,7 +803,10 @@ pub enum KeysCmd {
     /// List API keys (no secrets).
     List,
     /// Revoke an API key.
-    Revoke { id: String },
+    Revoke {
+        /// The key's ID (a UUID, as `keys list` shows).
+        id: String,
+    },
 }
 
 pub async fn keys(client: &Client, out: Output, cmd: KeysCmd) -> anyhow::Result<()> {
@@ -809,13 +858,21 @@ pub async fn keys(client: &Client, out: Output, cmd: KeysCmd) -> anyhow::Result<
 #[derive(Debug, Subcommand)]
 pub enum SyncCmd {
     /// Ask a site's agent for a full resync now.
-    Trigger { site: String },
+    Trigger {
+        /// The site's ID.
+        site: String,
+    },
     /// An entry's status at each site.
-    Status { entry: String },
+    Status {
+        /// The entry's ID.
+        entry: String,
+    },
     /// Print status changes as they happen (Ctrl-C to stop).
     Watch {
+        /// Only changes at this site.
         #[arg(long)]
         site: Option<String>,
+        /// Only changes of this entry (its ID).
         #[arg(long)]
         entry: Option<String>,
     },

@@ -67,7 +67,7 @@ enum Command {
         /// Component name, as `ztlab status` lists it.
         component: String,
         /// Lines from the end.
-        #[arg(long, short = 'n', default_value_t = 100)]
+        #[arg(long, short = 'n', default_value_t = 100, allow_negative_numbers = true)]
         lines: usize,
         /// Keep printing as the log grows (Ctrl-C to stop).
         #[arg(long, short)]
@@ -201,6 +201,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Entries(cmd) => {
+            cmd.check()?;
             let client = cli.conn.client(&state_dir)?;
             let spec = Lab::open(&state_dir).map(|l| l.spec().clone()).unwrap_or_default();
             api::entries(&client, out, cmd, &spec).await?;
@@ -338,10 +339,65 @@ async fn print_log(path: &Path, lines: usize, follow: bool) -> anyhow::Result<()
 
 #[cfg(test)]
 mod tests {
+    use clap::CommandFactory as _;
+
     use super::*;
+
+    const NODE: &str = "spiffe://ztlab.test/ztlab/nodes/local";
 
     fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
         Cli::try_parse_from(std::iter::once("ztlab").chain(args.iter().copied()))
+    }
+
+    /// Every option and argument of every command says what it is in `--help`.
+    #[test]
+    fn every_option_has_help() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in cmd.get_arguments() {
+                let id = arg.get_id().as_str();
+                if id != "help" && id != "version" && arg.get_help().is_none() {
+                    missing.push(format!("{path} {id}"));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        let cmd = Cli::command();
+        cmd.clone().debug_assert();
+        walk(&cmd, "ztlab", &mut missing);
+        assert!(missing.is_empty(), "no help text: {missing:#?}");
+    }
+
+    /// What `entries create` of an entry under `parent` with `extra` says is wrong with it.
+    fn spec_error(parent: &str, extra: &[&str]) -> String {
+        let mut args = vec!["entries", "create", "--spiffe-id", "spiffe://ztlab.test/ns/dev/sa/api", "--site", "a"];
+        args.extend_from_slice(&["--parent-id", parent]);
+        args.extend_from_slice(extra);
+        let cli = parse(&args).expect("parses");
+        let Command::Entries(api::EntriesCmd::Create { spec, .. }) = cli.command else { panic!("create") };
+        error_text(&spec.to_spec().expect_err("invalid"))
+    }
+
+    /// Negative numbers are values, so that validation names the field, not clap's "unexpected
+    /// argument"; an entry that is its own parent, or repeats a selector, is refused before
+    /// anything is sent.
+    #[test]
+    fn bad_entries_are_refused_naming_the_field() {
+        let err = spec_error(NODE, &["--selector", "unix:uid:1", "--x509-svid-ttl", "-5"]);
+        assert!(err.starts_with("entry.x509_svid_ttl: -5 s is out of range"), "{err}");
+        let err = spec_error(NODE, &["--selector", "unix:uid:1", "--jwt-svid-ttl", "-1"]);
+        assert!(err.starts_with("entry.jwt_svid_ttl: -1 s"), "{err}");
+        let err =
+            spec_error(NODE, &["--selector", "unix:uid:1", "--selector", "unix:gid:2", "--selector", "unix:uid:1"]);
+        assert_eq!(err, "entry.selectors[2]: duplicate of selectors[0]");
+        let err = spec_error(NODE, &["--selector", "nocolon"]);
+        assert!(err.starts_with("entry.selectors[0]: "), "{err}");
+        let err = spec_error("spiffe://ztlab.test/ns/dev/sa/api", &["--selector", "unix:uid:1"]);
+        assert!(err.starts_with("entry.parent_id: ") && err.contains("own parent"), "{err}");
+        let cli = parse(&["entries", "update", "x", "--revision", "-1"]);
+        assert!(cli.is_err_and(|e| !e.to_string().contains("unexpected argument")));
     }
 
     /// `--limit` means the same for every list: at most N rows, 0 for all; impossible values

@@ -20,6 +20,17 @@ fn ztlab(args: &[&str]) -> (Output, String) {
     (out, stderr)
 }
 
+const ID: &str = "spiffe://ztlab.test/ns/dev/sa/api";
+const NODE: &str = "spiffe://ztlab.test/ztlab/nodes/local";
+
+/// `entries create` of a valid entry under `parent`, plus `extra`.
+fn entry<'a>(parent: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut v = vec!["entries", "create", "--spiffe-id", ID, "--parent-id", parent, "--site", "a"];
+    v.extend_from_slice(&["--selector", "unix:uid:1000"]);
+    v.extend_from_slice(extra);
+    v
+}
+
 #[test]
 fn a_missing_lab_is_said_once() {
     let (out, err) = ztlab(&["status"]);
@@ -46,4 +57,19 @@ fn impossible_limits_name_the_flag() {
         assert_eq!(out.status.code(), Some(2), "{err}");
         assert!(err.contains("'--limit <N>'") && err.contains("use 0 (all) or a positive number"), "{err}");
     }
+}
+
+/// Negative numbers reach validation (no `=` needed); an entry that is its own parent or
+/// repeats a selector is refused naming the field, before any server is needed.
+#[test]
+fn bad_entries_are_refused_naming_the_field() {
+    let (out, err) = ztlab(&entry(NODE, &["--x509-svid-ttl", "-5"]));
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.starts_with("error: entry.x509_svid_ttl: -5 s is out of range"), "{err}");
+    let (out, err) = ztlab(&entry(NODE, &["--selector", "unix:uid:1000"]));
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert_eq!(err.trim_end(), "error: entry.selectors[1]: duplicate of selectors[0]");
+    let (out, err) = ztlab(&entry(ID, &[]));
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.starts_with("error: entry.parent_id: ") && err.contains("own parent"), "{err}");
 }
