@@ -530,6 +530,30 @@ async fn entry_form_delete_and_audit(browser: &Browser, lab: &AppLab) {
     assert_eq!(invalid, "true");
     browser.screenshot("entry-form-typing").await;
 
+    // A selector given twice, and an entry that is its own parent, are flagged as they are typed.
+    browser.clear("#entry-selectors").await;
+    browser.type_into("#entry-selectors", "unix:uid:4545\u{E007}unix:uid:4545").await;
+    let (ok, error) = browser
+        .wait_for("return document.getElementById('entry-selectors-error').innerText;", Duration::from_secs(2), |t| {
+            t.contains("Line 2: duplicate of line 1")
+        })
+        .await;
+    assert!(ok, "a repeated selector is flagged as it is typed: {error:?}");
+    let parent = browser.text("return document.getElementById('entry-parent-id').value;").await;
+    let own = "spiffe://ztlab.test/demo/own-parent";
+    browser.clear("#entry-spiffe-id").await;
+    browser.type_into("#entry-spiffe-id", own).await;
+    browser.clear("#entry-parent-id").await;
+    browser.type_into("#entry-parent-id", own).await;
+    let (ok, error) = browser
+        .wait_for("return document.getElementById('entry-parent-id-error').innerText;", Duration::from_secs(2), |t| {
+            t.contains("own parent")
+        })
+        .await;
+    assert!(ok, "an entry as its own parent is flagged as it is typed: {error:?}");
+    browser.clear("#entry-parent-id").await;
+    browser.type_into("#entry-parent-id", &parent).await;
+
     // Outside /demo: the frontend's role refuses it at entry-manager; said next to the field.
     let outside = "spiffe://ztlab.test/ns/demo/sa/ui-not-allowed";
     browser.clear("#entry-spiffe-id").await;

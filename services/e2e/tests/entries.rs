@@ -234,11 +234,33 @@ async fn create_update_delete_sync_to_both_spire_servers() {
     }
 }
 
+/// `got` must be InvalidArgument with a message that starts with `field`; the message.
+fn refused<T: std::fmt::Debug>(what: &str, field: &str, got: Result<tonic::Response<T>, tonic::Status>) -> String {
+    let err = got.expect_err(&format!("{what} {field}"));
+    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{what} {field}: {err:?}");
+    assert!(
+        err.message().starts_with(&format!("{field}:")),
+        "expected the {what} error to name {field}: {}",
+        err.message()
+    );
+    err.message().to_owned()
+}
+
+/// Every bad input of the table is refused by create, by batch create (naming the entry's
+/// index) and by update, as InvalidArgument naming its field; nothing is written.
 #[tokio::test(flavor = "multi_thread")]
 async fn bad_input_is_invalid_argument_naming_the_field_and_writes_nothing() {
     init();
     let dir = state_dir();
     let lab = entry_lab(&dir, 30).await;
+    // The one entry that exists, for the updates to be refused against.
+    let base = lab
+        .admin
+        .entries()
+        .create_entry(pb::CreateEntryRequest { entry: Some(spec("/ns/e2e/sa/base")) })
+        .await
+        .expect("create the base entry")
+        .into_inner();
     type Mutate = Box<dyn Fn(&mut pb::EntrySpec)>;
     let cases: Vec<(&str, Mutate)> = vec![
         ("entry.spiffe_id", Box::new(|s| s.spiffe_id = "spiffe://ztlab.test/a/../b".into())),
@@ -246,8 +268,12 @@ async fn bad_input_is_invalid_argument_naming_the_field_and_writes_nothing() {
         ("entry.spiffe_id", Box::new(|s| s.spiffe_id = "http://ztlab.test/a".into())),
         ("entry.spiffe_id", Box::new(|s| s.spiffe_id = format!("spiffe://ztlab.test/{}", "x".repeat(2100)))),
         ("entry.parent_id", Box::new(|s| s.parent_id = "spiffe://other.test/node".into())),
+        // An entry that is its own parent.
+        ("entry.parent_id", Box::new(|s| s.parent_id = s.spiffe_id.clone())),
         ("entry.selectors", Box::new(|s| s.selectors.clear())),
         ("entry.selectors[0].value", Box::new(|s| s.selectors[0].value.clear())),
+        // The same selector twice: the second is named, and the first.
+        ("entry.selectors[2]", Box::new(|s| s.selectors.push(s.selectors[0].clone()))),
         ("entry.x509_svid_ttl", Box::new(|s| s.x509_svid_ttl = 3)),
         ("entry.dns_names[0]", Box::new(|s| s.dns_names = vec!["not a name".into()])),
         ("entry.site_ids[1]", Box::new(|s| s.site_ids = vec!["a".into(), "nowhere".into()])),
@@ -263,13 +289,24 @@ async fn bad_input_is_invalid_argument_naming_the_field_and_writes_nothing() {
     for (field, mutate) in cases {
         let mut s = spec("/ns/e2e/sa/bad");
         mutate(&mut s);
-        let err = lab.admin.entries().create_entry(pb::CreateEntryRequest { entry: Some(s) }).await.expect_err(field);
-        assert_eq!(err.code(), tonic::Code::InvalidArgument, "{field}: {err:?}");
-        assert!(
-            err.message().starts_with(&format!("{field}:")),
-            "expected the error to name {field}: {}",
-            err.message()
-        );
+        let created = lab.admin.entries().create_entry(pb::CreateEntryRequest { entry: Some(s.clone()) }).await;
+        let msg = refused("create", field, created);
+        if field == "entry.selectors[2]" {
+            assert_eq!(msg, "entry.selectors[2]: duplicate of selectors[0]");
+        }
+        // In a batch, after a good entry: the entry's index names it, and neither is written.
+        let batch = lab
+            .admin
+            .entries()
+            .batch_create_entries(pb::BatchCreateEntriesRequest { entries: vec![spec("/ns/e2e/sa/ok"), s.clone()] })
+            .await;
+        refused("batch create", &field.replacen("entry", "entries[1]", 1), batch);
+        let updated = lab
+            .admin
+            .entries()
+            .update_entry(pb::UpdateEntryRequest { id: base.id.clone(), revision: 1, entry: Some(s) })
+            .await;
+        refused("update", field, updated);
     }
     // A batch with one bad entry writes none, and names the entry.
     let mut bad = spec("/ns/e2e/sa/bad2");
@@ -282,10 +319,17 @@ async fn bad_input_is_invalid_argument_naming_the_field_and_writes_nothing() {
         .expect_err("batch");
     assert!(err.message().starts_with("entries[1].selectors:"), "{}", err.message());
     let listed = lab.admin.entries().list_entries(pb::ListEntriesRequest::default()).await.expect("list").into_inner();
-    assert!(listed.entries.is_empty(), "nothing may be written: {:?}", listed.entries);
+    let listed: Vec<(&str, i64)> = listed.entries.iter().map(|e| (e.spiffe_id.as_str(), e.revision)).collect();
+    assert_eq!(listed, [("spiffe://ztlab.test/ns/e2e/sa/base", 1)], "nothing may be written");
     let audit =
         lab.admin.audit().list_audit_events(pb::ListAuditEventsRequest::default()).await.expect("audit").into_inner();
-    assert!(audit.events.iter().all(|e| !e.action.starts_with("entry.")), "{:?}", audit.events);
+    let writes: Vec<(&str, &str)> = audit
+        .events
+        .iter()
+        .filter(|e| e.action.starts_with("entry."))
+        .map(|e| (e.action.as_str(), e.resource_id.as_str()))
+        .collect();
+    assert_eq!(writes, [("entry.create", base.id.as_str())], "{:?}", audit.events);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -58,6 +58,33 @@ pub enum OidcError {
     Invalid(String),
 }
 
+/// What is wrong with a token, in words: jsonwebtoken prints most of its errors as their
+/// variant names (`InvalidToken`), which tell a person nothing.
+fn jwt_problem(e: &jsonwebtoken::errors::Error) -> String {
+    use jsonwebtoken::errors::ErrorKind as K;
+    match e.kind() {
+        K::InvalidToken => {
+            "it is not a JWT (three base64url parts separated by dots) and not an API key (ztk_…)".into()
+        }
+        K::Base64(_) | K::Json(_) | K::Utf8(_) => format!("it is not a well-formed JWT ({e})"),
+        K::InvalidSignature => "its signature does not verify with the issuer's key".into(),
+        K::ExpiredSignature => "it has expired; sign in again for a new one".into(),
+        K::ImmatureSignature => "it is not valid yet (nbf is in the future)".into(),
+        K::InvalidIssuer => "it was issued by another issuer".into(),
+        K::InvalidAudience => "it is for another audience (aud)".into(),
+        K::InvalidSubject => "its subject (sub) is not accepted".into(),
+        K::MissingRequiredClaim(c) => format!("the {c:?} claim is missing"),
+        K::InvalidClaimFormat(c) => format!("the {c:?} claim has the wrong type"),
+        K::InvalidAlgorithm | K::InvalidAlgorithmName | K::UnsupportedAlgorithm | K::MissingAlgorithm => {
+            "its signing algorithm does not match the issuer's key".into()
+        }
+        K::InvalidEcdsaKey | K::InvalidEddsaKey | K::InvalidRsaKey(_) | K::InvalidKeyFormat => {
+            "the issuer's signing key is unusable".into()
+        }
+        _ => e.to_string(),
+    }
+}
+
 #[derive(Debug, Deserialize)]
 struct Discovery {
     issuer: String,
@@ -132,7 +159,7 @@ impl OidcVerifier {
 
     /// Verifies a token: signature (by `kid` from the JWKS), issuer, audience, expiry.
     pub async fn verify(&self, token: &str) -> Result<OidcUser, OidcError> {
-        let header = jsonwebtoken::decode_header(token).map_err(|e| OidcError::Invalid(e.to_string()))?;
+        let header = jsonwebtoken::decode_header(token).map_err(|e| OidcError::Invalid(jwt_problem(&e)))?;
         if !matches!(
             header.alg,
             Algorithm::ES256 | Algorithm::ES384 | Algorithm::RS256 | Algorithm::EdDSA | Algorithm::PS256
@@ -148,7 +175,7 @@ impl OidcVerifier {
         v.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         v.leeway = 30;
         let data = jsonwebtoken::decode::<serde_json::Value>(token, &key, &v)
-            .map_err(|e| OidcError::Invalid(e.to_string()))?;
+            .map_err(|e| OidcError::Invalid(jwt_problem(&e)))?;
         let claims = data.claims;
         let username = claims
             .get(&self.cfg.username_claim)
@@ -167,5 +194,51 @@ impl OidcVerifier {
     /// The configuration.
     pub fn config(&self) -> &OidcConfig {
         &self.cfg
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn verifier() -> OidcVerifier {
+        // Nothing listens here: these tokens are refused before any key is fetched.
+        OidcVerifier::new(OidcConfig {
+            issuer: "http://127.0.0.1:9/v1/identity/oidc".into(),
+            audience: "ztlab".into(),
+            groups_claim: groups(),
+            username_claim: username(),
+        })
+    }
+
+    /// A token that is not a JWT at all is described in words, not by a variant name.
+    #[tokio::test]
+    async fn garbage_tokens_are_refused_in_words() {
+        for token in ["garbage", "a.b", "not-a-jwt", "x.y.z"] {
+            let err = verifier().verify(token).await.expect_err(token).to_string();
+            assert!(err.starts_with("invalid OIDC token: it is not"), "{token}: {err}");
+            assert!(!err.contains("InvalidToken") && !err.contains("Base64("), "{token}: {err}");
+        }
+    }
+
+    #[test]
+    fn every_verification_failure_reads_as_words() {
+        use jsonwebtoken::errors::{Error, ErrorKind as K};
+        for kind in [
+            K::InvalidToken,
+            K::InvalidSignature,
+            K::ExpiredSignature,
+            K::ImmatureSignature,
+            K::InvalidIssuer,
+            K::InvalidAudience,
+            K::InvalidSubject,
+            K::InvalidAlgorithm,
+            K::MissingAlgorithm,
+            K::InvalidKeyFormat,
+            K::InvalidEcdsaKey,
+        ] {
+            let text = jwt_problem(&Error::from(kind.clone()));
+            assert!(text.contains(' ') && !text.contains(&format!("{kind:?}")), "{kind:?}: {text}");
+        }
     }
 }

@@ -106,6 +106,25 @@ impl Api {
             }
         }
     }
+
+    /// A SPIFFE ID filter: a malformed one is an error, not a search that finds nothing.
+    fn filter_id(field: &str, id: &str) -> Result<String, Status> {
+        Ok(validate::spiffe_id(field, id)?.to_string())
+    }
+
+    /// A SPIFFE ID prefix filter: at least `spiffe://`, as every stored SPIFFE ID starts.
+    fn filter_prefix(prefix: &str) -> Result<String, Status> {
+        if prefix.starts_with("spiffe://") {
+            Ok(prefix.to_owned())
+        } else {
+            let shown: String = prefix.chars().take(80).collect();
+            Err(FieldError::new(
+                "filter.spiffe_id_prefix",
+                format!("{shown:?} does not start with spiffe:// (for example spiffe://ztlab.test/ns/dev/)"),
+            )
+            .into())
+        }
+    }
 }
 
 #[tonic::async_trait]
@@ -158,9 +177,9 @@ impl pb::workload_entry_service_server::WorkloadEntryService for Api {
         let filter = EntryFilter {
             site_id: opt(&f.site_id).map(|s| Self::check_site_id("filter.site_id", &s)).transpose()?,
             selector: opt(&f.selector).map(|s| validate::selector_str("filter.selector", &s)).transpose()?,
-            spiffe_id: opt(&f.spiffe_id),
-            spiffe_id_prefix: opt(&f.spiffe_id_prefix),
-            parent_id: opt(&f.parent_id),
+            spiffe_id: opt(&f.spiffe_id).map(|s| Self::filter_id("filter.spiffe_id", &s)).transpose()?,
+            spiffe_id_prefix: opt(&f.spiffe_id_prefix).map(|s| Self::filter_prefix(&s)).transpose()?,
+            parent_id: opt(&f.parent_id).map(|s| Self::filter_id("filter.parent_id", &s)).transpose()?,
             state: match pb::SyncState::try_from(f.sync_state) {
                 Ok(pb::SyncState::Unspecified) => None,
                 Ok(s) => Some(s),

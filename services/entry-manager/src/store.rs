@@ -161,10 +161,12 @@ fn update(
     }
 }
 
-fn parse_uuid(field: &str, id: &str) -> Result<Uuid> {
-    Uuid::parse_str(id)
-        .map_err(|_| StoreError::Invalid(FieldError::new(field, format!("{id:?} is not an entry ID (a UUID)"))))
+/// Parses a UUID; `what` names the kind of ID in the error (`an entry ID (a UUID)`).
+fn parse_uuid(field: &str, id: &str, what: &str) -> Result<Uuid> {
+    Uuid::parse_str(id).map_err(|_| StoreError::Invalid(FieldError::new(field, format!("{id:?} is not {what}"))))
 }
+
+const ENTRY_ID: &str = "an entry ID (a UUID)";
 
 /// Filters for `list_entries`.
 #[derive(Debug, Default, Clone)]
@@ -621,7 +623,7 @@ impl Store {
 
     /// An entry by ID (also while it is being deleted).
     pub async fn get_entry(&self, id: &str) -> Result<pb::Entry> {
-        let uuid = parse_uuid("id", id)?;
+        let uuid = parse_uuid("id", id, ENTRY_ID)?;
         let client = self.pool.get().await?;
         let row = client
             .query_opt("SELECT * FROM entries WHERE id = $1", &[&uuid])
@@ -638,7 +640,7 @@ impl Store {
         revision: i64,
         e: &ValidEntry,
     ) -> Result<(pb::Entry, Updates)> {
-        let uuid = parse_uuid("id", id)?;
+        let uuid = parse_uuid("id", id, ENTRY_ID)?;
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
         let row = tx
@@ -708,7 +710,7 @@ impl Store {
         let mut updates = Vec::new();
         let mut touched = std::collections::BTreeSet::new();
         for (field, id) in ids {
-            let uuid = parse_uuid(field, id)?;
+            let uuid = parse_uuid(field, id, ENTRY_ID)?;
             let row = tx
                 .query_opt("SELECT * FROM entries WHERE id = $1 FOR UPDATE", &[&uuid])
                 .await?
@@ -750,7 +752,7 @@ impl Store {
             sql.push_str(&cond.replace("$$", &format!("${}", params.len())));
         };
         if !page_token.is_empty() {
-            add(" AND e.id > $$", Box::new(parse_uuid("page_token", page_token)?));
+            add(" AND e.id > $$", Box::new(parse_uuid("page_token", page_token, "a page token this server issued")?));
         }
         if let Some(v) = &filter.spiffe_id {
             add(" AND e.spiffe_id = $$", Box::new(v.clone()));
@@ -907,7 +909,7 @@ impl Store {
         let mut order: Vec<(usize, &pb::SyncResult)> = results.iter().enumerate().collect();
         order.sort_by(|a, b| a.1.entry_id.cmp(&b.1.entry_id));
         for (i, r) in order {
-            let uuid = parse_uuid(&format!("results[{i}].entry_id"), &r.entry_id)?;
+            let uuid = parse_uuid(&format!("results[{i}].entry_id"), &r.entry_id, ENTRY_ID)?;
             let Some(cur) = tx.query_opt(&select, &[&uuid, &site]).await? else {
                 continue;
             };
@@ -1097,7 +1099,7 @@ impl Store {
 
     /// Revokes a key.
     pub async fn revoke_api_key(&self, actor: &Actor, id: &str) -> Result<String> {
-        let uuid = parse_uuid("id", id)?;
+        let uuid = parse_uuid("id", id, "an API key ID (a UUID)")?;
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
         let name: String = tx

@@ -1065,11 +1065,15 @@ const FORM_JS: &str = r##"
       if (!idProblem(id) && trustDomain(id) !== trustDomain(v)) {
         return "Must be in the entry's trust domain " + trustDomain(id) + ".";
       }
+      if (v === id) {
+        return "Is the entry's own SPIFFE ID: an entry cannot be its own parent (use the agent's node alias).";
+      }
       return "";
     },
     "entry-selectors": function () {
       var lines = $("entry-selectors").value.split("\n");
       var n = 0;
+      var seen = {};
       for (var i = 0; i < lines.length; i++) {
         var line = lines[i].trim();
         if (!line) { continue; }
@@ -1081,6 +1085,8 @@ const FORM_JS: &str = r##"
         if (!t) { return where + "the type before ':' is empty (for example unix)."; }
         if (!/^[A-Za-z0-9_-]+$/.test(t)) { return where + "the type \u201c" + t + "\u201d may only have letters, digits, _ and -."; }
         if (!line.slice(c + 1)) { return where + "the value after ':' is empty (for example uid:4242)."; }
+        if (Object.prototype.hasOwnProperty.call(seen, line)) { return where + "duplicate of line " + seen[line] + "."; }
+        seen[line] = i + 1;
       }
       if (!n) { return "Enter at least one selector, one per line, as type:value (for example unix:uid:4242)."; }
       if (n > MAX_SELECTORS) { return "At most " + MAX_SELECTORS + " selectors."; }
@@ -1338,7 +1344,8 @@ fn check_id(field: &'static str, value: &str) -> Result<zt_identity::SpiffeId, P
 }
 
 fn check_selectors(lines: &[String]) -> Result<Vec<pb::Selector>, Problem> {
-    let mut out = Vec::new();
+    let mut out: Vec<pb::Selector> = Vec::new();
+    let mut line_of = Vec::new();
     for (i, line) in lines.iter().enumerate() {
         let line = line.trim();
         if line.is_empty() {
@@ -1350,7 +1357,12 @@ fn check_selectors(lines: &[String]) -> Result<Vec<pb::Selector>, Problem> {
             let what = if what.is_empty() { String::new() } else { format!("{what} ") };
             problem("selectors", format!("line {}: {what}{}", i + 1, e.message))
         })?;
+        // The API refuses a repeated selector; say which lines, as the page does.
+        if let Some(first) = out.iter().position(|o| *o == s) {
+            return Err(problem("selectors", format!("line {}: duplicate of line {}", i + 1, line_of[first])));
+        }
         out.push(s);
+        line_of.push(i + 1);
     }
     if out.is_empty() {
         return Err(problem(
@@ -1401,6 +1413,10 @@ pub fn validate_create(req: &CreateRequest) -> Result<pb::EntrySpec, Vec<Problem
             "parent_id",
             format!("{parent} is not in the entry's trust domain {}", id.trust_domain_name()),
         ));
+    } else if let (Some(id), Some(parent)) = (&id, &parent)
+        && id == parent
+    {
+        problems.push(problem("parent_id", "is the entry's own SPIFFE ID: an entry cannot be its own parent"));
     }
     let selectors = check_selectors(&req.selectors.lines()).map_err(|p| problems.push(p)).ok();
     let ttl = check_ttl(&req.x509_svid_ttl).map_err(|p| problems.push(p)).ok();
@@ -1754,6 +1770,12 @@ mod tests {
             ("selectors", Box::new(|r| r.selectors = Lines::Text(":uid:1".into())), "line 1: type is required"),
             ("selectors", Box::new(|r| r.selectors = Lines::Text("unix:".into())), "line 1: value is required"),
             ("selectors", Box::new(|r| r.selectors = Lines::Text("un ix:uid:1".into())), "line 1"),
+            (
+                "selectors",
+                Box::new(|r| r.selectors = Lines::Text("unix:uid:1\nunix:gid:2\n\n unix:uid:1".into())),
+                "line 4: duplicate of line 1",
+            ),
+            ("parent_id", Box::new(|r| r.parent_id = r.spiffe_id.clone()), "cannot be its own parent"),
             ("x509_svid_ttl", Box::new(|r| r.x509_svid_ttl = Value::Null), "required"),
             ("x509_svid_ttl", Box::new(|r| r.x509_svid_ttl = json!("")), "required"),
             ("x509_svid_ttl", Box::new(|r| r.x509_svid_ttl = json!("abc")), "whole number"),
@@ -2145,6 +2167,8 @@ mod tests {
             ("x509_svid_ttl", json!({"x509_svid_ttl": "-1"})),
             ("x509_svid_ttl", json!({"x509_svid_ttl": "abc"})),
             ("site_ids", json!({"site_ids": []})),
+            ("selectors", json!({"selectors": ["unix:uid:4242", "unix:uid:4242"]})),
+            ("parent_id", json!({"parent_id": "spiffe://ztlab.test/demo/x"})),
         ];
         for (field, change) in cases {
             let mut body = form("spiffe://ztlab.test/demo/x");

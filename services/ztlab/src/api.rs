@@ -72,30 +72,73 @@ fn status_err(s: tonic::Status) -> anyhow::Error {
     anyhow::anyhow!("{:?}: {}", s.code(), s.message())
 }
 
+/// The most rows one request asks for (the server's page-size limit).
+const PAGE: usize = 1000;
+
+/// `--limit`'s value: a number of rows, 0 for all.
+fn limit_arg(s: &str) -> Result<usize, String> {
+    match s.parse::<i128>() {
+        Ok(n) if n < 0 => Err(format!("{n} rows is impossible: use 0 (all) or a positive number")),
+        Ok(n) => usize::try_from(n).map_err(|_| format!("{n} is too large: use 0 for all")),
+        Err(_) => Err(format!("{s:?} is not a number of rows: use 0 (all) or a positive number")),
+    }
+}
+
+/// Fetches up to `limit` rows (0: all), page by page: `fetch(page_size, page_token)` returns a
+/// page and the next token (empty at the end).
+async fn fetch_rows<T, F, Fut>(limit: usize, mut fetch: F) -> anyhow::Result<Vec<T>>
+where
+    F: FnMut(i32, String) -> Fut,
+    Fut: std::future::Future<Output = Result<(Vec<T>, String), tonic::Status>>,
+{
+    let mut all = Vec::new();
+    let mut token = String::new();
+    loop {
+        let want = if limit == 0 { PAGE } else { (limit - all.len()).min(PAGE) };
+        let (rows, next) = fetch(want as i32, token).await.map_err(status_err)?;
+        all.extend(rows);
+        if next.is_empty() || (limit > 0 && all.len() >= limit) {
+            break;
+        }
+        token = next;
+    }
+    if limit > 0 {
+        all.truncate(limit);
+    }
+    Ok(all)
+}
+
 #[derive(Debug, Subcommand)]
 pub enum EntriesCmd {
-    /// List entries (with filters).
+    /// List entries (with filters), in creation order.
     List {
+        /// Only entries that target this site.
         #[arg(long)]
         site: Option<String>,
-        /// `type:value`
+        /// Only entries with this selector, as `type:value` (for example unix:uid:1000).
         #[arg(long)]
         selector: Option<String>,
+        /// Only entries with exactly this SPIFFE ID.
         #[arg(long)]
         spiffe_id: Option<String>,
+        /// Only entries whose SPIFFE ID starts with this (for example spiffe://ztlab.test/ns/dev/).
         #[arg(long)]
         prefix: Option<String>,
+        /// Only entries with this parent ID.
         #[arg(long)]
         parent_id: Option<String>,
-        /// PENDING, SYNCED, FAILED or DELETING
+        /// Only entries in this state at some site: PENDING, SYNCED, FAILED or DELETING.
         #[arg(long)]
         state: Option<String>,
-        /// Stop after this many (0: all).
-        #[arg(long, default_value_t = 0)]
+        /// Print at most N entries, fetched a page (up to 1000) at a time as needed; 0 prints all.
+        #[arg(long, value_name = "N", default_value = "0", value_parser = limit_arg, allow_negative_numbers = true)]
         limit: usize,
     },
     /// Show one entry with its per-site status.
-    Get { id: String },
+    Get {
+        /// The entry's ID (a UUID, as `entries list` shows).
+        id: String,
+    },
     /// Create an entry.
     Create {
         #[command(flatten)]
@@ -106,14 +149,17 @@ pub enum EntriesCmd {
     },
     /// Replace an entry's fields; --revision must be the one you last read.
     Update {
+        /// The entry's ID (a UUID, as `entries list` shows).
         id: String,
-        #[arg(long)]
+        /// The revision you last read (`entries get` shows it); a stale one changes nothing.
+        #[arg(long, allow_negative_numbers = true)]
         revision: i64,
         #[command(flatten)]
         spec: SpecArgs,
     },
     /// Delete an entry (DELETING at each site until it is gone from SPIRE).
     Delete {
+        /// The entry's ID (a UUID, as `entries list` shows).
         id: String,
         /// Wait until it is gone from every site.
         #[arg(long)]
@@ -130,39 +176,60 @@ pub enum EntriesCmd {
     },
 }
 
+impl EntriesCmd {
+    /// Checks the input that needs no server, so that bad input is refused (naming its field)
+    /// before any connection is made.
+    pub fn check(&self) -> anyhow::Result<()> {
+        match self {
+            EntriesCmd::Create { spec, .. } | EntriesCmd::Update { spec, .. } => spec.to_spec().map(drop),
+            _ => Ok(()),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct SpecArgs {
+    /// The workload's SPIFFE ID, for example spiffe://ztlab.test/ns/dev/sa/api.
     #[arg(long)]
     spiffe_id: String,
+    /// The parent: the agent's node alias, for example spiffe://ztlab.test/ztlab/nodes/local.
     #[arg(long)]
     parent_id: String,
-    /// `type:value`, repeatable.
+    /// A selector as `type:value` (for example unix:uid:1000); repeatable, each at most once.
     #[arg(long = "selector", required = true)]
     selectors: Vec<String>,
-    /// Target site, repeatable.
+    /// A site to sync the entry to; repeatable.
     #[arg(long = "site", required = true)]
     sites: Vec<String>,
-    #[arg(long, default_value_t = 0)]
+    /// X.509-SVID lifetime in seconds: 0 for the SPIRE server's default, else 10 to 2592000.
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
     x509_svid_ttl: i32,
-    #[arg(long, default_value_t = 0)]
+    /// JWT-SVID lifetime in seconds: 0 for the SPIRE server's default, else 10 to 2592000.
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
     jwt_svid_ttl: i32,
+    /// A DNS name for the X.509-SVID (the first becomes its CN); repeatable.
     #[arg(long = "dns")]
     dns_names: Vec<String>,
+    /// A hint for workloads that get several SVIDs (at most 1024 printable characters).
     #[arg(long, default_value = "")]
     hint: String,
+    /// The SVID may call SPIRE's admin APIs.
     #[arg(long)]
     admin: bool,
+    /// The SVID may mint SVIDs for a downstream SPIRE server.
     #[arg(long)]
     downstream: bool,
 }
 
 impl SpecArgs {
-    fn to_spec(&self) -> anyhow::Result<pb::EntrySpec> {
+    /// The entry to send, checked by the API's own rules first (the server checks again), so
+    /// that bad input is refused, naming its field, before anything is sent.
+    pub fn to_spec(&self) -> anyhow::Result<pb::EntrySpec> {
         let mut selectors = Vec::new();
         for (i, s) in self.selectors.iter().enumerate() {
-            selectors.push(zt_entry_api::validate::selector_str(&format!("--selector[{i}]"), s)?);
+            selectors.push(zt_entry_api::validate::selector_str(&format!("entry.selectors[{i}]"), s)?);
         }
-        Ok(pb::EntrySpec {
+        let spec = pb::EntrySpec {
             spiffe_id: self.spiffe_id.clone(),
             parent_id: self.parent_id.clone(),
             selectors,
@@ -173,7 +240,9 @@ impl SpecArgs {
             downstream: self.downstream,
             hint: self.hint.clone(),
             site_ids: self.sites.clone(),
-        })
+        };
+        ValidEntry::parse("entry", &spec)?;
+        Ok(spec)
     }
 }
 
@@ -400,28 +469,15 @@ pub async fn entries(
                 parent_id: parent_id.unwrap_or_default(),
                 sync_state: state.as_deref().map(parse_state).transpose()?.map(|s| s as i32).unwrap_or(0),
             };
-            let mut all = Vec::new();
-            let mut token = String::new();
-            loop {
-                let resp = client
-                    .entries()
-                    .list_entries(pb::ListEntriesRequest {
-                        filter: Some(filter.clone()),
-                        page_size: 1000,
-                        page_token: token,
-                    })
-                    .await
-                    .map_err(status_err)?
-                    .into_inner();
-                all.extend(resp.entries);
-                token = resp.next_page_token;
-                if token.is_empty() || (limit > 0 && all.len() >= limit) {
-                    break;
+            let all = fetch_rows(limit, |page_size, page_token| {
+                let req = pb::ListEntriesRequest { filter: Some(filter.clone()), page_size, page_token };
+                let mut entries = client.entries();
+                async move {
+                    let r = entries.list_entries(req).await?.into_inner();
+                    Ok((r.entries, r.next_page_token))
                 }
-            }
-            if limit > 0 {
-                all.truncate(limit);
-            }
+            })
+            .await?;
             print_entries(out, &all);
         }
         EntriesCmd::Get { id } => {
@@ -516,29 +572,45 @@ pub enum SitesCmd {
     /// List sites.
     List,
     /// Show a site.
-    Get { id: String },
+    Get {
+        /// The site's ID, for example a.
+        id: String,
+    },
     /// Create a site (Admin).
     Create {
+        /// The new site's ID: 1-63 of a-z, 0-9 and -, for example b.
         id: String,
+        /// The trust domain of the site's SPIRE server, for example ztlab.test.
         #[arg(long)]
         trust_domain: String,
+        /// Free text about the site.
         #[arg(long, default_value = "")]
         description: String,
     },
     /// Update a site's description or trust domain; --revision must be current (Admin).
     Update {
+        /// The site's ID.
         id: String,
-        #[arg(long)]
+        /// The revision you last read (`sites get` shows it); a stale one changes nothing.
+        #[arg(long, allow_negative_numbers = true)]
         revision: i64,
+        /// The trust domain of the site's SPIRE server.
         #[arg(long)]
         trust_domain: String,
+        /// Free text about the site.
         #[arg(long, default_value = "")]
         description: String,
     },
     /// Delete a site; refused while entries target it (Admin).
-    Delete { id: String },
+    Delete {
+        /// The site's ID.
+        id: String,
+    },
     /// Agent connection, sync lag, backlog, failures and unmanaged entries of every site (or one).
-    Health { id: Option<String> },
+    Health {
+        /// Only this site.
+        id: Option<String>,
+    },
 }
 
 pub async fn sites(client: &Client, out: Output, cmd: SitesCmd) -> anyhow::Result<()> {
@@ -653,36 +725,49 @@ pub enum AuditCmd {
         /// Events about this entry (or other resource ID).
         #[arg(long)]
         entry: Option<String>,
+        /// Events by this actor, as the audit shows it (for example apikey:ci, oidc:jake).
         #[arg(long)]
         actor: Option<String>,
-        /// RFC 3339 time.
-        #[arg(long)]
-        since: Option<String>,
-        /// RFC 3339 time.
-        #[arg(long)]
-        until: Option<String>,
-        #[arg(long, default_value_t = 50)]
-        limit: i32,
+        /// Events at or after this RFC 3339 time (for example 2026-11-22T10:00:00Z).
+        #[arg(long, value_parser = parse_time)]
+        since: Option<time::OffsetDateTime>,
+        /// Events before this RFC 3339 time.
+        #[arg(long, value_parser = parse_time)]
+        until: Option<time::OffsetDateTime>,
+        /// Print at most N events (newest first), fetched a page (up to 1000) at a time as needed;
+        /// 0 prints all.
+        #[arg(long, value_name = "N", default_value = "50", value_parser = limit_arg, allow_negative_numbers = true)]
+        limit: usize,
     },
 }
 
-fn parse_time(flag: &str, s: &str) -> anyhow::Result<prost_types::Timestamp> {
-    let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
-        .with_context(|| format!("{flag}: {s:?} is not an RFC 3339 time like 2026-11-22T10:00:00Z"))?;
-    Ok(prost_types::Timestamp { seconds: t.unix_timestamp(), nanos: t.nanosecond() as i32 })
+fn parse_time(s: &str) -> Result<time::OffsetDateTime, String> {
+    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+        .map_err(|e| format!("not an RFC 3339 time like 2026-11-22T10:00:00Z ({e})"))
+}
+
+fn timestamp(t: time::OffsetDateTime) -> prost_types::Timestamp {
+    prost_types::Timestamp { seconds: t.unix_timestamp(), nanos: t.nanosecond() as i32 }
 }
 
 pub async fn audit(client: &Client, out: Output, cmd: AuditCmd) -> anyhow::Result<()> {
     let AuditCmd::List { entry, actor, since, until, limit } = cmd;
-    let req = pb::ListAuditEventsRequest {
-        entry_id: entry.unwrap_or_default(),
-        actor: actor.unwrap_or_default(),
-        since: since.as_deref().map(|s| parse_time("--since", s)).transpose()?,
-        until: until.as_deref().map(|s| parse_time("--until", s)).transpose()?,
-        page_size: limit,
-        page_token: String::new(),
-    };
-    let events = client.audit().list_audit_events(req).await.map_err(status_err)?.into_inner().events;
+    let events = fetch_rows(limit, |page_size, page_token| {
+        let req = pb::ListAuditEventsRequest {
+            entry_id: entry.clone().unwrap_or_default(),
+            actor: actor.clone().unwrap_or_default(),
+            since: since.map(timestamp),
+            until: until.map(timestamp),
+            page_size,
+            page_token,
+        };
+        let mut audit = client.audit();
+        async move {
+            let r = audit.list_audit_events(req).await?.into_inner();
+            Ok((r.events, r.next_page_token))
+        }
+    })
+    .await?;
     match out {
         Output::Json => println!("{}", Value::Array(events.iter().map(zt_entry_api::json::audit_event).collect())),
         Output::Table => {
@@ -706,8 +791,9 @@ pub async fn audit(client: &Client, out: Output, cmd: AuditCmd) -> anyhow::Resul
 pub enum KeysCmd {
     /// Create an API key (Admin); prints the secret once.
     Create {
+        /// The key's name: 1-64 of letters, digits, - and _ (for example ci).
         name: String,
-        /// admin, operator, developer or viewer
+        /// The key's role: admin, operator, developer or viewer.
         #[arg(long)]
         role: String,
         /// For developer keys: a SPIFFE ID path prefix it may write (repeatable).
@@ -717,7 +803,10 @@ pub enum KeysCmd {
     /// List API keys (no secrets).
     List,
     /// Revoke an API key.
-    Revoke { id: String },
+    Revoke {
+        /// The key's ID (a UUID, as `keys list` shows).
+        id: String,
+    },
 }
 
 pub async fn keys(client: &Client, out: Output, cmd: KeysCmd) -> anyhow::Result<()> {
@@ -769,13 +858,21 @@ pub async fn keys(client: &Client, out: Output, cmd: KeysCmd) -> anyhow::Result<
 #[derive(Debug, Subcommand)]
 pub enum SyncCmd {
     /// Ask a site's agent for a full resync now.
-    Trigger { site: String },
+    Trigger {
+        /// The site's ID.
+        site: String,
+    },
     /// An entry's status at each site.
-    Status { entry: String },
+    Status {
+        /// The entry's ID.
+        entry: String,
+    },
     /// Print status changes as they happen (Ctrl-C to stop).
     Watch {
+        /// Only changes at this site.
         #[arg(long)]
         site: Option<String>,
+        /// Only changes of this entry (its ID).
         #[arg(long)]
         entry: Option<String>,
     },
@@ -842,4 +939,49 @@ pub async fn whoami(client: &Client, out: Output) -> anyhow::Result<()> {
         Output::Table => println!("{} ({})", me.actor, zt_entry_api::json::role(me.role)),
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `fetch_rows` over `total` numbered rows served `page` at a time (the server caps the page
+    /// size at 1000): the rows it returns and the page sizes it asked for.
+    async fn fetched(total: usize, limit: usize) -> (usize, Vec<i32>) {
+        let asked = std::cell::RefCell::new(Vec::new());
+        let rows = fetch_rows(limit, |size, token| {
+            asked.borrow_mut().push(size);
+            let start: usize = if token.is_empty() { 0 } else { token.parse().expect("token") };
+            let end = (start + usize::try_from(size).expect("size")).min(total);
+            let next = if end < total { end.to_string() } else { String::new() };
+            async move {
+                assert!((1..=1000).contains(&size), "page size {size}");
+                Ok(((start..end).collect::<Vec<_>>(), next))
+            }
+        })
+        .await
+        .expect("rows");
+        assert!(rows.iter().enumerate().all(|(i, r)| i == *r), "in order, no gaps");
+        (rows.len(), asked.into_inner())
+    }
+
+    /// `--limit N`: at most N rows, over as many pages as needed; 0 is all.
+    #[tokio::test]
+    async fn limits_fetch_across_pages() {
+        assert_eq!(fetched(2500, 0).await, (2500, vec![1000, 1000, 1000]));
+        assert_eq!(fetched(6000, 5000).await, (5000, vec![1000; 5]));
+        assert_eq!(fetched(2500, 1200).await, (1200, vec![1000, 200]));
+        assert_eq!(fetched(30, 5000).await, (30, vec![1000]));
+        assert_eq!(fetched(30, 5).await, (5, vec![5]));
+        assert_eq!(fetched(0, 0).await, (0, vec![1000]));
+    }
+
+    #[test]
+    fn impossible_limits_are_refused() {
+        assert_eq!(limit_arg("0"), Ok(0));
+        assert_eq!(limit_arg("5000"), Ok(5000));
+        for bad in ["-1", "-5000", "x", "1.5", "", "99999999999999999999999999"] {
+            assert!(limit_arg(bad).is_err(), "{bad}");
+        }
+    }
 }

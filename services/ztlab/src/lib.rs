@@ -20,3 +20,9 @@ pub enum Output {
     Table,
     Json,
 }
+
+/// Whether to colour a stream: only a terminal, and only without `NO_COLOR` (any non-empty
+/// value, as no-color.org says). The CLI's logs and the demo's text both follow it.
+pub fn colour(is_terminal: bool, no_color: Option<std::ffi::OsString>) -> bool {
+    is_terminal && no_color.is_none_or(|v| v.is_empty())
+}

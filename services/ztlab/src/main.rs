@@ -8,7 +8,7 @@
 //! The commands live in the `ztlab` library (its module map: `src/lib.rs`); this binary parses
 //! the arguments and calls into it.
 
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{IsTerminal as _, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -63,7 +63,7 @@ enum Command {
         /// Component name, as `ztlab status` lists it.
         component: String,
         /// Lines from the end.
-        #[arg(long, short = 'n', default_value_t = 100)]
+        #[arg(long, short = 'n', default_value_t = 100, allow_negative_numbers = true)]
         lines: usize,
         /// Keep printing as the log grows (Ctrl-C to stop).
         #[arg(long, short)]
@@ -119,15 +119,34 @@ async fn main() -> ExitCode {
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .without_time()
         .with_target(false)
+        .with_ansi(ztlab::colour(std::io::stderr().is_terminal(), std::env::var_os("NO_COLOR")))
         .with_writer(std::io::stderr)
         .try_init();
     match run(cli).await {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", error_text(&e));
             ExitCode::from(2)
         }
     }
+}
+
+/// An error and its causes on one line, each said once. Many errors already include their
+/// cause in their own text (zt-runtime's I/O errors, the time crate's parse errors) and also
+/// return it as their source, so anyhow's `{:#}` would print it twice.
+fn error_text(e: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in e.chain() {
+        let said = cause.to_string();
+        if said.is_empty() || text.contains(&said) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&said);
+    }
+    text
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -170,6 +189,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Entries(cmd) => {
+            cmd.check()?;
             let client = cli.conn.client(&state_dir)?;
             let spec = Lab::open(&state_dir).map(|l| l.spec().clone()).unwrap_or_default();
             api::entries(&client, out, cmd, &spec).await?;
@@ -302,5 +322,126 @@ async fn print_log(path: &Path, lines: usize, follow: bool) -> anyhow::Result<()
             print!("{buf}");
             pos = len;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory as _;
+
+    use super::*;
+
+    const NODE: &str = "spiffe://ztlab.test/ztlab/nodes/local";
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("ztlab").chain(args.iter().copied()))
+    }
+
+    /// Every option and argument of every command says what it is in `--help`.
+    #[test]
+    fn every_option_has_help() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in cmd.get_arguments() {
+                let id = arg.get_id().as_str();
+                if id != "help" && id != "version" && arg.get_help().is_none() {
+                    missing.push(format!("{path} {id}"));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        let cmd = Cli::command();
+        cmd.clone().debug_assert();
+        walk(&cmd, "ztlab", &mut missing);
+        assert!(missing.is_empty(), "no help text: {missing:#?}");
+    }
+
+    /// What `entries create` of an entry under `parent` with `extra` says is wrong with it.
+    fn spec_error(parent: &str, extra: &[&str]) -> String {
+        let mut args = vec!["entries", "create", "--spiffe-id", "spiffe://ztlab.test/ns/dev/sa/api", "--site", "a"];
+        args.extend_from_slice(&["--parent-id", parent]);
+        args.extend_from_slice(extra);
+        let cli = parse(&args).expect("parses");
+        let Command::Entries(api::EntriesCmd::Create { spec, .. }) = cli.command else { panic!("create") };
+        error_text(&spec.to_spec().expect_err("invalid"))
+    }
+
+    /// Negative numbers are values, so that validation names the field, not clap's "unexpected
+    /// argument"; an entry that is its own parent, or repeats a selector, is refused before
+    /// anything is sent.
+    #[test]
+    fn bad_entries_are_refused_naming_the_field() {
+        let err = spec_error(NODE, &["--selector", "unix:uid:1", "--x509-svid-ttl", "-5"]);
+        assert!(err.starts_with("entry.x509_svid_ttl: -5 s is out of range"), "{err}");
+        let err = spec_error(NODE, &["--selector", "unix:uid:1", "--jwt-svid-ttl", "-1"]);
+        assert!(err.starts_with("entry.jwt_svid_ttl: -1 s"), "{err}");
+        let err =
+            spec_error(NODE, &["--selector", "unix:uid:1", "--selector", "unix:gid:2", "--selector", "unix:uid:1"]);
+        assert_eq!(err, "entry.selectors[2]: duplicate of selectors[0]");
+        let err = spec_error(NODE, &["--selector", "nocolon"]);
+        assert!(err.starts_with("entry.selectors[0]: "), "{err}");
+        let err = spec_error("spiffe://ztlab.test/ns/dev/sa/api", &["--selector", "unix:uid:1"]);
+        assert!(err.starts_with("entry.parent_id: ") && err.contains("own parent"), "{err}");
+        let cli = parse(&["entries", "update", "x", "--revision", "-1"]);
+        assert!(cli.is_err_and(|e| !e.to_string().contains("unexpected argument")));
+    }
+
+    /// `--limit` means the same for every list: at most N rows, 0 for all; impossible values
+    /// are refused naming `--limit`.
+    #[test]
+    fn limits_are_one_rule() {
+        let limit = |args: &[&str]| match parse(args).expect("parses").command {
+            Command::Entries(api::EntriesCmd::List { limit, .. }) => limit,
+            Command::Audit(api::AuditCmd::List { limit, .. }) => limit,
+            _ => panic!("a list"),
+        };
+        assert_eq!(limit(&["audit", "list", "--limit", "5000"]), 5000);
+        assert_eq!(limit(&["audit", "list", "--limit", "0"]), 0);
+        assert_eq!(limit(&["entries", "list", "--limit", "0"]), 0);
+        assert_eq!(limit(&["entries", "list"]), 0);
+        assert_eq!(limit(&["audit", "list"]), 50);
+        for list in ["entries", "audit"] {
+            for bad in ["-1", "many"] {
+                let err = parse(&[list, "list", "--limit", bad]).expect_err(bad).to_string();
+                assert!(err.contains("--limit"), "{err}");
+                assert!(!err.contains("unexpected argument"), "{err}");
+            }
+        }
+    }
+
+    /// Each cause is said once, also when an error's text already includes its source.
+    #[test]
+    fn errors_say_each_cause_once() {
+        let io = zt_runtime::Error::Io {
+            context: "reading /x/lab.json".into(),
+            source: std::io::Error::from_raw_os_error(2),
+        };
+        let e = anyhow::Error::from(io).context("opening the lab");
+        let text = error_text(&e);
+        assert_eq!(text.matches("(os error 2)").count(), 1, "{text}");
+        assert!(text.starts_with("opening the lab: reading /x/lab.json: "), "{text}");
+
+        let parsed =
+            time::OffsetDateTime::parse("20x6-01-01T00:00:00Z", &time::format_description::well_known::Rfc3339);
+        let e = anyhow::Error::from(parsed.expect_err("bad year")).context("--since");
+        let text = error_text(&e);
+        assert_eq!(text.matches("could not be parsed").count(), 1, "{text}");
+        assert_eq!(format!("{e:#}").matches("could not be parsed").count(), 2, "what anyhow alone prints");
+
+        // Different causes are all kept, in order.
+        let e = anyhow::anyhow!("root cause").context("middle").context("top");
+        assert_eq!(error_text(&e), "top: middle: root cause");
+    }
+
+    #[test]
+    fn colour_only_on_a_terminal_without_no_color() {
+        use ztlab::colour;
+        assert!(colour(true, None));
+        assert!(colour(true, Some("".into())));
+        assert!(!colour(true, Some("1".into())));
+        assert!(!colour(false, None));
+        assert!(!colour(false, Some("1".into())));
     }
 }

@@ -1,6 +1,6 @@
 //! Validated domain types for the entry-management API.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use zt_identity::{SpiffeId, TrustDomain};
@@ -133,8 +133,9 @@ pub fn dns_name(field: &str, v: &str) -> Result<String, FieldError> {
     Ok(v.to_ascii_lowercase())
 }
 
-/// An entry whose every field is valid. The site list is sorted and free of duplicates, and so
-/// are the selectors (SPIRE treats them as a set).
+/// An entry whose every field is valid. The site list is sorted and free of duplicates; the
+/// selectors are sorted (SPIRE treats them as a set), and a repeated one is refused. The parent
+/// is never the entry itself.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ValidEntry {
     spec: pb::EntrySpec,
@@ -152,16 +153,28 @@ impl ValidEntry {
                 format!("{parent} is not in the entry's trust domain {}", id.trust_domain_name()),
             ));
         }
+        if parent == id {
+            return Err(FieldError::new(
+                format!("{field}.parent_id"),
+                format!("{parent} is the entry's own SPIFFE ID: an entry cannot be its own parent"),
+            ));
+        }
         if spec.selectors.is_empty() {
             return Err(FieldError::new(format!("{field}.selectors"), "at least one selector is required"));
         }
         if spec.selectors.len() > MAX_SELECTORS {
             return Err(FieldError::new(format!("{field}.selectors"), format!("at most {MAX_SELECTORS} selectors")));
         }
-        let mut selectors = BTreeSet::new();
+        // SPIRE treats selectors as a set: a repeated one is a mistake to report, not to drop.
+        let mut selectors = BTreeMap::new();
         for (i, s) in spec.selectors.iter().enumerate() {
             let s = selector(&format!("{field}.selectors[{i}]"), s)?;
-            selectors.insert((s.r#type, s.value));
+            if let Some(first) = selectors.insert((s.r#type, s.value), i) {
+                return Err(FieldError::new(
+                    format!("{field}.selectors[{i}]"),
+                    format!("duplicate of selectors[{first}]"),
+                ));
+            }
         }
         let x509 = ttl(&format!("{field}.x509_svid_ttl"), spec.x509_svid_ttl)?;
         let jwt = ttl(&format!("{field}.jwt_svid_ttl"), spec.jwt_svid_ttl)?;
@@ -185,7 +198,7 @@ impl ValidEntry {
         let spec = pb::EntrySpec {
             spiffe_id: id.to_string(),
             parent_id: parent.to_string(),
-            selectors: selectors.into_iter().map(|(t, v)| pb::Selector { r#type: t, value: v }).collect(),
+            selectors: selectors.into_keys().map(|(t, v)| pb::Selector { r#type: t, value: v }).collect(),
             x509_svid_ttl: x509,
             jwt_svid_ttl: jwt,
             dns_names: dns,
@@ -260,6 +273,8 @@ mod tests {
             ("entry.selectors", Box::new(|s| s.selectors.clear())),
             ("entry.selectors[0].type", Box::new(|s| s.selectors[0].r#type = String::new())),
             ("entry.selectors[0].value", Box::new(|s| s.selectors[0].value = String::new())),
+            ("entry.parent_id", Box::new(|s| s.parent_id = s.spiffe_id.clone())),
+            ("entry.selectors[1]", Box::new(|s| s.selectors.push(s.selectors[0].clone()))),
             ("entry.x509_svid_ttl", Box::new(|s| s.x509_svid_ttl = 5)),
             ("entry.jwt_svid_ttl", Box::new(|s| s.jwt_svid_ttl = -1)),
             ("entry.dns_names[0]", Box::new(|s| s.dns_names = vec!["bad_name".into()])),
@@ -275,6 +290,37 @@ mod tests {
             assert_eq!(err.field, field, "{err}");
             assert_eq!(tonic::Status::from(err).code(), tonic::Code::InvalidArgument);
         }
+    }
+
+    /// An entry cannot be its own parent (SPIRE would accept it, and no agent could ever serve it).
+    #[test]
+    fn an_entry_is_not_its_own_parent() {
+        let mut s = spec();
+        s.parent_id = s.spiffe_id.clone();
+        let err = ValidEntry::parse("entry", &s).expect_err("own parent");
+        assert_eq!(err.field, "entry.parent_id", "{err}");
+        assert!(err.message.contains("own parent"), "{err}");
+        assert_eq!(tonic::Status::from(err).code(), tonic::Code::InvalidArgument);
+        let err = ValidEntry::parse("entries[3]", &s).expect_err("own parent in a batch");
+        assert_eq!(err.field, "entries[3].parent_id");
+    }
+
+    /// A selector given twice is refused, naming the second and the first; not silently dropped.
+    #[test]
+    fn a_repeated_selector_is_refused_naming_both() {
+        let sel = |t: &str, v: &str| pb::Selector { r#type: t.into(), value: v.into() };
+        let mut s = spec();
+        s.selectors = vec![sel("unix", "uid:1000"), sel("unix", "uid:1000")];
+        let err = ValidEntry::parse("entry", &s).expect_err("duplicate");
+        assert_eq!(err.to_string(), "entry.selectors[1]: duplicate of selectors[0]");
+        assert_eq!(tonic::Status::from(err).code(), tonic::Code::InvalidArgument);
+        s.selectors = vec![sel("unix", "uid:1"), sel("unix", "gid:2"), sel("k8s", "ns:x"), sel("unix", "gid:2")];
+        let err = ValidEntry::parse("entries[2]", &s).expect_err("duplicate");
+        assert_eq!(err.to_string(), "entries[2].selectors[3]: duplicate of selectors[1]");
+        // Same type or same value alone is not a duplicate; the valid set comes back sorted.
+        s.selectors = vec![sel("unix", "uid:1"), sel("unix", "gid:1"), sel("k8s", "uid:1")];
+        let v = ValidEntry::parse("entry", &s).expect("distinct selectors");
+        assert_eq!(v.spec().selectors, [sel("k8s", "uid:1"), sel("unix", "gid:1"), sel("unix", "uid:1")]);
     }
 
     #[test]

@@ -19,7 +19,7 @@ pub struct Style {
 impl Style {
     /// Colours only when stdout is a terminal (and `NO_COLOR` is not set).
     pub fn detect() -> Self {
-        Self { on: std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none() }
+        Self { on: crate::colour(std::io::stdout().is_terminal(), std::env::var_os("NO_COLOR")) }
     }
     /// No colours.
     pub fn plain() -> Self {
