@@ -6,13 +6,15 @@
 //!  "trace_id":"4bf9…","actor":"apikey:ci"}
 //! ```
 //!
-//! Keys (their order in the line is not significant):
+//! Keys, in this order (so that a `grep`/`sed` over the file can rely on it):
 //! - `timestamp` (RFC 3339, UTC), `level`, `component` (the service: on every line, whatever
 //!   thread or task logs it), `target` (the Rust module) and `message`;
-//! - the fields of every span the event is in, flattened into the line (an inner span's field
-//!   replaces an outer one's of the same name). While a request is served that is its request
-//!   span: `trace_id` and `actor` (see [`crate::request`] and entry-manager's gRPC layer);
-//! - the event's own fields, which win over span fields of the same name.
+//! - the fields of every span the event is in, outermost span first, flattened into the line (an
+//!   inner span's field replaces an outer one's of the same name, in place). While a request is
+//!   served that is its request span: `actor`, `http_method`, `path` and `trace_id` (see
+//!   [`crate::request`] and entry-manager's gRPC layer);
+//! - the event's own fields, in the order the event names them; one with the name of a span
+//!   field replaces that field's value in place.
 //!
 //! `timestamp`, `level`, `component` and `target` are reserved: a field of one of these names is
 //! dropped (it never replaces the service's name). Records of libraries that use the `log` crate
@@ -20,7 +22,7 @@
 
 use std::fmt;
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 use tracing::field::{Field, Visit};
 use tracing::{Event, Subscriber};
 use tracing_subscriber::fmt::format::{JsonFields, Writer};
@@ -75,12 +77,12 @@ where
         let meta = event.metadata();
         let mut timestamp = String::new();
         SystemTime.format_time(&mut Writer::new(&mut timestamp))?;
-        let mut line = Map::new();
-        line.insert("timestamp".into(), timestamp.into());
-        line.insert("level".into(), meta.level().as_str().into());
-        line.insert("component".into(), self.component.into());
-        line.insert("target".into(), meta.target().into());
-        line.insert("message".into(), Value::Null);
+        let mut line = Line::default();
+        line.set("timestamp", timestamp.into());
+        line.set("level", meta.level().as_str().into());
+        line.set("component", self.component.into());
+        line.set("target", meta.target().into());
+        line.set("message", Value::Null);
         if let Some(scope) = ctx.event_scope() {
             for span in scope.from_root() {
                 let extensions = span.extensions();
@@ -88,34 +90,55 @@ where
                 if let Ok(Value::Object(fields)) = serde_json::from_str::<Value>(&fields.fields) {
                     for (k, v) in fields {
                         if !RESERVED.contains(&k.as_str()) {
-                            line.insert(k, v);
+                            line.set(&k, v);
                         }
                     }
                 }
             }
         }
         event.record(&mut EventFields(&mut line));
-        if line.get("message").is_some_and(Value::is_null) {
-            line.remove("message");
+        writeln!(writer, "{}", line.to_json())
+    }
+}
+
+/// The keys and values of one line, in the order they were first set.
+#[derive(Debug, Default)]
+struct Line(Vec<(String, Value)>);
+
+impl Line {
+    /// Sets `key`: replaces its value in place if it is set already, else appends it.
+    fn set(&mut self, key: &str, value: Value) {
+        match self.0.iter_mut().find(|(k, _)| k == key) {
+            Some((_, v)) => *v = value,
+            None => self.0.push((key.to_owned(), value)),
         }
-        let text = serde_json::to_string(&line).map_err(|_| fmt::Error)?;
-        writeln!(writer, "{text}")
+    }
+
+    /// The JSON object, in order; a `null` message (an event without one) is left out.
+    fn to_json(&self) -> String {
+        let mut out = String::from("{");
+        for (key, value) in self.0.iter().filter(|(k, v)| !(k == "message" && v.is_null())) {
+            if out.len() > 1 {
+                out.push(',');
+            }
+            out.push_str(&Value::String(key.clone()).to_string());
+            out.push(':');
+            out.push_str(&value.to_string());
+        }
+        out.push('}');
+        out
     }
 }
 
 /// Records an event's fields as JSON values.
-struct EventFields<'a>(&'a mut Map<String, Value>);
+struct EventFields<'a>(&'a mut Line);
 
 impl EventFields<'_> {
     fn put(&mut self, field: &Field, value: Value) {
         match field.name() {
-            "log.target" => {
-                self.0.insert("target".into(), value);
-            }
+            "log.target" => self.0.set("target", value),
             name if name.starts_with("log.") || RESERVED.contains(&name) => {}
-            name => {
-                self.0.insert(name.to_owned(), value);
-            }
+            name => self.0.set(name, value),
         }
     }
 }
@@ -171,7 +194,7 @@ mod tests {
         }
     }
 
-    fn lines(f: impl FnOnce()) -> Vec<Map<String, Value>> {
+    fn lines(f: impl FnOnce()) -> Vec<serde_json::Map<String, Value>> {
         let out = Captured::default();
         let sub = subscriber("svc", tracing_subscriber::EnvFilter::new("info"), out.clone()).finish();
         tracing::subscriber::with_default(sub, f);
@@ -214,6 +237,23 @@ mod tests {
             (&got[2]["actor"], &got[2]["step"], &got[2]["trace_id"]),
             (&"inner-actor".into(), &2.into(), &"event-wins".into())
         );
+    }
+
+    #[test]
+    fn keys_come_in_a_fixed_order_and_event_fields_as_the_event_names_them() {
+        let out = Captured::default();
+        let sub = subscriber("svc", tracing_subscriber::EnvFilter::new("info"), out.clone()).finish();
+        tracing::subscriber::with_default(sub, || {
+            let span = tracing::error_span!("request", trace_id = "t1", actor = "a1");
+            let _in = span.enter();
+            tracing::info!(caller = "c", doc = "d", allow = false, reason = "r", "decision");
+        });
+        let text = String::from_utf8(out.0.lock().expect("lock").clone()).expect("utf-8");
+        let line = text.lines().next().expect("a line");
+        let at = |key: &str| line.find(&format!("\"{key}\":")).unwrap_or_else(|| panic!("no {key} in {line}"));
+        let order = ["timestamp", "level", "component", "target", "message", "actor", "trace_id", "caller", "doc"];
+        assert!(order.windows(2).all(|w| at(w[0]) < at(w[1])), "{line}");
+        assert!(line.contains(r#""doc":"d","allow":false,"reason":"r""#), "{line}");
     }
 
     #[test]
