@@ -1,18 +1,34 @@
 //! The backend's OpenBao client: JWT-SVID login, dynamic database credentials, lease
-//! revocation, KV v2 (GitHub tokens) and seal status. Plain HTTP API calls, so that whole
-//! responses (lease id and duration included) are kept.
+//! revocation, KV v2 (GitHub tokens) and seal status, through vaultrs on the reqwest client
+//! that `zt_tls::client` builds.
+//!
+//! vaultrs covers the JWT login (`auth::oidc::login`) and KV v2. Where it falls short, its own
+//! request types and middleware still make the call:
+//! - its database-credentials helper drops `lease_id` and `lease_duration`, so its
+//!   [`GenerateCredentialsRequest`] is executed here and the whole answer kept;
+//! - it has no lease API and no `sys/seal-status`: [`RevokeLease`] and [`SealStatus`] are the
+//!   two endpoints it lacks, run through vaultrs' middleware (token header, `/v1`) and error
+//!   parsing like its own.
 
+use std::future::Future;
 use std::time::{Duration, Instant, SystemTime};
 
-use hyper::{Method, StatusCode};
+use hyper::StatusCode;
+use rustify::endpoint::Endpoint;
+use rustify::enums::{RequestMethod, RequestType, ResponseType};
+use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
+use vaultrs::api::EndpointMiddleware;
+use vaultrs::api::database::requests::GenerateCredentialsRequest;
+use vaultrs::client::{VaultClient, VaultClientSettings};
+use vaultrs::error::ClientError as VaultError;
 use zt_tls::client::WebClient;
 
 use crate::config::OpenBaoSettings;
 use crate::error::{BaoReason, Error};
 use crate::github::GithubToken;
-use crate::http::{self, Failure, Reply};
+use crate::http::Reply;
 use crate::lease::{DbCreds, Lease, Secret};
 
 /// An OpenBao token and when to log in again.
@@ -31,6 +47,86 @@ pub struct OpenBao {
     workload_endpoint: String,
     token: Mutex<Option<Token>>,
     static_token: Option<Secret>,
+}
+
+/// `PUT sys/leases/revoke/<lease_id>`: vaultrs has no lease API. The lease ID goes in the path
+/// (not in the body), so that the backend's policy can allow revoking its own leases only.
+#[derive(Debug)]
+struct RevokeLease {
+    lease_id: String,
+}
+
+impl Endpoint for RevokeLease {
+    type Response = ();
+    const REQUEST_BODY_TYPE: RequestType = RequestType::JSON;
+    const RESPONSE_BODY_TYPE: ResponseType = ResponseType::JSON;
+
+    fn path(&self) -> String {
+        format!("sys/leases/revoke/{}", self.lease_id)
+    }
+
+    fn method(&self) -> RequestMethod {
+        RequestMethod::PUT
+    }
+}
+
+/// `GET sys/seal-status` (no token needed): vaultrs only has `sys/health`, whose answer it
+/// parses with fields OpenBao does not send.
+#[derive(Debug)]
+struct SealStatus;
+
+/// The part of `sys/seal-status` the backend reads.
+#[derive(Debug, Deserialize)]
+struct SealStatusResponse {
+    sealed: bool,
+}
+
+impl Endpoint for SealStatus {
+    type Response = SealStatusResponse;
+    const REQUEST_BODY_TYPE: RequestType = RequestType::JSON;
+    const RESPONSE_BODY_TYPE: ResponseType = ResponseType::JSON;
+
+    fn path(&self) -> String {
+        "sys/seal-status".into()
+    }
+
+    fn method(&self) -> RequestMethod {
+        RequestMethod::GET
+    }
+}
+
+/// Why a call got no usable answer.
+#[derive(Debug)]
+enum Failure {
+    /// No answer within the configured timeout.
+    Timeout,
+    /// What vaultrs said.
+    Vault(VaultError),
+}
+
+impl From<VaultError> for Failure {
+    fn from(e: VaultError) -> Self {
+        Self::Vault(e)
+    }
+}
+
+impl From<rustify::errors::ClientError> for Failure {
+    fn from(e: rustify::errors::ClientError) -> Self {
+        Self::Vault(VaultError::RestClientError { source: e })
+    }
+}
+
+impl Failure {
+    /// The HTTP status of an OpenBao error answer.
+    fn status(&self) -> Option<u16> {
+        match self {
+            Self::Vault(VaultError::APIError { code, .. })
+            | Self::Vault(VaultError::RestClientError {
+                source: rustify::errors::ClientError::ServerResponseError { code, .. },
+            }) => Some(*code),
+            _ => None,
+        }
+    }
 }
 
 fn errors_of(reply: &Reply) -> String {
@@ -62,6 +158,20 @@ fn refused(what: &str, reply: &Reply) -> Error {
     Error::OpenBao { reason, message }
 }
 
+/// An error and its sources on one line, without repeats.
+fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut cur = Some(e);
+    while let Some(e) = cur {
+        let msg = e.to_string();
+        if !parts.iter().any(|p| p.contains(&msg)) {
+            parts.push(msg);
+        }
+        cur = e.source();
+    }
+    parts.join(": ")
+}
+
 impl OpenBao {
     /// A client for `settings.addr`, logging in with JWT-SVIDs from the Workload API at
     /// `workload_endpoint`.
@@ -82,26 +192,62 @@ impl OpenBao {
         Self { static_token: Some(Secret::new(token)), ..Self::new(settings, "") }
     }
 
-    fn url(&self, path: &str) -> String {
-        format!("{}/v1/{}", self.addr, path.trim_start_matches('/'))
+    /// A vaultrs client on the shared reqwest client, with `token` (none: unauthenticated).
+    fn vault(&self, token: Option<&Secret>) -> Result<VaultClient, Error> {
+        let address = reqwest::Url::parse(&self.addr).map_err(|e| Error::OpenBao {
+            reason: BaoReason::Failed,
+            message: format!("invalid OpenBao address {:?}: {e}", self.addr),
+        })?;
+        let token = token.map(|t| t.expose().to_owned()).unwrap_or_default();
+        Ok(VaultClient {
+            http: rustify::clients::reqwest::Client::new(&self.addr, self.http.clone()),
+            middle: EndpointMiddleware { token: token.clone(), version: "v1".into(), wrap: None, namespace: None },
+            settings: VaultClientSettings {
+                address,
+                ca_certs: Vec::new(),
+                identity: None,
+                timeout: Some(self.settings.timeout),
+                token,
+                verify: true,
+                version: 1,
+                wrapping: false,
+                namespace: None,
+                proxy: None,
+            },
+        })
     }
 
-    async fn send(
-        &self,
-        method: Method,
-        path: &str,
-        token: Option<&Secret>,
-        body: Option<&Value>,
-    ) -> Result<Reply, Error> {
-        let url = self.url(path);
-        let headers: Vec<(&str, &str)> = token.map(|t| vec![("x-vault-token", t.expose())]).unwrap_or_default();
-        http::send(&self.http, method, &url, &headers, body, self.settings.timeout).await.map_err(|f| {
-            let reason = match f {
-                Failure::Request(_) => BaoReason::Failed,
-                Failure::Connect(_) | Failure::Timeout => BaoReason::Unreachable,
-            };
-            Error::OpenBao { reason, message: format!("cannot reach OpenBao at {}: {f}", self.addr) }
-        })
+    /// Runs `op` within the configured timeout.
+    async fn timed<T>(&self, op: impl Future<Output = Result<T, Failure>>) -> Result<T, Failure> {
+        tokio::time::timeout(self.settings.timeout, op).await.unwrap_or(Err(Failure::Timeout))
+    }
+
+    /// The backend's error for a `what` call that failed.
+    fn failed(&self, what: &str, failure: Failure) -> Error {
+        let unreachable = |reason: String| Error::OpenBao {
+            reason: BaoReason::Unreachable,
+            message: format!("cannot reach OpenBao at {}: {reason}", self.addr),
+        };
+        match failure {
+            Failure::Timeout => unreachable("no answer in time".into()),
+            Failure::Vault(VaultError::APIError { code, errors }) => {
+                refused(what, &reply(code, json!({ "errors": errors }).to_string()))
+            }
+            Failure::Vault(VaultError::RestClientError { source }) => match source {
+                rustify::errors::ClientError::ServerResponseError { code, content } => {
+                    refused(what, &reply(code, content.unwrap_or_default()))
+                }
+                rustify::errors::ClientError::RequestError { source, .. } => unreachable(chain(source.as_ref())),
+                other => Error::OpenBao {
+                    reason: BaoReason::Failed,
+                    message: format!("OpenBao's answer to {what} is not usable: {}", chain(&other)),
+                },
+            },
+            Failure::Vault(other) => Error::OpenBao {
+                reason: BaoReason::Failed,
+                message: format!("OpenBao's answer to {what} is not usable: {}", chain(&other)),
+            },
+        }
     }
 
     /// Logs in at `auth/<jwt_mount>/login` with a fresh JWT-SVID for the configured audience.
@@ -110,21 +256,18 @@ impl OpenBao {
             zt_tls::source::fetch_jwt_svid(&self.workload_endpoint, &self.settings.audience).await.map_err(|e| {
                 Error::OpenBao { reason: BaoReason::NoSvid, message: format!("no JWT-SVID to log in to OpenBao: {e}") }
             })?;
-        let path = format!("auth/{}/login", self.settings.jwt_mount);
-        let body = json!({"role": self.settings.role, "jwt": svid.token()});
-        let reply = self.send(Method::POST, &path, None, Some(&body)).await?;
-        if !reply.status.is_success() {
-            return Err(refused(&format!("the login with the JWT-SVID (role {:?})", self.settings.role), &reply));
-        }
-        let auth = reply.json().get("auth").cloned().unwrap_or(Value::Null);
-        let token = auth.get("client_token").and_then(Value::as_str).ok_or_else(|| Error::OpenBao {
-            reason: BaoReason::Failed,
-            message: "OpenBao's login answer has no auth.client_token".into(),
-        })?;
-        let ttl = auth.get("lease_duration").and_then(Value::as_u64).unwrap_or(0);
+        let client = self.vault(None)?;
+        let role = Some(self.settings.role.clone());
+        let auth = self
+            .timed(async {
+                Ok(vaultrs::auth::oidc::login(&client, &self.settings.jwt_mount, svid.token(), role).await?)
+            })
+            .await
+            .map_err(|f| self.failed(&format!("the login with the JWT-SVID (role {:?})", self.settings.role), f))?;
+        let ttl = auth.lease_duration;
         tracing::info!(role = %self.settings.role, ttl_secs = ttl, "logged in to OpenBao with a JWT-SVID");
         Ok(Token {
-            token: Secret::new(token),
+            token: Secret::new(&auth.client_token),
             refresh_at: (ttl > 0).then(|| Instant::now() + Duration::from_secs(ttl).mul_f64(0.8)),
         })
     }
@@ -146,32 +289,46 @@ impl OpenBao {
         Ok(token)
     }
 
-    /// An authenticated call; on 403 (token expired or revoked) logs in again and retries once.
-    async fn call(&self, method: Method, path: &str, body: Option<&Value>) -> Result<Reply, Error> {
+    /// An authenticated call (`op` on a vaultrs client with the current token); on 403 (token
+    /// expired or revoked) logs in again and retries once. `what` names the call in errors.
+    async fn call<T, F, Fut>(&self, what: &str, op: F) -> Result<T, Error>
+    where
+        F: Fn(VaultClient) -> Fut,
+        Fut: Future<Output = Result<T, Failure>>,
+    {
         let token = self.token().await?;
-        let reply = self.send(method.clone(), path, Some(&token), body).await?;
-        if reply.status != StatusCode::FORBIDDEN || self.static_token.is_some() {
-            return Ok(reply);
-        }
-        {
-            let mut slot = self.token.lock().await;
-            if slot.as_ref().is_some_and(|t| t.token == token) {
-                *slot = None;
+        let first = self.timed(op(self.vault(Some(&token))?)).await;
+        match first {
+            Err(f) if f.status() == Some(403) && self.static_token.is_none() => {
+                {
+                    let mut slot = self.token.lock().await;
+                    if slot.as_ref().is_some_and(|t| t.token == token) {
+                        *slot = None;
+                    }
+                }
+                tracing::info!(what, "OpenBao answered 403; logging in again");
+                let token = self.token().await?;
+                self.timed(op(self.vault(Some(&token))?)).await.map_err(|f| self.failed(what, f))
             }
+            other => other.map_err(|f| self.failed(what, f)),
         }
-        tracing::info!(path, "OpenBao answered 403; logging in again");
-        let token = self.token().await?;
-        self.send(method, path, Some(&token), body).await
     }
 
     /// New dynamic credentials from `<db_mount>/creds/<db_role>`, with their lease.
     pub async fn db_creds(&self) -> Result<DbCreds, Error> {
         let path = format!("{}/creds/{}", self.settings.db_mount, self.settings.db_role);
-        let reply = self.call(Method::GET, &path, None).await?;
-        if !reply.status.is_success() {
-            return Err(refused(&format!("database credentials at {path}"), &reply));
-        }
-        parse_creds(&reply.json(), SystemTime::now())
+        let (mount, role) = (&self.settings.db_mount, &self.settings.db_role);
+        let body = self
+            .call(&format!("database credentials at {path}"), |client| async move {
+                // vaultrs' `database::creds::generate` keeps only `data`: run its endpoint and
+                // keep the whole answer (lease_id, lease_duration, renewable).
+                let endpoint = GenerateCredentialsRequest { mount: mount.clone(), name: role.clone() };
+                let result = endpoint.with_middleware(&client.middle).exec(&client.http).await?;
+                serde_json::from_slice::<Value>(&result.raw())
+                    .map_err(|e| Failure::Vault(VaultError::JsonParseError { source: e }))
+            })
+            .await?;
+        parse_creds(&body, SystemTime::now())
     }
 
     /// Forgets the cached OpenBao token, so that the next call logs in again with a fresh
@@ -184,50 +341,63 @@ impl OpenBao {
     /// lease ID goes in the path, so that the backend's policy can allow revoking its own leases
     /// (`sys/leases/revoke/<db_mount>/creds/<db_role>/*`) and no others.
     pub async fn revoke(&self, lease_id: &str) -> Result<(), Error> {
-        let reply = self.call(Method::PUT, &format!("sys/leases/revoke/{lease_id}"), None).await?;
-        if !reply.status.is_success() {
-            return Err(refused(&format!("revoking lease {lease_id}"), &reply));
-        }
-        Ok(())
+        self.call(&format!("revoking lease {lease_id}"), |client| async move {
+            let endpoint = RevokeLease { lease_id: lease_id.to_owned() };
+            Ok(vaultrs::api::exec_with_empty(&client, endpoint).await?)
+        })
+        .await
     }
 
-    fn github_path(&self, username: &str) -> String {
-        format!("{}/data/github/{username}", self.settings.kv_mount)
+    /// `github/<username>` under the KV v2 mount.
+    fn github_path(username: &str) -> String {
+        format!("github/{username}")
     }
 
     /// Stores a user's GitHub token at `<kv_mount>/data/github/<username>` (field `token`).
     pub async fn put_github_token(&self, username: &str, token: &GithubToken) -> Result<(), Error> {
-        let body = json!({"data": {"token": token.expose()}});
-        let reply = self.call(Method::POST, &self.github_path(username), Some(&body)).await?;
-        if !reply.status.is_success() {
-            return Err(refused("storing the GitHub token", &reply));
-        }
-        Ok(())
+        let (mount, path) = (&self.settings.kv_mount, Self::github_path(username));
+        let data = json!({"token": token.expose()});
+        self.call("storing the GitHub token", |client| {
+            let (path, data) = (&path, &data);
+            async move {
+                vaultrs::kv2::set(&client, mount, path, data).await?;
+                Ok(())
+            }
+        })
+        .await
     }
 
     /// A user's GitHub token, if stored.
     pub async fn github_token(&self, username: &str) -> Result<Option<GithubToken>, Error> {
-        let reply = self.call(Method::GET, &self.github_path(username), None).await?;
-        if reply.status == StatusCode::NOT_FOUND {
-            return Ok(None);
-        }
-        if !reply.status.is_success() {
-            return Err(refused("reading the GitHub token", &reply));
-        }
-        let body = reply.json();
-        Ok(body.pointer("/data/data/token").and_then(Value::as_str).filter(|t| !t.is_empty()).map(GithubToken::new))
+        let (mount, path) = (&self.settings.kv_mount, Self::github_path(username));
+        let data = self
+            .call("reading the GitHub token", |client| {
+                let path = &path;
+                async move {
+                    match vaultrs::kv2::read::<Value>(&client, mount, path).await {
+                        Ok(data) => Ok(Some(data)),
+                        Err(VaultError::APIError { code: 404, .. }) => Ok(None),
+                        Err(e) => Err(e.into()),
+                    }
+                }
+            })
+            .await?;
+        Ok(data
+            .as_ref()
+            .and_then(|d| d.get("token"))
+            .and_then(Value::as_str)
+            .filter(|t| !t.is_empty())
+            .map(GithubToken::new))
     }
 
     /// Whether OpenBao is sealed (`sys/seal-status`, no token needed).
     pub async fn sealed(&self) -> Result<bool, Error> {
-        let reply = self.send(Method::GET, "sys/seal-status", None, None).await?;
-        if !reply.status.is_success() {
-            return Err(refused("the seal status", &reply));
-        }
-        reply.json().get("sealed").and_then(Value::as_bool).ok_or_else(|| Error::OpenBao {
-            reason: BaoReason::Failed,
-            message: "OpenBao's seal status has no \"sealed\" field".into(),
-        })
+        let client = self.vault(None)?;
+        let status = self
+            .timed(async { Ok(vaultrs::api::exec_with_no_result(&client, SealStatus).await?) })
+            .await
+            .map_err(|f| self.failed("the seal status", f))?;
+        Ok(status.sealed)
     }
 
     /// Checks that OpenBao is reachable and unsealed, as an error for the UI otherwise.
@@ -236,6 +406,15 @@ impl OpenBao {
             return Err(Error::OpenBao { reason: BaoReason::Sealed, message: "OpenBao is sealed".into() });
         }
         Ok(())
+    }
+}
+
+/// An OpenBao error answer as a [`Reply`], for [`refused`].
+fn reply(status: u16, body: String) -> Reply {
+    Reply {
+        status: StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY),
+        headers: Default::default(),
+        body: body.into(),
     }
 }
 
@@ -285,11 +464,7 @@ mod tests {
     }
 
     fn reply(status: u16, body: &str) -> Reply {
-        Reply {
-            status: StatusCode::from_u16(status).expect("status"),
-            headers: Default::default(),
-            body: bytes::Bytes::from(body.to_owned()),
-        }
+        super::reply(status, body.to_owned())
     }
 
     #[test]

@@ -13,8 +13,8 @@
 //! - [`OpenBao::user_token`] logs a user in with userpass and returns a signed identity token
 //!   (a JWT) for a role.
 //!
-//! Everything goes through OpenBao's HTTP API, with a tiny HTTP/1.0 client on a tokio
-//! `TcpStream` (the server is on loopback, without TLS).
+//! Everything goes through OpenBao's HTTP API on loopback (plain HTTP), with the reqwest client
+//! that `zt_tls::client` builds; `sys/generate-root` goes to the admin listener's UNIX socket.
 
 use std::fs::OpenOptions;
 use std::io::Write;
@@ -24,8 +24,6 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 use crate::binaries::Tool;
 use crate::process::{Launch, ProcessRecord};
@@ -1053,7 +1051,7 @@ fn api_errors(body: &Value) -> String {
     }
 }
 
-/// A tiny HTTP/1.0 client for OpenBao's API on loopback.
+/// OpenBao's API on loopback: JSON in, status and JSON out.
 struct Client<'a> {
     port: u16,
     /// Talk over this unix socket (the admin listener) instead of TCP.
@@ -1065,54 +1063,31 @@ impl Client<'_> {
     /// One request; the status and the JSON body (`null` when empty). Errors only when nothing
     /// (or garbage) answered.
     async fn send(&self, method: &str, path: &str, token: Option<&str>, body: Option<&Value>) -> Result<(u16, Value)> {
-        let command = format!("OpenBao {method} http://127.0.0.1:{}{path}", self.port);
-        let payload = body.map(Value::to_string).unwrap_or_default();
-        let mut req = format!("{method} {path} HTTP/1.0\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\n", self.port);
-        if let Some(t) = token {
-            req.push_str(&format!("X-Vault-Token: {t}\r\n"));
-        }
-        if body.is_some() {
-            req.push_str("Content-Type: application/json\r\n");
-        }
-        req.push_str(&format!("Content-Length: {}\r\n\r\n", payload.len()));
-        req.push_str(&payload);
-        let exchange = async {
-            let mut buf = Vec::new();
-            match &self.socket {
-                Some(path) => {
-                    let mut s = tokio::net::UnixStream::connect(path).await?;
-                    s.write_all(req.as_bytes()).await?;
-                    s.read_to_end(&mut buf).await?;
-                }
-                None => {
-                    let mut s = TcpStream::connect(("127.0.0.1", self.port)).await?;
-                    s.write_all(req.as_bytes()).await?;
-                    s.read_to_end(&mut buf).await?;
-                }
-            }
-            Ok::<_, std::io::Error>(buf)
+        let url = format!("http://127.0.0.1:{}{path}", self.port);
+        let command = format!("OpenBao {method} {url}");
+        let Ok(method) = reqwest::Method::from_bytes(method.as_bytes()) else {
+            return Err(self.failed(command, "not an HTTP method".into()));
         };
-        let raw = match tokio::time::timeout(REQUEST_TIMEOUT, exchange).await {
-            Ok(Ok(raw)) => raw,
-            Ok(Err(e)) => return Err(self.failed(command, format!("no answer: {e}"))),
-            Err(_) => {
+        let http = match &self.socket {
+            Some(socket) => zt_tls::client::unix_socket_client(socket),
+            None => zt_tls::client::web_client(),
+        };
+        let headers: Vec<(&str, &str)> = token.map(|t| vec![("x-vault-token", t)]).unwrap_or_default();
+        let resp = match zt_tls::client::web_send(&http, method, &url, &headers, body, REQUEST_TIMEOUT).await {
+            Ok(resp) => resp,
+            Err(zt_tls::ClientError::Timeout { .. }) => {
                 return Err(self.failed(command, format!("no answer within {} s", REQUEST_TIMEOUT.as_secs())));
             }
+            Err(e) => return Err(self.failed(command, format!("no answer: {e}"))),
         };
-        let text = String::from_utf8_lossy(&raw);
-        let Some((head, body)) = text.split_once("\r\n\r\n") else {
-            return Err(self.failed(command, "the answer is not HTTP".into()));
-        };
-        let Some(status) = head.split_whitespace().nth(1).and_then(|s| s.parse::<u16>().ok()) else {
-            return Err(self.failed(command, "the answer has no HTTP status".into()));
-        };
-        let body = body.trim();
-        let value = if body.is_empty() {
+        let text = String::from_utf8_lossy(&resp.body);
+        let text = text.trim();
+        let value = if text.is_empty() {
             Value::Null
         } else {
-            serde_json::from_str(body).unwrap_or_else(|_| Value::String(body.to_owned()))
+            serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_owned()))
         };
-        Ok((status, value))
+        Ok((resp.status.as_u16(), value))
     }
 
     /// [`Client::send`], and any status but 2xx is an error with OpenBao's messages.

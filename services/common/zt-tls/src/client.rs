@@ -1,15 +1,12 @@
 //! An HTTP client that presents this workload's SVID and checks the server's SPIFFE ID.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::{Method, Request, StatusCode};
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use reqwest::Method;
+use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use spiffe::{TrustDomain, X509Source};
 use spiffe_rustls::TrustDomainPolicy;
 use zt_identity::Authorizer;
@@ -18,6 +15,9 @@ use crate::Error;
 
 /// How many times a request is tried when its TLS handshake fails (see `request_with_headers`).
 const HANDSHAKE_ATTEMPTS: u64 = 3;
+
+/// ALPN for HTTP clients: HTTP/2 when the server offers it, else HTTP/1.1.
+const HTTP_ALPN: [&[u8]; 2] = [b"h2", b"http/1.1"];
 
 /// Options for [`MtlsClient`].
 #[derive(Debug, Clone)]
@@ -76,9 +76,9 @@ pub enum ClientError {
 #[derive(Debug, Clone)]
 pub struct Response {
     /// HTTP status.
-    pub status: StatusCode,
+    pub status: reqwest::StatusCode,
     /// Response headers.
-    pub headers: hyper::HeaderMap,
+    pub headers: HeaderMap,
     /// Body bytes.
     pub body: Bytes,
 }
@@ -90,11 +90,11 @@ impl Response {
     }
 }
 
-/// An mTLS HTTP client. The server must present an SVID of `trust_domain` that the
-/// `server` authorizer accepts.
+/// An mTLS HTTP client (reqwest over the rustls config from [`client_config`]). The server must
+/// present an SVID of `trust_domain` that the `server` authorizer accepts.
 #[derive(Clone)]
 pub struct MtlsClient {
-    http: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    http: reqwest::Client,
     timeout: Duration,
 }
 
@@ -105,30 +105,22 @@ impl std::fmt::Debug for MtlsClient {
 }
 
 impl MtlsClient {
-    /// Builds a client from this workload's source.
+    /// Builds a client from this workload's source. The rustls config reads the live source on
+    /// every handshake, so new connections present the current SVID and trust the current
+    /// bundle after a rotation.
     pub fn new(
         source: &X509Source,
         trust_domain: &TrustDomain,
         server: Arc<dyn Authorizer>,
         options: ClientOptions,
     ) -> Result<Self, Error> {
-        let config = client_config(source, trust_domain, server, Vec::new())?;
-        // TCP_NODELAY: an HTTP/2 request is a HEADERS and a DATA frame; with Nagle's algorithm
-        // the DATA frame waits for the server's delayed ACK (about 40 ms).
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_nodelay(true);
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(config)
-            .https_only()
-            .enable_http1()
-            .enable_http2()
-            .wrap_connector(http);
-        let mut builder = Client::builder(TokioExecutor::new());
+        let config = client_config(source, trust_domain, server, HTTP_ALPN.iter().map(|p| p.to_vec()).collect())?;
+        let mut builder = builder(config).https_only(true);
         if !options.reuse_connections {
-            builder.pool_max_idle_per_host(0);
+            builder = builder.pool_max_idle_per_host(0);
         }
-        Ok(Self { http: builder.build(connector), timeout: options.timeout })
+        let http = builder.build().map_err(|e| Error::Config(format!("HTTP client: {e}")))?;
+        Ok(Self { http, timeout: options.timeout })
     }
 
     /// Sends a request with an optional JSON body.
@@ -153,7 +145,7 @@ impl MtlsClient {
         if !url.starts_with("https://") {
             return Err(ClientError::InvalidUrl(url.to_owned()));
         }
-        let req = build_request(method, url, headers, json)?;
+        let req = build_request(&self.http, method, url, headers, json)?;
         let send = async {
             // spiffe-rustls refuses handshakes for the instant between a rotated SVID or bundle
             // arriving and its conversion (`PendingRevision`, on either side). A request whose
@@ -161,12 +153,8 @@ impl MtlsClient {
             let mut attempt = 0;
             loop {
                 attempt += 1;
-                let result = async {
-                    let resp = self.http.request(req.clone()).await.map_err(|e| classify(url, &e))?;
-                    read_response(url, resp).await
-                }
-                .await;
-                match result {
+                let this = req.try_clone().ok_or_else(|| ClientError::InvalidUrl(url.to_owned()))?;
+                match execute(&self.http, url, this).await {
                     Err(ClientError::Tls { reason, .. } | ClientError::Connect { reason, .. })
                         if attempt < HANDSHAKE_ATTEMPTS =>
                     {
@@ -313,53 +301,84 @@ fn describe_tls(e: &rustls::Error) -> String {
     }
 }
 
-/// A plain HTTP(S) client for the outside world (OIDC discovery, SaaS APIs): `https://` is
-/// verified against the public Web PKI roots (webpki-roots), `http://` is allowed for
-/// loopback fixtures and lab services.
-pub type WebClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+/// A reqwest client builder on `tls`, as every ztlab HTTP client is made: no proxy from the
+/// environment, no redirects followed (callers see 3xx answers as they are), `TCP_NODELAY` (an
+/// HTTP/2 request is a HEADERS and a DATA frame; with Nagle's algorithm the DATA frame waits for
+/// the server's delayed ACK, about 40 ms).
+fn builder(tls: rustls::ClientConfig) -> reqwest::ClientBuilder {
+    reqwest::Client::builder()
+        .tls_backend_preconfigured(tls)
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .tcp_nodelay(true)
+}
+
+/// The rustls config for the outside world: the public Web PKI roots (webpki-roots), no client
+/// certificate.
+fn web_tls_config() -> rustls::ClientConfig {
+    let roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
+    let mut config = rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth();
+    config.alpn_protocols = HTTP_ALPN.iter().map(|p| p.to_vec()).collect();
+    config
+}
+
+/// A plain HTTP(S) client for the outside world (OIDC discovery, SaaS APIs, OpenBao on
+/// loopback): `https://` is verified against the public Web PKI roots (webpki-roots), `http://`
+/// is allowed for loopback fixtures and lab services.
+pub type WebClient = reqwest::Client;
 
 /// Builds a [`WebClient`].
 pub fn web_client() -> WebClient {
-    let connector = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_webpki_roots()
-        .https_or_http()
-        .enable_http1()
-        .enable_http2()
-        .build();
-    Client::builder(TokioExecutor::new()).build(connector)
+    builder(web_tls_config())
+        .build()
+        .expect("a reqwest client with a prebuilt rustls config and no proxy always builds")
+}
+
+/// A plain-HTTP [`WebClient`] whose every connection goes to the UNIX socket `path` (the URL's
+/// host is then only the `Host` header), for servers that listen on a socket file: OpenBao's
+/// admin listener.
+pub fn unix_socket_client(path: &Path) -> WebClient {
+    builder(web_tls_config())
+        .unix_socket(path)
+        .build()
+        .expect("a reqwest client with a prebuilt rustls config and no proxy always builds")
 }
 
 /// A request with `headers` (credential headers marked sensitive, so never logged) and `json`
 /// as the body, with its content type.
 fn build_request(
+    client: &reqwest::Client,
     method: Method,
     url: &str,
     headers: &[(&str, &str)],
     json: Option<&serde_json::Value>,
-) -> Result<Request<Full<Bytes>>, ClientError> {
-    let mut req = Request::builder().method(method).uri(url);
+) -> Result<reqwest::Request, ClientError> {
+    let mut map = HeaderMap::new();
     if json.is_some() {
-        req = req.header(hyper::header::CONTENT_TYPE, "application/json");
+        map.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     }
     for (name, value) in headers {
-        let name_ok = hyper::header::HeaderName::from_bytes(name.as_bytes());
-        let value_ok = hyper::header::HeaderValue::from_str(value);
-        match (name_ok, value_ok) {
+        match (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(value)) {
             (Ok(n), Ok(mut v)) => {
                 v.set_sensitive(matches!(n.as_str(), "authorization" | "x-vault-token"));
-                req = req.header(n, v);
+                map.append(n, v);
             }
             _ => return Err(ClientError::InvalidHeader((*name).to_owned())),
         }
     }
-    let body = json.map(|v| Bytes::from(v.to_string())).unwrap_or_default();
-    req.body(Full::new(body)).map_err(|_| ClientError::InvalidUrl(url.to_owned()))
+    let mut req = client.request(method, url).headers(map);
+    if let Some(v) = json {
+        req = req.body(v.to_string());
+    }
+    req.build().map_err(|_| ClientError::InvalidUrl(url.to_owned()))
 }
 
-async fn read_response(url: &str, resp: hyper::Response<hyper::body::Incoming>) -> Result<Response, ClientError> {
+/// Sends `req` and reads the whole answer.
+async fn execute(client: &reqwest::Client, url: &str, req: reqwest::Request) -> Result<Response, ClientError> {
+    let resp = client.execute(req).await.map_err(|e| classify(url, &e))?;
     let status = resp.status();
     let headers = resp.headers().clone();
-    let body = resp.into_body().collect().await.map_err(|e| classify(url, &e))?.to_bytes();
+    let body = resp.bytes().await.map_err(|e| classify(url, &e))?;
     Ok(Response { status, headers, body })
 }
 
@@ -378,10 +397,8 @@ pub async fn web_send(
     json: Option<&serde_json::Value>,
     timeout: Duration,
 ) -> Result<Response, ClientError> {
-    let req = build_request(method, url, headers, json)?;
-    let send = async {
-        let resp = client.request(req).await.map_err(|e| classify(url, &e))?;
-        read_response(url, resp).await
-    };
-    tokio::time::timeout(timeout, send).await.map_err(|_| ClientError::Timeout { url: url.to_owned(), timeout })?
+    let req = build_request(client, method, url, headers, json)?;
+    tokio::time::timeout(timeout, execute(client, url, req))
+        .await
+        .map_err(|_| ClientError::Timeout { url: url.to_owned(), timeout })?
 }
