@@ -168,6 +168,24 @@ impl Caller {
     }
 }
 
+/// CPU time this process has used so far, all threads, user and system (which includes the
+/// kernel's loopback TCP work done on their behalf), from `/proc/self/stat`; `None` off Linux.
+fn cpu_time() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the parenthesised command name: state is field 3, utime 14, stime 15.
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    // USER_HZ, 100 on every Linux architecture ztlab runs on.
+    Some(Duration::from_millis(ticks * 10))
+}
+
+/// What one path did in one test: request statistics, and CPU time per call when known.
+struct Figures {
+    stats: Stats,
+    cpu_per_call: Option<Duration>,
+}
+
 async fn answer(resp: hyper::Response<hyper::body::Incoming>) -> Result {
     let status = resp.status();
     let body = resp.into_body().collect().await?.to_bytes();
@@ -176,8 +194,8 @@ async fn answer(resp: hyper::Response<hyper::body::Incoming>) -> Result {
 
 /// `concurrency` workers run `test` for `duration`, on the plain path in even time slots and on
 /// the mTLS path in odd ones. Per path: statistics over the time of its own slots, and the
-/// first error.
-async fn run(test: Test, ends: &Ends, concurrency: usize, duration: Duration, slot: Duration) -> Result<[Stats; 2]> {
+/// process's CPU time in its slots per call (client and server together).
+async fn run(test: Test, ends: &Ends, concurrency: usize, duration: Duration, slot: Duration) -> Result<[Figures; 2]> {
     // HTTP/2: one connection per path, shared by the workers.
     let (shared_plain, shared_mtls) = if test == Test::H2 {
         let Caller::H2(p) = Caller::open(test, ends, false, None).await? else { unreachable!() };
@@ -194,6 +212,24 @@ async fn run(test: Test, ends: &Ends, concurrency: usize, duration: Duration, sl
         ]);
     }
     let start = Instant::now();
+    // CPU time, read at each slot boundary and added to that slot's path.
+    let monitor = tokio::spawn(async move {
+        let (mut cpu, mut last) = ([Some(Duration::ZERO); 2], cpu_time());
+        let mut k = 0u32;
+        while slot * k < duration {
+            let end = (slot * (k + 1)).min(duration);
+            tokio::time::sleep_until((start + end).into()).await;
+            let now = cpu_time();
+            let i = k as usize % 2;
+            cpu[i] = match (cpu[i], last, now) {
+                (Some(acc), Some(a), Some(b)) => Some(acc + b.saturating_sub(a)),
+                _ => None,
+            };
+            last = now;
+            k += 1;
+        }
+        cpu
+    });
     let mut tasks = Vec::new();
     for mut callers in workers {
         tasks.push(tokio::spawn(async move {
@@ -246,8 +282,14 @@ async fn run(test: Test, ends: &Ends, concurrency: usize, duration: Duration, sl
             return Err(format!("{test:?} {path}: {n} calls failed, the first with: {first}").into());
         }
     }
+    let cpu = monitor.await?;
     let [lp, lm] = lat;
-    Ok([stats(lp, 0, own[0].max(Duration::from_millis(1))), stats(lm, 0, own[1].max(Duration::from_millis(1)))])
+    let figures = |i: usize, l: Vec<Duration>| {
+        let stats = stats(l, 0, own[i].max(Duration::from_millis(1)));
+        let cpu_per_call = cpu[i].filter(|_| stats.requests > 0).map(|c| c.div_f64(stats.requests as f64));
+        Figures { stats, cpu_per_call }
+    };
+    Ok([figures(0, lp), figures(1, lm)])
 }
 
 /// The plain listener: the server stack of `zt_tls::MtlsServer::serve` without TLS (hyper-util's
@@ -327,40 +369,53 @@ async fn main() -> Result {
         results.push((key, name, figures));
     }
 
-    println!("{:<20} {:<6} {:>10} {:>10} {:>9} {:>9}", "test", "path", "calls", "calls/s", "p50 ms", "p99 ms");
+    println!(
+        "{:<20} {:<6} {:>10} {:>10} {:>9} {:>9} {:>12}",
+        "test", "path", "calls", "calls/s", "p50 ms", "p99 ms", "cpu us/call"
+    );
+    let us = |f: &Figures| f.cpu_per_call.map_or(f64::NAN, e2e::bench::us);
     for (_, name, [p, m]) in &results {
-        for (path, s) in [("plain", p), ("mtls", m)] {
-            println!("{name:<20} {path:<6} {:>10} {:>10.0} {:>9.3} {:>9.3}", s.requests, s.rps, ms(s.p50), ms(s.p99));
+        for (path, f) in [("plain", p), ("mtls", m)] {
+            let s = &f.stats;
+            println!(
+                "{name:<20} {path:<6} {:>10} {:>10.0} {:>9.3} {:>9.3} {:>12.1}",
+                s.requests,
+                s.rps,
+                ms(s.p50),
+                ms(s.p99),
+                us(f)
+            );
         }
     }
     let get = |k: &str| results.iter().find(|r| r.0 == k).map(|r| &r.2);
-    if let Some([p, m]) = get("h1") {
-        println!("BENCH h1_plain_rps {:.0}", p.rps);
-        println!("BENCH h1_mtls_rps {:.0}", m.rps);
-        println!("BENCH h1_plain_p99_ms {:.3}", ms(p.p99));
-        println!("BENCH h1_mtls_p99_ms {:.3}", ms(m.p99));
-    }
-    if let Some([p, m]) = get("h2") {
-        println!("BENCH h2_plain_rps {:.0}", p.rps);
-        println!("BENCH h2_mtls_rps {:.0}", m.rps);
-        println!("BENCH h2_plain_p99_ms {:.3}", ms(p.p99));
-        println!("BENCH h2_mtls_p99_ms {:.3}", ms(m.p99));
+    for what in ["h1", "h2"] {
+        if let Some([p, m]) = get(what) {
+            println!("BENCH {what}_plain_rps {:.0}", p.stats.rps);
+            println!("BENCH {what}_mtls_rps {:.0}", m.stats.rps);
+            println!("BENCH {what}_plain_p99_ms {:.3}", ms(p.stats.p99));
+            println!("BENCH {what}_mtls_p99_ms {:.3}", ms(m.stats.p99));
+            println!("BENCH {what}_plain_cpu_us_per_req {:.1}", us(p));
+            println!("BENCH {what}_mtls_cpu_us_per_req {:.1}", us(m));
+            println!("BENCH mtls_vs_plain_cpu_ratio_{what} {:.3}", us(p) / us(m));
+        }
     }
     if let Some([p, m]) = get("conn") {
-        println!("BENCH plain_connections_per_s {:.0}", p.rps);
-        println!("BENCH mtls_handshake_p99_ms {:.3}", ms(m.p99));
+        println!("BENCH plain_connections_per_s {:.0}", p.stats.rps);
+        println!("BENCH plain_connection_cpu_us {:.1}", us(p));
+        println!("BENCH mtls_handshake_cpu_us {:.1}", us(m));
+        println!("BENCH mtls_handshake_p99_ms {:.3}", ms(m.stats.p99));
     }
     if let Some([p, m]) = get("h1") {
-        println!("BENCH mtls_vs_plain_rps_ratio_h1 {:.3}", m.rps / p.rps);
+        println!("BENCH mtls_vs_plain_rps_ratio_h1 {:.3}", m.stats.rps / p.stats.rps);
     }
     if let Some([p, m]) = get("h2") {
-        println!("BENCH mtls_vs_plain_rps_ratio_h2 {:.3}", m.rps / p.rps);
+        println!("BENCH mtls_vs_plain_rps_ratio_h2 {:.3}", m.stats.rps / p.stats.rps);
     }
     if let Some([_, m]) = get("conn") {
-        println!("BENCH mtls_handshakes_per_s {:.0}", m.rps);
+        println!("BENCH mtls_handshakes_per_s {:.0}", m.stats.rps);
     }
     if let Some([p, m]) = get("h1") {
-        println!("BENCH mtls_vs_plain_rps_ratio {:.3}", m.rps / p.rps);
+        println!("BENCH mtls_vs_plain_rps_ratio {:.3}", m.stats.rps / p.stats.rps);
     }
     drop(lab);
     Ok(())
