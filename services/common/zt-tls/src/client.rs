@@ -178,7 +178,7 @@ impl MtlsClient {
 
 /// The client-side rustls config: present this workload's SVID, accept only a server of
 /// `trust_domain` whose SPIFFE ID `server` authorizes.
-fn client_config(
+pub(crate) fn client_config(
     source: &X509Source,
     trust_domain: &TrustDomain,
     server: Arc<dyn Authorizer>,

@@ -14,6 +14,8 @@
 //!   caller's [`PeerIdentity`]; it also yields mTLS connections for tonic.
 //! - [`client`]: [`MtlsClient`], an HTTP client that presents this workload's SVID and checks
 //!   the server's SPIFFE ID.
+//! - [`connect`]: [`connect::MtlsConnector`], the same client-side TLS on a TCP stream the
+//!   caller opened (for code that drives HTTP connections itself, like the mTLS benchmark).
 //! - [`pg`]: TLS to PostgreSQL from the SVID files spiffe-helper writes (re-read on rotation),
 //!   requiring the server's SPIFFE ID.
 //!
@@ -23,6 +25,7 @@
 //! to observe it (health, metrics).
 
 pub mod client;
+pub mod connect;
 pub mod peer;
 pub mod pg;
 pub mod server;

@@ -66,10 +66,52 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for PeerIdentity {
     type Rejection = (axum::http::StatusCode, &'static str);
 
     async fn from_request_parts(parts: &mut axum::http::request::Parts, _: &S) -> Result<Self, Self::Rejection> {
-        parts
-            .extensions
-            .get::<PeerIdentity>()
-            .cloned()
+        // `MtlsServer` puts an `Arc<PeerIdentity>` on each request; a bare `PeerIdentity`
+        // (e.g. a test's `Extension` layer) works too.
+        let ext = &parts.extensions;
+        ext.get::<std::sync::Arc<PeerIdentity>>()
+            .map(|peer| PeerIdentity::clone(peer))
+            .or_else(|| ext.get::<PeerIdentity>().cloned())
             .ok_or((axum::http::StatusCode::UNAUTHORIZED, "no peer SPIFFE ID: this route is served only over mTLS"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use axum::extract::FromRequestParts;
+
+    use super::*;
+
+    fn peer() -> PeerIdentity {
+        let id = "spiffe://ztlab.test/ns/demo/sa/client";
+        PeerIdentity {
+            spiffe_id: SpiffeId::new(id).expect("id"),
+            cert: CertInfo {
+                spiffe_id: id.into(),
+                serial: "01".into(),
+                not_after: 0,
+                expires_at: "1970-01-01T00:00:00Z".into(),
+            },
+        }
+    }
+
+    async fn extract(req: axum::http::Request<()>) -> Result<PeerIdentity, axum::http::StatusCode> {
+        let (mut parts, ()) = req.into_parts();
+        PeerIdentity::from_request_parts(&mut parts, &()).await.map_err(|(status, _)| status)
+    }
+
+    #[tokio::test]
+    async fn the_extractor_reads_the_servers_arc_or_a_bare_peer_and_refuses_without_one() {
+        let mut req = axum::http::Request::new(());
+        req.extensions_mut().insert(Arc::new(peer()));
+        assert_eq!(extract(req).await, Ok(peer()));
+
+        let mut req = axum::http::Request::new(());
+        req.extensions_mut().insert(peer());
+        assert_eq!(extract(req).await, Ok(peer()));
+
+        assert_eq!(extract(axum::http::Request::new(())).await, Err(axum::http::StatusCode::UNAUTHORIZED));
     }
 }

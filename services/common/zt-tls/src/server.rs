@@ -15,7 +15,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::http::StatusCode;
-use axum::{Extension, Json, Router};
+use axum::{Json, Router};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
@@ -27,6 +27,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 use tokio_stream::wrappers::ReceiverStream;
+use tower::ServiceExt;
 use zt_identity::{Authorizer, Denied};
 
 use crate::{Error, PeerIdentity};
@@ -122,11 +123,19 @@ impl MtlsServer {
                 let Some((tls, info)) = handshake(&acceptor, tcp, remote, &*authorizer, true).await else {
                     return;
                 };
-                let service = match (info.decision, info.peer) {
-                    (Ok(()), Some(peer)) => router.layer(Extension(peer)),
-                    (Ok(()), None) => router,
-                    (Err(denied), _) => denial_router(denied),
+                let (service, peer) = match (info.decision, info.peer) {
+                    (Ok(()), peer) => (router, peer.map(Arc::new)),
+                    (Err(denied), _) => (denial_router(denied), None),
                 };
+                // The peer goes on each request as an `Arc` (a reference count, not a copy of
+                // its strings), around the router rather than through `Router::layer`, which
+                // would wrap every route again for each connection.
+                let service = service.map_request(move |mut req: hyper::Request<hyper::body::Incoming>| {
+                    if let Some(peer) = &peer {
+                        req.extensions_mut().insert(peer.clone());
+                    }
+                    req
+                });
                 let conn = auto::Builder::new(TokioExecutor::new())
                     .serve_connection_with_upgrades(TokioIo::new(tls), TowerToHyperService::new(service))
                     .into_owned();
