@@ -69,8 +69,8 @@ impl Endpoint for RevokeLease {
     }
 }
 
-/// `GET sys/seal-status` (no token needed): vaultrs only has `sys/health`, whose answer it
-/// parses with fields OpenBao does not send.
+/// `GET sys/seal-status` (no token needed): vaultrs has no such call (its `sys::status` reads
+/// `sys/health`, a different endpoint).
 #[derive(Debug)]
 struct SealStatus;
 

@@ -16,10 +16,11 @@
 //! Everything goes through OpenBao's HTTP API on loopback (plain HTTP), on the reqwest client
 //! that `zt_tls::client` builds: through vaultrs where it has the call (init, unseal, policies,
 //! tokens, userpass login), and as plain JSON requests ([`Client::send`]) where it has not or
-//! does not fit: `sys/health` (vaultrs' answer type wants fields OpenBao does not send), the jwt
-//! auth role and config, mounts, the database engine, identity entities, groups and OIDC
-//! (issuer, keys, roles, tokens), and `sys/generate-root`, which goes to the admin listener's
-//! UNIX socket without a token (vaultrs has no generate-root and no UNIX sockets).
+//! does not fit: `sys/health` (readiness reads the body of 429, 501 and 503 answers too, which
+//! vaultrs turns into errors without it), the jwt auth role and config, mounts, the database
+//! engine, identity entities, groups and OIDC (issuer, keys, roles, tokens), and
+//! `sys/generate-root` (no vaultrs call), which goes to the admin listener's UNIX socket without
+//! a token.
 
 use std::fs::OpenOptions;
 use std::io::Write;
