@@ -19,9 +19,8 @@ use rustify::enums::{RequestMethod, RequestType, ResponseType};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
-use vaultrs::api::EndpointMiddleware;
 use vaultrs::api::database::requests::GenerateCredentialsRequest;
-use vaultrs::client::{VaultClient, VaultClientSettings};
+use vaultrs::client::VaultClient;
 use vaultrs::error::ClientError as VaultError;
 use zt_tls::client::WebClient;
 
@@ -70,8 +69,8 @@ impl Endpoint for RevokeLease {
     }
 }
 
-/// `GET sys/seal-status` (no token needed): vaultrs only has `sys/health`, whose answer it
-/// parses with fields OpenBao does not send.
+/// `GET sys/seal-status` (no token needed): vaultrs has no such call (its `sys::status` reads
+/// `sys/health`, a different endpoint).
 #[derive(Debug)]
 struct SealStatus;
 
@@ -194,27 +193,8 @@ impl OpenBao {
 
     /// A vaultrs client on the shared reqwest client, with `token` (none: unauthenticated).
     fn vault(&self, token: Option<&Secret>) -> Result<VaultClient, Error> {
-        let address = reqwest::Url::parse(&self.addr).map_err(|e| Error::OpenBao {
-            reason: BaoReason::Failed,
-            message: format!("invalid OpenBao address {:?}: {e}", self.addr),
-        })?;
-        let token = token.map(|t| t.expose().to_owned()).unwrap_or_default();
-        Ok(VaultClient {
-            http: rustify::clients::reqwest::Client::new(&self.addr, self.http.clone()),
-            middle: EndpointMiddleware { token: token.clone(), version: "v1".into(), wrap: None, namespace: None },
-            settings: VaultClientSettings {
-                address,
-                ca_certs: Vec::new(),
-                identity: None,
-                timeout: Some(self.settings.timeout),
-                token,
-                verify: true,
-                version: 1,
-                wrapping: false,
-                namespace: None,
-                proxy: None,
-            },
-        })
+        zt_tls::client::vault_client(&self.http, &self.addr, token.map(Secret::expose).unwrap_or_default())
+            .map_err(|e| Error::OpenBao { reason: BaoReason::Failed, message: e.to_string() })
     }
 
     /// Runs `op` within the configured timeout.

@@ -3,13 +3,10 @@
 
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use bytes::{Bytes, BytesMut};
 use hyper::header::{CONTENT_TYPE, HeaderMap};
-use hyper::{Method, Request, StatusCode, Uri};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use hyper::{Method, StatusCode, Uri};
+use zt_tls::client::WebClient;
 
 use crate::Error;
 
@@ -39,10 +36,11 @@ impl Reply {
     }
 }
 
-/// A plain-HTTP client for one base URL (`http://host:port`, no path).
+/// A plain-HTTP client for one base URL (`http://host:port`, no path), on the reqwest client
+/// that `zt_tls::client` builds.
 #[derive(Debug, Clone)]
 pub struct PlainClient {
-    http: Client<HttpConnector, Full<Bytes>>,
+    http: WebClient,
     base: String,
     timeout: Duration,
 }
@@ -65,11 +63,7 @@ impl PlainClient {
         if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
             return Err(invalid("give the base URL only, without a path"));
         }
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(timeout));
-        let http = Client::builder(TokioExecutor::new()).build(connector);
-        Ok(Self { http, base: base.trim_end_matches('/').to_owned(), timeout })
+        Ok(Self { http: zt_tls::client::web_client(), base: base.trim_end_matches('/').to_owned(), timeout })
     }
 
     /// The base URL.
@@ -90,29 +84,28 @@ impl PlainClient {
     /// Sends one request with `headers` and `body`; any HTTP answer is `Ok`.
     pub async fn send(&self, method: Method, path: &str, headers: &HeaderMap, body: Bytes) -> Result<Reply, Error> {
         let url = self.url(path);
-        let mut builder = Request::builder().method(method).uri(&url);
-        for (name, value) in headers {
-            builder = builder.header(name, value);
-        }
-        let request = builder.body(Full::new(body)).map_err(|e| Error::InvalidSetting {
-            field: "path".into(),
-            value: url.clone(),
-            reason: e.to_string(),
-        })?;
+        let request =
+            self.http.request(method, &url).headers(headers.clone()).body(body).build().map_err(|e| {
+                Error::InvalidSetting { field: "path".into(), value: url.clone(), reason: e.to_string() }
+            })?;
         let exchange = async {
-            let response = self
+            let mut response = self
                 .http
-                .request(request)
+                .execute(request)
                 .await
                 .map_err(|e| Error::Connect { url: url.clone(), reason: error_chain(&e) })?;
-            let (parts, body) = response.into_parts();
-            let body = Limited::new(body, MAX_BODY)
-                .collect()
-                .await
-                .map_err(|e| Error::Body { url: url.clone(), reason: e.to_string() })?
-                .to_bytes();
-            let content_type = parts.headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
-            Ok(Reply { status: parts.status, content_type, body })
+            let status = response.status();
+            let content_type = response.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
+            let mut body = BytesMut::new();
+            while let Some(chunk) =
+                response.chunk().await.map_err(|e| Error::Body { url: url.clone(), reason: error_chain(&e) })?
+            {
+                if body.len() + chunk.len() > MAX_BODY {
+                    return Err(Error::Body { url: url.clone(), reason: "length limit exceeded".into() });
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(Reply { status, content_type, body: body.freeze() })
         };
         match tokio::time::timeout(self.timeout, exchange).await {
             Ok(result) => result,

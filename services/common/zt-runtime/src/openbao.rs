@@ -13,8 +13,14 @@
 //! - [`OpenBao::user_token`] logs a user in with userpass and returns a signed identity token
 //!   (a JWT) for a role.
 //!
-//! Everything goes through OpenBao's HTTP API on loopback (plain HTTP), with the reqwest client
-//! that `zt_tls::client` builds; `sys/generate-root` goes to the admin listener's UNIX socket.
+//! Everything goes through OpenBao's HTTP API on loopback (plain HTTP), on the reqwest client
+//! that `zt_tls::client` builds: through vaultrs where it has the call (init, unseal, policies,
+//! tokens, userpass login), and as plain JSON requests ([`Client::send`]) where it has not or
+//! does not fit: `sys/health` (readiness reads the body of 429, 501 and 503 answers too, which
+//! vaultrs turns into errors without it), the jwt auth role and config, mounts, the database
+//! engine, identity entities, groups and OIDC (issuer, keys, roles, tokens), and
+//! `sys/generate-root` (no vaultrs call), which goes to the admin listener's UNIX socket without
+//! a token.
 
 use std::fs::OpenOptions;
 use std::io::Write;
@@ -316,14 +322,12 @@ impl OpenBao {
                 "OpenBao is not initialised but a key file exists (data dir removed?); replacing it"
             );
         }
-        let body = self
-            .client()
-            .call("PUT", "/v1/sys/init", None, Some(&json!({"secret_shares": 1, "secret_threshold": 1})))
-            .await?;
-        let keys: Keys = serde_json::from_value(body).map_err(|e| Error::Command {
-            command: format!("OpenBao PUT {}/v1/sys/init", self.addr),
-            message: format!("unexpected answer: {e}\n  log: {}", self.record.log.display()),
-        })?;
+        let c = self.client();
+        let init = c.vault("POST", "/v1/sys/init", None, |v| async move {
+            vaultrs::sys::start_initialization(&v, 1, 1, None).await
+        });
+        let init = init.await?;
+        let keys = Keys { keys_base64: init.keys_base64, root_token: init.root_token };
         write_private(&file, &keys)?;
         tracing::info!(file = %file.display(), "OpenBao initialised; unseal key and root token written");
         Ok(())
@@ -348,13 +352,22 @@ impl OpenBao {
                 message: format!("{} holds no unseal key", self.key_file().display()),
             });
         };
-        let body = self.client().call("PUT", "/v1/sys/unseal", None, Some(&json!({ "key": key }))).await?;
-        if body.get("sealed").and_then(Value::as_bool) != Some(false) {
+        let key = key.clone();
+        let c = self.client();
+        let status = c
+            .vault("PUT", "/v1/sys/unseal", None, |v| {
+                let key = key.clone();
+                async move { vaultrs::sys::unseal(&v, Some(key), None, None).await }
+            })
+            .await?;
+        if status.sealed {
             return Err(Error::Command {
                 command: format!("OpenBao PUT {}/v1/sys/unseal", self.addr),
                 message: format!(
-                    "still sealed after the key from {} was given (wrong key for this data dir?): {body}\n  log: {}",
+                    "still sealed after the key from {} was given (wrong key for this data dir?): progress {} of {}\n  log: {}",
                     self.key_file().display(),
+                    status.progress,
+                    status.threshold,
                     self.record.log.display()
                 ),
             });
@@ -394,7 +407,11 @@ impl OpenBao {
     /// Revokes a root token (`auth/token/revoke-self`) and removes the initial one from the key
     /// file, which then holds only the unseal key.
     pub async fn revoke_root(&self, token: &str) -> Result<()> {
-        self.client().call("PUT", "/v1/auth/token/revoke-self", Some(token), Some(&json!({}))).await?;
+        self.client()
+            .vault("POST", "/v1/auth/token/revoke-self", Some(token), |v| async move {
+                vaultrs::token::revoke_self(&v).await
+            })
+            .await?;
         let mut keys = read_keys(&self.dir, &self.record)?;
         if !keys.root_token.is_empty() {
             keys.root_token.clear();
@@ -435,7 +452,7 @@ impl OpenBao {
              path \"sys/leases/revoke/database/creds/{role}/*\" {{ capabilities = [\"update\"] }}\n",
             role = cfg.role
         );
-        c.call("POST", &format!("/v1/sys/policies/acl/{}", cfg.role), t, Some(&json!({"policy": policy}))).await?;
+        c.set_policy(root_token, &cfg.role, &policy).await?;
         c.call(
             "POST",
             &format!("/v1/auth/jwt/role/{}", cfg.role),
@@ -514,33 +531,34 @@ impl OpenBao {
     async fn make_scoped_token(&self, root_token: &str, name: &str, rules: &str, purpose: &str) -> Result<()> {
         let c = self.client();
         let t = Some(root_token);
-        c.call("POST", &format!("/v1/sys/policies/acl/{name}"), t, Some(&json!({"policy": rules}))).await?;
+        c.set_policy(root_token, name, rules).await?;
         let file = scoped_token_file(&self.dir, name);
         let old = std::fs::read_to_string(&file)
             .ok()
             .and_then(|t| serde_json::from_str::<Value>(&t).ok())
             .and_then(|v| v["token"].as_str().map(str::to_owned));
         if let Some(old) = old {
-            let _ = c.send("POST", "/v1/auth/token/revoke", t, Some(&json!({"token": old}))).await;
+            let revoke = c.vault("POST", "/v1/auth/token/revoke", t, |v| {
+                let old = old.clone();
+                async move { vaultrs::token::revoke(&v, &old).await }
+            });
+            let _ = revoke.await;
         }
         let made = c
-            .call(
-                "POST",
-                "/v1/auth/token/create-orphan",
-                t,
-                Some(&json!({
-                    "policies": [name],
-                    "period": "768h",
-                    "display_name": name,
-                    "meta": {"purpose": purpose},
-                })),
-            )
+            .vault("POST", "/v1/auth/token/create-orphan", t, |v| async move {
+                let mut opts = vaultrs::api::token::requests::CreateOrphanTokenRequest::builder();
+                opts.policies(vec![name.to_owned()])
+                    .period("768h")
+                    .display_name(name)
+                    .meta(std::collections::HashMap::from([("purpose".to_owned(), purpose.to_owned())]));
+                vaultrs::token::new_orphan(&v, Some(&mut opts)).await
+            })
             .await?;
-        let token = made["auth"]["client_token"].as_str().unwrap_or_default();
+        let token = made.client_token.as_str();
         if token.is_empty() {
             return Err(Error::Command {
                 command: "OpenBao auth/token/create-orphan".into(),
-                message: format!("no client_token in the answer: {made}"),
+                message: "no client_token in the answer".into(),
             });
         }
         write_private(&file, &json!({"token": token, "policy": name, "addr": self.addr}))?;
@@ -598,7 +616,7 @@ impl OpenBao {
              path \"identity/oidc/token/{role}\" {{\n  capabilities = [\"read\"]\n}}\n",
             role = cfg.role
         );
-        c.call("PUT", &format!("/v1/sys/policies/acl/{policy}"), t, Some(&json!({ "policy": rules }))).await?;
+        c.set_policy(root_token, &policy, &rules).await?;
 
         // 3. Users, their entities and aliases.
         let mut entity_ids = Vec::with_capacity(cfg.users.len());
@@ -770,24 +788,26 @@ impl OpenBao {
     pub async fn user_token(&self, username: &str, password: &str, role: &str) -> Result<String> {
         let c = self.client();
         let login_path = format!("/v1/auth/userpass/login/{username}");
-        let (status, body) = c.send("POST", &login_path, None, Some(&json!({ "password": password }))).await?;
-        if status != 200 {
-            return Err(Error::Command {
-                command: format!("OpenBao userpass login of {username:?} at {}", self.addr),
-                message: format!("HTTP {status}: {}\n  log: {}", api_errors(&body), self.record.log.display()),
-            });
-        }
-        let token = body["auth"]["client_token"]
-            .as_str()
-            .ok_or_else(|| Error::Command {
-                command: format!("OpenBao userpass login of {username:?} at {}", self.addr),
-                message: format!("no auth.client_token in the answer\n  log: {}", self.record.log.display()),
-            })?
-            .to_owned();
+        let auth = c
+            .vault("POST", &login_path, None, |v| async move {
+                vaultrs::auth::userpass::login(&v, "userpass", username, password).await
+            })
+            .await
+            .map_err(|e| match e {
+                Error::Command { message, .. } => Error::Command {
+                    command: format!("OpenBao userpass login of {username:?} at {}", self.addr),
+                    message,
+                },
+                other => other,
+            })?;
+        let token = auth.client_token;
         let path = format!("/v1/identity/oidc/token/{role}");
         let result = c.call("GET", &path, Some(&token), None).await;
         // Best effort: the JWT is what the caller wants; the OpenBao token has no further use.
-        let _ = c.send("POST", "/v1/auth/token/revoke-self", Some(&token), None).await;
+        let revoke = c.vault("POST", "/v1/auth/token/revoke-self", Some(&token), |v| async move {
+            vaultrs::token::revoke_self(&v).await
+        });
+        let _ = revoke.await;
         let body = result?;
         body["data"]["token"].as_str().map(str::to_owned).ok_or_else(|| Error::Command {
             command: format!("OpenBao GET {}{path}", self.addr),
@@ -1051,6 +1071,32 @@ fn api_errors(body: &Value) -> String {
     }
 }
 
+/// What vaultrs said, in the words [`Client::call`] uses: `HTTP <status>: <OpenBao's errors>`,
+/// or why there was no answer.
+fn vault_message(e: vaultrs::error::ClientError) -> String {
+    use rustify::errors::ClientError as Rest;
+    use vaultrs::error::ClientError as Vault;
+    match e {
+        Vault::APIError { code, errors } => format!("HTTP {code}: {}", api_errors(&json!({ "errors": errors }))),
+        Vault::RestClientError { source: Rest::ServerResponseError { code, content } } => {
+            let body = content
+                .as_deref()
+                .map(|c| serde_json::from_str(c).unwrap_or_else(|_| Value::String(c.to_owned())))
+                .unwrap_or(Value::Null);
+            format!("HTTP {code}: {}", api_errors(&body))
+        }
+        other => {
+            let mut parts = vec![other.to_string()];
+            let mut cur = std::error::Error::source(&other);
+            while let Some(e) = cur {
+                parts.push(e.to_string());
+                cur = e.source();
+            }
+            format!("no answer: {}", parts.join(": "))
+        }
+    }
+}
+
 /// OpenBao's API on loopback: JSON in, status and JSON out.
 struct Client<'a> {
     port: u16,
@@ -1088,6 +1134,33 @@ impl Client<'_> {
             serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_owned()))
         };
         Ok((resp.status.as_u16(), value))
+    }
+
+    /// `op` on a vaultrs client with `token` (none: unauthenticated), within the request
+    /// timeout; `method` and `path` name the call in errors, as [`Client::call`] does.
+    async fn vault<T, F, Fut>(&self, method: &str, path: &str, token: Option<&str>, op: F) -> Result<T>
+    where
+        F: FnOnce(vaultrs::client::VaultClient) -> Fut,
+        Fut: std::future::Future<Output = std::result::Result<T, vaultrs::error::ClientError>>,
+    {
+        let command = format!("OpenBao {method} http://127.0.0.1:{}{path}", self.port);
+        let http = zt_tls::client::web_client();
+        let addr = format!("http://127.0.0.1:{}", self.port);
+        let client = zt_tls::client::vault_client(&http, &addr, token.unwrap_or_default())
+            .map_err(|e| self.failed(command.clone(), e.to_string()))?;
+        match tokio::time::timeout(REQUEST_TIMEOUT, op(client)).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(e)) => Err(self.failed(command, vault_message(e))),
+            Err(_) => Err(self.failed(command, format!("no answer within {} s", REQUEST_TIMEOUT.as_secs()))),
+        }
+    }
+
+    /// The ACL policy `name` = `rules` (vaultrs writes it at `sys/policy/<name>`).
+    async fn set_policy(&self, token: &str, name: &str, rules: &str) -> Result<()> {
+        self.vault("PUT", &format!("/v1/sys/policy/{name}"), Some(token), |v| async move {
+            vaultrs::sys::policy::set(&v, name, rules).await
+        })
+        .await
     }
 
     /// [`Client::send`], and any status but 2xx is an error with OpenBao's messages.

@@ -344,6 +344,35 @@ pub fn unix_socket_client(path: &Path) -> WebClient {
         .expect("a reqwest client with a prebuilt rustls config and no proxy always builds")
 }
 
+/// A vaultrs client for OpenBao at `addr` (`http(s)://host:port`) on `http`, sending `token` (empty:
+/// none). vaultrs would otherwise build a reqwest client of its own, with proxies from the
+/// environment and its own TLS settings.
+pub fn vault_client(http: &WebClient, addr: &str, token: &str) -> Result<vaultrs::client::VaultClient, Error> {
+    let address =
+        reqwest::Url::parse(addr).map_err(|e| Error::Config(format!("invalid OpenBao address {addr:?}: {e}")))?;
+    Ok(vaultrs::client::VaultClient {
+        http: rustify::clients::reqwest::Client::new(addr.trim_end_matches('/'), http.clone()),
+        middle: vaultrs::api::EndpointMiddleware {
+            token: token.to_owned(),
+            version: "v1".into(),
+            wrap: None,
+            namespace: None,
+        },
+        settings: vaultrs::client::VaultClientSettings {
+            address,
+            ca_certs: Vec::new(),
+            identity: None,
+            timeout: None,
+            token: token.to_owned(),
+            verify: true,
+            version: 1,
+            wrapping: false,
+            namespace: None,
+            proxy: None,
+        },
+    })
+}
+
 /// A request with `headers` (credential headers marked sensitive, so never logged) and `json`
 /// as the body, with its content type.
 fn build_request(
