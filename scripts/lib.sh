@@ -65,3 +65,86 @@ zt_target_dir() { echo "${CARGO_TARGET_DIR:-$ZT_ROOT/target}"; }
 
 # usage: print the calling script's header comment.
 usage() { sed -n '2,/^[^#]/p' "$0" | grep '^#' | grep -v '^# shellcheck' | sed 's/^# \{0,1\}//'; }
+
+# The kind runtime's toolchain in the cache (scripts/install-kind.sh; pins in
+# infrastructure/kind/kind.env, which the caller sources).
+kind_k8s_dir()  { echo "$ZT_CACHE/kubernetes-$KIND_KUBERNETES_VERSION"; }
+kind_tool_dir() { echo "$ZT_CACHE/$1-$2/bin"; }
+
+# The lab's state dir, as ztlab resolves it: $ZT_STATE_DIR, else /var/lib/ztlab as root, else
+# $XDG_STATE_HOME/ztlab or ~/.local/state/ztlab.
+zt_state_dir() {
+  if [ -n "${ZT_STATE_DIR:-}" ]; then echo "$ZT_STATE_DIR"
+  elif [ "$(id -u)" -eq 0 ]; then echo /var/lib/ztlab
+  else echo "${XDG_STATE_HOME:-$HOME/.local/state}/ztlab"
+  fi
+}
+
+# kind_engine: the container engine kind drives: docker when a Docker engine answers, else podman
+# (the path CI takes; KIND_EXPERIMENTAL_PROVIDER=podman).
+kind_engine() {
+  if [ -n "${ZT_KIND_ENGINE:-}" ]; then echo "$ZT_KIND_ENGINE"
+  elif command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1; then echo docker
+  else echo podman
+  fi
+}
+kind_engine_cmd() { "$(kind_engine)" "$@"; }
+
+# kind_engine_install: podman from Debian when neither engine is present.
+kind_engine_install() {
+  if [ "$(kind_engine)" = podman ] && ! command -v podman >/dev/null 2>&1; then
+    apt_install podman runc containernetworking-plugins
+  fi
+}
+
+# kind_env: exports what podman, kind and kubectl need so that their state stays in the lab's
+# cache and state dirs (nothing in /etc/containers, /var/lib/containers or ~/.kube):
+# podman's image store in the cache (it holds the node image), its run state, network configs
+# and the kubeconfig in <state>/kind. Writes podman's config files when they are missing.
+kind_env() {
+  KIND_STATE="$(zt_state_dir)/kind"
+  mkdir -p "$KIND_STATE"
+  export KUBECONFIG="$KIND_STATE/kubeconfig"
+  PATH="$(kind_k8s_dir)/bin:$(kind_tool_dir kind "$KIND_VERSION"):$PATH"
+  export PATH
+  [ "$(kind_engine)" = podman ] || return 0
+  export KIND_EXPERIMENTAL_PROVIDER=podman
+  export CONTAINERS_CONF="$KIND_STATE/containers.conf" CONTAINERS_STORAGE_CONF="$KIND_STATE/storage.conf"
+  mkdir -p "$KIND_STATE/podman/run" "$KIND_STATE/podman/tmp" "$KIND_STATE/podman/networks" "$ZT_CACHE/podman/storage"
+  # The sandbox has no CAP_SYS_RESOURCE, so containers may not get higher limits than these
+  # (runc: "error setting rlimit ... operation not permitted"); crun fails on cgroup v1 hybrid.
+  cat >"$CONTAINERS_CONF.tmp" <<CONF
+# Written by ztlab (scripts/lib.sh kind_env) for the kind runtime's podman.
+[containers]
+default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]
+
+[network]
+network_config_dir = "$KIND_STATE/podman/networks"
+
+[engine]
+runtime = "runc"
+cgroup_manager = "cgroupfs"
+events_logger = "file"
+tmp_dir = "$KIND_STATE/podman/tmp"
+CONF
+  mv "$CONTAINERS_CONF.tmp" "$CONTAINERS_CONF"
+  cat >"$CONTAINERS_STORAGE_CONF.tmp" <<CONF
+# Written by ztlab (scripts/lib.sh kind_env): podman's image store for the kind runtime.
+[storage]
+driver = "overlay"
+graphroot = "$ZT_CACHE/podman/storage"
+runroot = "$KIND_STATE/podman/run"
+CONF
+  mv "$CONTAINERS_STORAGE_CONF.tmp" "$CONTAINERS_STORAGE_CONF"
+}
+
+# kind_node_image: the node image's tag, which changes with the files that go into it and the
+# pins (a change to how install-kind.sh assembles it bumps KIND_NODE_REVISION in kind.env).
+kind_node_image() {
+  local sum
+  sum=$( { cat "$ZT_ROOT/infrastructure/kind/kind.env" "$ZT_ROOT/infrastructure/kind/mkimage.py" \
+             "$ZT_ROOT"/infrastructure/kind/pause/*
+           find "$ZT_ROOT/infrastructure/kind/node" -type f | sort | xargs cat; } | sha256sum | cut -c1-10)
+  echo "localhost/ztlab/kind-node:$KIND_KUBERNETES_VERSION-$sum"
+}
+kind_image_exists() { kind_engine_cmd image exists "$1" 2>/dev/null || kind_engine_cmd image inspect "$1" >/dev/null 2>&1; }

@@ -4,6 +4,7 @@
 #
 #   ./scripts/teardown.sh           # stop; keep SPIRE data and logs for the next setup
 #   ./scripts/teardown.sh --purge   # stop and delete the state dir
+#   ./scripts/teardown.sh --kind    # delete the kind cluster and undo what it changed on the host
 set -euo pipefail
 # shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
@@ -12,6 +13,7 @@ args=()
 for arg in "$@"; do
   case "$arg" in
     --purge) args+=(--purge) ;;
+    --kind) exec "$ZT_ROOT/scripts/kind-cluster.sh" down ;;
     -h|--help) usage; exit 0 ;;
     *) die "unknown argument '$arg' (try --help)" ;;
   esac

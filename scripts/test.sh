@@ -20,6 +20,9 @@ done
 
 need cargo "Install Rust 1.92 or newer with rustup: https://rustup.rs"
 "$ZT_ROOT/scripts/install-infra.sh" --with-test-tools
+# The kind runtime's toolchain and node image (Kubernetes compiled from the Go module proxy; about
+# 15 minutes on a new machine, seconds with its cache).
+"$ZT_ROOT/scripts/install-kind.sh"
 
 cd "$ZT_ROOT"
 step "Lint: shellcheck"
@@ -38,4 +41,10 @@ cargo build --workspace --all-targets --locked
 
 step "Tests"
 # End-to-end tests mostly wait on real processes, so run more of them than there are cores.
-cargo test --workspace --locked --no-fail-fast -- --test-threads=8 "${filter[@]}"
+# The kind tests create a real cluster; they run alone, after the others.
+rc=0
+cargo test --workspace --exclude e2e-kind --locked --no-fail-fast -- --test-threads=8 "${filter[@]}" || rc=$?
+
+step "kind runtime: a real cluster (services/e2e-kind; docs/kind.md)"
+cargo test -p e2e-kind --locked --no-fail-fast -- --test-threads=1 "${filter[@]}" || rc=$?
+exit "$rc"

@@ -425,9 +425,9 @@ def check_cilium(root: Path, kind_env: dict, checks: Checks) -> None:
     for keys, value in want.items():
         if get(*keys) != value:
             checks.fail(f"cilium/values.yaml: {'.'.join(keys)} must be {json.dumps(value)} (is {json.dumps(get(*keys))})")
-    kind_cfg = yaml.safe_load((root / "kind-config.yaml").read_text())
+    kind_cfg = yaml.safe_load((root / KIND_DIR / "cilium" / "kind-config.yaml").read_text())
     if kind_cfg.get("networking", {}).get("kubeProxyMode") != "none" or not kind_cfg.get("networking", {}).get("disableDefaultCNI"):
-        checks.fail("kind-config.yaml must disable the default CNI and kube-proxy (Cilium replaces both)")
+        checks.fail("cilium/kind-config.yaml must disable the default CNI and kube-proxy (Cilium replaces both)")
     host = f"{kind_cfg.get('name')}-control-plane"
     if get("k8sServiceHost") != host:
         checks.fail(f"cilium/values.yaml: k8sServiceHost must be {host!r} (kind cluster {kind_cfg.get('name')!r})")

@@ -12,6 +12,7 @@
 pub mod api;
 pub mod config;
 pub mod demo;
+pub mod kind;
 pub mod table;
 
 /// How a command prints its result (`-o`).

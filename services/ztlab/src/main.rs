@@ -69,6 +69,9 @@ enum Command {
         #[arg(long, short)]
         follow: bool,
     },
+    /// The lab on its kind cluster (./scripts/setup.sh --kind; docs/kind.md).
+    #[command(subcommand)]
+    Kind(ztlab::kind::KindCmd),
     /// Registration entries, through the central API.
     #[command(subcommand)]
     Entries(api::EntriesCmd),
@@ -170,6 +173,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Kind(cmd) => ztlab::kind::run(cmd, &state_dir, out).await,
         Command::Status => {
             let lab = Lab::open(&state_dir)?;
             let status = lab.status().await;

@@ -12,6 +12,19 @@ use crate::{Error, Result, render};
 const SERVER_TEMPLATE: &str = include_str!("../../../../infrastructure/local/spire/server.conf.tmpl");
 const UPSTREAM_TEMPLATE: &str = include_str!("../../../../infrastructure/local/spire/upstream-disk.conf.tmpl");
 const AGENT_TEMPLATE: &str = include_str!("../../../../infrastructure/local/spire/agent.conf.tmpl");
+// The parts that differ between the runtimes: node and workload attestation.
+const LOCAL_SERVER_ATTESTATION: &str =
+    include_str!("../../../../infrastructure/local/spire/attestation-local-server.conf.tmpl");
+const LOCAL_AGENT_ATTESTATION: &str =
+    include_str!("../../../../infrastructure/local/spire/attestation-local-agent.conf.tmpl");
+const LOCAL_WORKLOAD_ATTESTOR: &str =
+    include_str!("../../../../infrastructure/local/spire/workload-attestor-local.conf.tmpl");
+const K8S_SERVER_ATTESTATION: &str =
+    include_str!("../../../../infrastructure/local/spire/attestation-k8s-server.conf.tmpl");
+const K8S_AGENT_ATTESTATION: &str =
+    include_str!("../../../../infrastructure/local/spire/attestation-k8s-agent.conf.tmpl");
+const K8S_WORKLOAD_ATTESTOR: &str =
+    include_str!("../../../../infrastructure/local/spire/workload-attestor-k8s.conf.tmpl");
 
 /// Where one site's files live under the lab's state dir.
 #[derive(Debug, Clone)]
@@ -80,20 +93,95 @@ fn secs(d: Duration) -> String {
     format!("{}s", d.as_secs())
 }
 
-/// Writes the server's and the agent's config files.
-pub fn write_configs(paths: &SitePaths, v: &SiteConfigValues) -> Result<()> {
-    for dir in
-        [paths.server_data(), paths.agent_data(), paths.root.join("server/private"), paths.root.join("agent/public")]
-    {
-        std::fs::create_dir_all(&dir).map_err(Error::io(format!("creating {}", dir.display())))?;
+/// How a site's agents prove their node and name their workloads: the one thing that differs
+/// between the runtimes' SPIRE configs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Attestation {
+    /// Local processes: join tokens for the agent, `unix` selectors (a workload's binary path) for
+    /// workloads; everything on 127.0.0.1.
+    Local,
+    /// Kubernetes: `k8s_psat` for the agent (a projected ServiceAccount token with audience
+    /// `spire-server`, verified with TokenReview), `k8s` selectors for workloads.
+    Kubernetes {
+        /// The cluster's name in the attestor configs (agent IDs carry it).
+        cluster: String,
+        /// The agents' ServiceAccount as `namespace:name`, the only one allowed to attest.
+        agent_service_account: String,
+        /// The server's address as agents dial it (a Service's DNS name).
+        server_address: String,
+    },
+}
+
+/// The config files of one site, rendered: the server's and the agent's.
+#[derive(Debug, Clone)]
+pub struct SiteConfigs {
+    /// `server.conf`.
+    pub server: String,
+    /// `agent.conf`.
+    pub agent: String,
+}
+
+/// Where one site's server and agent keep their files and sockets, as the configs name them.
+#[derive(Debug, Clone)]
+pub struct SiteConfigPaths {
+    /// The server's data dir.
+    pub server_data: String,
+    /// The server's admin socket.
+    pub admin_socket: String,
+    /// The agent's data dir.
+    pub agent_data: String,
+    /// The Workload API socket.
+    pub workload_socket: String,
+    /// The trust bundle the agent bootstraps from.
+    pub trust_bundle: String,
+    /// The shared upstream CA (cert, key), when the site uses one.
+    pub upstream: Option<(String, String)>,
+}
+
+impl SiteConfigPaths {
+    /// The local runtime's paths under `<state>/sites/<name>`.
+    pub fn local(paths: &SitePaths, upstream: Option<&(PathBuf, PathBuf)>) -> Self {
+        let s = |p: PathBuf| p.display().to_string();
+        Self {
+            server_data: s(paths.server_data()),
+            admin_socket: s(paths.admin_socket()),
+            agent_data: s(paths.agent_data()),
+            workload_socket: s(paths.workload_socket()),
+            trust_bundle: s(paths.bundle()),
+            upstream: upstream.map(|(c, k)| (c.display().to_string(), k.display().to_string())),
+        }
     }
-    let upstream = match &v.upstream {
+}
+
+/// Renders one site's configs from the templates in `infrastructure/local/spire/`, which both
+/// runtimes share; only `attestation` and the paths differ.
+pub fn render_configs(v: &SiteConfigValues, paths: &SiteConfigPaths, attestation: &Attestation) -> Result<SiteConfigs> {
+    let upstream = match &paths.upstream {
         Some((cert, key)) => render(
             "upstream-disk.conf.tmpl",
             UPSTREAM_TEMPLATE,
-            &[("upstream_cert", cert.display().to_string()), ("upstream_key", key.display().to_string())],
+            &[("upstream_cert", cert.clone()), ("upstream_key", key.clone())],
         )?,
         None => String::new(),
+    };
+    let (bind_address, server_address, server_attestor, agent_attestor, workload_attestor) = match attestation {
+        Attestation::Local => (
+            "127.0.0.1".to_owned(),
+            "127.0.0.1".to_owned(),
+            LOCAL_SERVER_ATTESTATION.to_owned(),
+            LOCAL_AGENT_ATTESTATION.to_owned(),
+            LOCAL_WORKLOAD_ATTESTOR.to_owned(),
+        ),
+        Attestation::Kubernetes { cluster, agent_service_account, server_address } => {
+            let values = [("cluster", cluster.clone()), ("agent_service_account", agent_service_account.clone())];
+            (
+                "0.0.0.0".to_owned(),
+                server_address.clone(),
+                render("attestation-k8s-server.conf.tmpl", K8S_SERVER_ATTESTATION, &values)?,
+                render("attestation-k8s-agent.conf.tmpl", K8S_AGENT_ATTESTATION, &values[..1])?,
+                K8S_WORKLOAD_ATTESTOR.to_owned(),
+            )
+        }
     };
     // The CA must outlive the SVIDs it signs many times over.
     let ca_ttl = Duration::from_secs((v.x509_svid_ttl.as_secs() * 12).max(24 * 3600));
@@ -101,35 +189,52 @@ pub fn write_configs(paths: &SitePaths, v: &SiteConfigValues) -> Result<()> {
         "server.conf.tmpl",
         SERVER_TEMPLATE,
         &[
+            ("bind_address", bind_address.clone()),
             ("server_port", v.server_port.to_string()),
-            ("admin_socket", paths.admin_socket().display().to_string()),
+            ("admin_socket", paths.admin_socket.clone()),
             ("trust_domain", v.trust_domain.clone()),
-            ("data_dir", paths.server_data().display().to_string()),
+            ("data_dir", paths.server_data.clone()),
             ("log_level", v.log_level.clone()),
             ("ca_ttl", secs(ca_ttl)),
             ("x509_svid_ttl", secs(v.x509_svid_ttl)),
             ("jwt_svid_ttl", secs(v.jwt_svid_ttl)),
             ("cache_reload_interval", "1s".into()),
+            ("node_attestor", server_attestor),
             ("upstream_authority", upstream),
             ("health_port", v.server_health_port.to_string()),
         ],
     )?;
-    write(&paths.server_conf(), &server)?;
     let agent = render(
         "agent.conf.tmpl",
         AGENT_TEMPLATE,
         &[
-            ("data_dir", paths.agent_data().display().to_string()),
+            ("bind_address", bind_address),
+            ("data_dir", paths.agent_data.clone()),
             ("log_level", v.log_level.clone()),
+            ("server_address", server_address),
             ("server_port", v.server_port.to_string()),
-            ("workload_socket", paths.workload_socket().display().to_string()),
+            ("workload_socket", paths.workload_socket.clone()),
             ("trust_domain", v.trust_domain.clone()),
-            ("trust_bundle_path", paths.bundle().display().to_string()),
+            ("trust_bundle_path", paths.trust_bundle.clone()),
             ("sync_interval", "1s".into()),
+            ("node_attestor", agent_attestor),
+            ("workload_attestor", workload_attestor),
             ("health_port", v.agent_health_port.to_string()),
         ],
     )?;
-    write(&paths.agent_conf(), &agent)
+    Ok(SiteConfigs { server, agent })
+}
+
+/// Writes the server's and the agent's config files (local runtime).
+pub fn write_configs(paths: &SitePaths, v: &SiteConfigValues) -> Result<()> {
+    for dir in
+        [paths.server_data(), paths.agent_data(), paths.root.join("server/private"), paths.root.join("agent/public")]
+    {
+        std::fs::create_dir_all(&dir).map_err(Error::io(format!("creating {}", dir.display())))?;
+    }
+    let configs = render_configs(v, &SiteConfigPaths::local(paths, v.upstream.as_ref()), &Attestation::Local)?;
+    write(&paths.server_conf(), &configs.server)?;
+    write(&paths.agent_conf(), &configs.agent)
 }
 
 fn write(path: &Path, text: &str) -> Result<()> {
@@ -318,4 +423,62 @@ pub fn ensure_root_ca(dir: &Path) -> Result<(PathBuf, PathBuf)> {
         .map_err(Error::io(format!("chmod {}", key_path.display())))?;
     write(&cert_path, &cert.pem())?;
     Ok((cert_path, key_path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn values() -> SiteConfigValues {
+        SiteConfigValues {
+            trust_domain: "ztlab.test".into(),
+            server_port: 8081,
+            server_health_port: 8080,
+            agent_health_port: 8082,
+            x509_svid_ttl: Duration::from_secs(60),
+            jwt_svid_ttl: Duration::from_secs(300),
+            upstream: None,
+            log_level: "INFO".into(),
+        }
+    }
+
+    fn paths() -> SiteConfigPaths {
+        SiteConfigPaths {
+            server_data: "/data".into(),
+            admin_socket: "/sock/api.sock".into(),
+            agent_data: "/agent".into(),
+            workload_socket: "/ws/spire-agent.sock".into(),
+            trust_bundle: "/bundle/root.crt".into(),
+            upstream: Some(("/up/root.crt".into(), "/up/root.key".into())),
+        }
+    }
+
+    #[test]
+    fn both_runtimes_render_from_the_same_templates() {
+        let local = render_configs(&values(), &paths(), &Attestation::Local).expect("test value");
+        assert!(local.server.contains("NodeAttestor \"join_token\""), "{}", local.server);
+        assert!(local.server.contains("bind_address = \"127.0.0.1\""));
+        assert!(local.agent.contains("WorkloadAttestor \"unix\""));
+        assert!(!local.agent.contains("k8s"));
+
+        let kind = Attestation::Kubernetes {
+            cluster: "ztlab".into(),
+            agent_service_account: "spire-a:spire-agent".into(),
+            server_address: "spire-server.spire-a.svc".into(),
+        };
+        let k = render_configs(&values(), &paths(), &kind).expect("test value");
+        assert!(k.server.contains("NodeAttestor \"k8s_psat\""), "{}", k.server);
+        assert!(k.server.contains("service_account_allow_list = [\"spire-a:spire-agent\"]"));
+        assert!(k.server.contains("bind_address = \"0.0.0.0\""));
+        assert!(k.server.contains("cert_file_path = \"/up/root.crt\""));
+        assert!(!k.server.contains("join_token"));
+        assert!(k.agent.contains("server_address = \"spire-server.spire-a.svc\""));
+        assert!(k.agent.contains("cluster = \"ztlab\""));
+        assert!(k.agent.contains("WorkloadAttestor \"k8s\""));
+        assert!(!k.agent.contains("unix"));
+        // The rest is the same text in both.
+        for line in ["default_x509_svid_ttl = \"60s\"", "cache_reload_interval = \"1s\"", "ready_path = \"/ready\""] {
+            assert!(local.server.contains(line) && k.server.contains(line), "{line}");
+        }
+    }
 }

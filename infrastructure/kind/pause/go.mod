@@ -1,0 +1,3 @@
+module ztlab.local/pause
+
+go 1.24.0
