@@ -6,6 +6,7 @@
 //! Module map:
 //! - [`binaries`]: where the pinned infrastructure binaries are (`~/.cache/ztlab/…`, installed
 //!   by `scripts/install-infra.sh` from `infrastructure/versions.env`).
+//! - [`certs`]: the one place for certificate helpers (expiry, serials, PEM, the shared root CA).
 //! - [`process`]: one started process: log file, pid and start time, stop by pid only.
 //! - [`ports`]: free ports, and a clear error when a pinned port is taken.
 //! - [`spire`]: SPIRE server and agent config rendering, start-up, readiness, and the CLI calls
@@ -24,6 +25,7 @@
 
 pub mod app;
 pub mod binaries;
+pub mod certs;
 pub mod component;
 pub mod entrymgmt;
 pub mod health;
@@ -98,6 +100,9 @@ pub enum Error {
         /// Its output.
         message: String,
     },
+    /// A step the caller of `up` runs ([`lab::Hooks`]) failed; its own error, as it says it.
+    #[error(transparent)]
+    Hook(Box<dyn std::error::Error + Send + Sync>),
     /// File system or process error.
     #[error("{context}: {source}")]
     Io {
