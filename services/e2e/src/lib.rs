@@ -250,14 +250,28 @@ pub fn request_fields(line: &serde_json::Value) -> (&str, &str) {
     }
 }
 
-/// Polls `check` every `every` ([`zt_runtime::wait::poll_until`]) until it is done, and panics
-/// after `timeout` saying `what` did not happen and the last thing it saw.
-pub async fn wait_or_panic<T, L, Fut>(timeout: Duration, every: Duration, what: &str, check: impl FnMut() -> Fut) -> T
+/// Fetches a value every `every` ([`zt_runtime::wait::poll_until`]) until `done` holds for it,
+/// and returns it; panics after `timeout` saying `what` did not happen and the last value.
+pub async fn wait_or_panic<T, Fut>(
+    (timeout, every): (Duration, Duration),
+    what: &str,
+    mut fetch: impl FnMut() -> Fut,
+    done: impl Fn(&T) -> bool,
+) -> T
 where
-    L: std::fmt::Debug,
-    Fut: std::future::Future<Output = zt_runtime::wait::Check<T, L>>,
+    T: std::fmt::Debug,
+    Fut: std::future::Future<Output = T>,
 {
-    let got = zt_runtime::wait::poll_until(timeout, every, check).await;
+    use zt_runtime::wait::Check;
+    let done = &done;
+    let got = zt_runtime::wait::poll_until(timeout, every, || {
+        let next = fetch();
+        async move {
+            let v = next.await;
+            if done(&v) { Check::Done(v) } else { Check::NotYet(v) }
+        }
+    })
+    .await;
     got.unwrap_or_else(|last| panic!("{what} within {timeout:?}; last: {last:?}"))
 }
 

@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use e2e::{all_sites, entry_lab, state_dir};
 use zt_entry_api::pb::{self, SyncState};
-use zt_runtime::wait::Check;
 
 fn init() {
     zt_tls::install_crypto_provider();
@@ -360,12 +359,8 @@ async fn wait_health(
     what: &str,
     check: impl Fn(&pb::SiteHealth) -> bool,
 ) -> pb::SiteHealth {
-    let check = &check;
-    e2e::wait_or_panic(timeout, Duration::from_millis(200), &format!("site {site}: not {what}"), || async move {
-        let h = site_health(lab, site).await;
-        if check(&h) { Check::Done(h) } else { Check::NotYet(h) }
-    })
-    .await
+    let every = Duration::from_millis(200);
+    e2e::wait_or_panic((timeout, every), &format!("site {site}: not {what}"), || site_health(lab, site), check).await
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 use e2e::{EntryLab, all_sites, entry_lab, state_dir};
 use tonic::Code;
 use zt_entry_api::pb::{self, SyncState};
-use zt_runtime::wait::Check;
 
 fn init() {
     zt_tls::install_crypto_provider();
@@ -292,15 +291,11 @@ fn assert_histogram(body: &str, name: &str, labels: &[(&str, &str)]) {
 
 /// Polls `/metrics` until `check` holds (the gauges refresh every 5 s), or panics with the body.
 async fn wait_metrics<F: Fn(&str) -> bool>(port: u16, what: &str, check: F) -> String {
-    let check = &check;
     let what = format!("/metrics never showed {what}");
-    e2e::wait_or_panic(Duration::from_secs(30), Duration::from_millis(500), &what, || async move {
-        match zt_runtime::health::http_get(port, "/metrics").await {
-            Some((200, body)) if check(&body) => Check::Done(body),
-            other => Check::NotYet(other),
-        }
-    })
-    .await
+    let every = (Duration::from_secs(30), Duration::from_millis(500));
+    let fetch = || zt_runtime::health::http_get(port, "/metrics");
+    let got = e2e::wait_or_panic(every, &what, fetch, |got| matches!(got, Some((200, body)) if check(body))).await;
+    got.map(|(_, body)| body).unwrap_or_default()
 }
 
 #[tokio::test(flavor = "multi_thread")]

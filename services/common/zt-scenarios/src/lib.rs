@@ -241,6 +241,18 @@ pub enum NetworkExpect {
 }
 
 impl Drill {
+    /// How long it watches or waits, for the actions that say (`rotation`, `openbao-lease`,
+    /// `revoke-lease`, `site-outage` with `cached`).
+    pub fn seconds(&self) -> Option<u64> {
+        match self {
+            Drill::Rotation { seconds } | Drill::OpenbaoLease { seconds } | Drill::RevokeLease { seconds } => {
+                Some(*seconds)
+            }
+            Drill::SiteOutage { seconds, .. } => *seconds,
+            _ => None,
+        }
+    }
+
     /// Its action.
     pub fn action(&self) -> Action {
         match self {

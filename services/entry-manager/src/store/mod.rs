@@ -122,7 +122,7 @@ fn state_name(s: pb::SyncState) -> &'static str {
 }
 
 fn state_of(s: &str) -> pb::SyncState {
-    s.parse().unwrap_or(SyncState::Pending).to_pb()
+    SyncState::from_name(s).unwrap_or(SyncState::Pending).to_pb()
 }
 
 fn selector_key(spec: &pb::EntrySpec) -> String {

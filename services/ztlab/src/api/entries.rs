@@ -1,6 +1,7 @@
 //! `ztlab entries`: list, get, create, update, delete and apply registration entries.
 
 use super::*;
+use zt_entry_api::state::SyncState;
 
 #[derive(Debug, Subcommand)]
 pub enum EntriesCmd {
@@ -141,10 +142,8 @@ impl SpecArgs {
 }
 
 fn parse_state(s: &str) -> anyhow::Result<pb::SyncState> {
-    let state: zt_entry_api::state::SyncState = s
-        .to_ascii_uppercase()
-        .parse()
-        .map_err(|_| anyhow::anyhow!("--state: {s:?} is not PENDING, SYNCED, FAILED or DELETING"))?;
+    let state = SyncState::from_name(&s.to_ascii_uppercase());
+    let state = state.ok_or_else(|| anyhow::anyhow!("--state: {s:?} is not PENDING, SYNCED, FAILED or DELETING"))?;
     Ok(state.to_pb())
 }
 

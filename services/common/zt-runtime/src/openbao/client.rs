@@ -56,6 +56,9 @@ fn vault_message(e: vaultrs::error::ClientError) -> String {
     }
 }
 
+/// An answer: its HTTP status and JSON body.
+pub(super) type Answer = (u16, Value);
+
 /// OpenBao's API on loopback: JSON in, status and JSON out.
 pub(super) struct Client<'a> {
     pub(super) port: u16,
@@ -67,13 +70,7 @@ pub(super) struct Client<'a> {
 impl Client<'_> {
     /// One request; the status and the JSON body (`null` when empty). Errors only when nothing
     /// (or garbage) answered.
-    pub(super) async fn send(
-        &self,
-        method: &str,
-        path: &str,
-        token: Option<&str>,
-        body: Option<&Value>,
-    ) -> Result<(u16, Value)> {
+    pub async fn send(&self, method: &str, path: &str, token: Option<&str>, body: Option<&Value>) -> Result<Answer> {
         let url = format!("http://127.0.0.1:{}{path}", self.port);
         let command = format!("OpenBao {method} {url}");
         let Ok(method) = reqwest::Method::from_bytes(method.as_bytes()) else {
@@ -103,7 +100,7 @@ impl Client<'_> {
 
     /// `op` on a vaultrs client with `token` (none: unauthenticated), within the request
     /// timeout; `method` and `path` name the call in errors, as [`Client::call`] does.
-    pub(super) async fn vault<T, F, Fut>(&self, method: &str, path: &str, token: Option<&str>, op: F) -> Result<T>
+    pub async fn vault<T, F, Fut>(&self, method: &str, path: &str, token: Option<&str>, op: F) -> Result<T>
     where
         F: FnOnce(vaultrs::client::VaultClient) -> Fut,
         Fut: std::future::Future<Output = std::result::Result<T, vaultrs::error::ClientError>>,
@@ -121,7 +118,7 @@ impl Client<'_> {
     }
 
     /// The ACL policy `name` = `rules` (vaultrs writes it at `sys/policy/<name>`).
-    pub(super) async fn set_policy(&self, token: &str, name: &str, rules: &str) -> Result<()> {
+    pub async fn set_policy(&self, token: &str, name: &str, rules: &str) -> Result<()> {
         self.vault("PUT", &format!("/v1/sys/policy/{name}"), Some(token), |v| async move {
             vaultrs::sys::policy::set(&v, name, rules).await
         })
@@ -129,25 +126,19 @@ impl Client<'_> {
     }
 
     /// [`Client::send`], and any status but 2xx is an error with OpenBao's messages.
-    pub(super) async fn call(
-        &self,
-        method: &str,
-        path: &str,
-        token: Option<&str>,
-        body: Option<&Value>,
-    ) -> Result<Value> {
+    pub async fn call(&self, method: &str, path: &str, token: Option<&str>, body: Option<&Value>) -> Result<Value> {
         let (status, value) = self.send(method, path, token, body).await?;
         if (200..300).contains(&status) { Ok(value) } else { Err(self.api_error(method, path, status, &value)) }
     }
 
-    pub(super) fn api_error(&self, method: &str, path: &str, status: u16, body: &Value) -> Error {
+    pub fn api_error(&self, method: &str, path: &str, status: u16, body: &Value) -> Error {
         self.failed(
             format!("OpenBao {method} http://127.0.0.1:{}{path}", self.port),
             format!("HTTP {status}: {}", api_errors(body)),
         )
     }
 
-    pub(super) fn failed(&self, command: String, message: String) -> Error {
+    pub fn failed(&self, command: String, message: String) -> Error {
         Error::Command { command, message: format!("{message}\n  log: {}", self.record.log.display()) }
     }
 }

@@ -9,6 +9,7 @@ use anyhow::Context as _;
 use serde_json::Value;
 use zt_entry_api::client::Client;
 use zt_entry_api::pb;
+use zt_runtime::wait::{self, poll_until};
 use zt_scenarios::{Drill, OutageExpect};
 
 use super::app::demo_outcome;
@@ -112,14 +113,14 @@ async fn delete_entry(client: &Client, id: &str, timeout: Duration) -> anyhow::R
         .delete_entry(pb::DeleteEntryRequest { id: id.to_owned() })
         .await
         .map_err(|s| anyhow::anyhow!("delete entry {id}: {:?}: {}", s.code(), s.message()))?;
-    let deadline = Instant::now() + timeout;
-    loop {
+    let gone = poll_until(timeout, Duration::from_millis(200), || async {
         match client.entries().get_entry(pb::GetEntryRequest { id: id.to_owned() }).await {
-            Err(s) if s.code() == tonic::Code::NotFound => return Ok(true),
-            _ if Instant::now() >= deadline => return Ok(false),
-            _ => tokio::time::sleep(Duration::from_millis(200)).await,
+            Err(s) if s.code() == tonic::Code::NotFound => wait::Check::Done(()),
+            _ => wait::Check::NotYet(()),
         }
-    }
+    })
+    .await;
+    Ok(gone.is_ok())
 }
 
 /// `entry-lifecycle`: create, SYNCED at every site and present on every SPIRE server, delete,
@@ -267,20 +268,18 @@ pub async fn site_outage_step(
         observed = format!("{observed}; {observed2}");
     }
     if cached && passed {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let (_, text) = http::request("POST", &target.frontend_url("/api/run-demo"), None, None).await;
+        let url = target.frontend_url("/api/run-demo");
+        let green = poll_until(Duration::from_secs(30), Duration::from_millis(500), || async {
+            let (_, text) = http::request("POST", &url, None, None).await;
             let report: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-            if report["ok"] == true {
-                live.say("after the restart: Run Demo ok");
-                break;
-            }
-            if Instant::now() >= deadline {
-                passed = false;
-                observed = format!("{observed}; Run Demo not green 30 s after the restart");
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(500)).await;
+            if report["ok"] == true { wait::Check::Done(()) } else { wait::Check::NotYet(()) }
+        })
+        .await;
+        if green.is_ok() {
+            live.say("after the restart: Run Demo ok");
+        } else {
+            passed = false;
+            observed = format!("{observed}; Run Demo not green 30 s after the restart");
         }
     }
     check.details = live.lines;

@@ -34,9 +34,9 @@ pub async fn step(target: &dyn Target, n: u32, st: &Drill, sink: &Sink) -> anyho
         Drill::Rbac { mode } => (app::rbac_step(target, n, st, *mode).await?, false),
         Drill::RunDemo { expect } => (app::run_demo_step(target, n, st, expect).await?, false),
         Drill::Github { user, .. } => (app::github_step(target, n, st, user).await?, false),
-        Drill::Rotation { seconds } => (watch::rotation_step(target, n, st, *seconds, sink).await?, false),
-        Drill::OpenbaoLease { seconds } => (watch::openbao_lease_step(target, n, st, *seconds, sink).await?, true),
-        Drill::RevokeLease { seconds } => (watch::revoke_lease_step(target, n, st, *seconds, sink).await?, true),
+        Drill::Rotation { .. } => (watch::rotation_step(target, n, st, sink).await?, false),
+        Drill::OpenbaoLease { .. } => (watch::openbao_lease_step(target, n, st, sink).await?, true),
+        Drill::RevokeLease { .. } => (watch::revoke_lease_step(target, n, st, sink).await?, true),
         Drill::EntryLifecycle => (entries::entry_lifecycle_step(target, n, st, sink).await?, true),
         Drill::SiteOutage { site, expect, seconds } => {
             (entries::site_outage_step(target, n, st, (site, *expect, *seconds), sink).await?, true)
