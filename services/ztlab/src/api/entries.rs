@@ -290,15 +290,8 @@ pub async fn entries(
                 .into_inner();
             print_entry(out, &e);
             if wait {
-                let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-                loop {
-                    match client.entries().get_entry(pb::GetEntryRequest { id: id.clone() }).await {
-                        Err(s) if s.code() == tonic::Code::NotFound => break,
-                        _ if tokio::time::Instant::now() >= deadline => {
-                            anyhow::bail!("entry {id} is still being deleted after 60 s")
-                        }
-                        _ => tokio::time::sleep(Duration::from_millis(200)).await,
-                    }
+                if !wait_deleted(client, &id, Duration::from_secs(60)).await {
+                    anyhow::bail!("entry {id} is still being deleted after 60 s");
                 }
                 eprintln!("entry {id} is gone from every site");
             }

@@ -150,6 +150,19 @@ pub async fn wait_synced(client: &Client, ids: &[String], timeout: Duration) -> 
     .await
 }
 
+/// Waits until entry `id` is gone (NotFound: removed from every site); false after `timeout`.
+pub async fn wait_deleted(client: &Client, id: &str, timeout: Duration) -> bool {
+    use zt_runtime::wait::{Check, poll_until};
+    let gone = poll_until(timeout, Duration::from_millis(200), || async {
+        match client.entries().get_entry(pb::GetEntryRequest { id: id.to_owned() }).await {
+            Err(s) if s.code() == tonic::Code::NotFound => Check::Done(()),
+            _ => Check::NotYet(()),
+        }
+    })
+    .await;
+    gone.is_ok()
+}
+
 /// What `apply` did.
 #[derive(Debug, Default)]
 pub struct Applied {

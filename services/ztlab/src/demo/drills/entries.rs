@@ -113,14 +113,7 @@ async fn delete_entry(client: &Client, id: &str, timeout: Duration) -> anyhow::R
         .delete_entry(pb::DeleteEntryRequest { id: id.to_owned() })
         .await
         .map_err(|s| anyhow::anyhow!("delete entry {id}: {:?}: {}", s.code(), s.message()))?;
-    let gone = poll_until(timeout, Duration::from_millis(200), || async {
-        match client.entries().get_entry(pb::GetEntryRequest { id: id.to_owned() }).await {
-            Err(s) if s.code() == tonic::Code::NotFound => wait::Check::Done(()),
-            _ => wait::Check::NotYet(()),
-        }
-    })
-    .await;
-    Ok(gone.is_ok())
+    Ok(crate::api::wait_deleted(client, id, timeout).await)
 }
 
 /// `entry-lifecycle`: create, SYNCED at every site and present on every SPIRE server, delete,
