@@ -53,18 +53,11 @@ pub fn service(binary: &str, name: &str, site: &str, spiffe_path: &str, x509_ttl
     let listen = free_port().expect("port");
     let ops = free_port().expect("port");
     let spec = WorkloadSpec {
-        name: name.into(),
-        site: site.into(),
-        spiffe_path: spiffe_path.into(),
-        program: bin(binary),
-        args: vec![],
         env: BTreeMap::from([("ZT_LISTEN_ADDR".to_owned(), format!("127.0.0.1:{listen}"))]),
         ops_port: ops,
         ports: BTreeMap::from([("listen".to_owned(), listen)]),
         x509_svid_ttl_secs: x509_ttl,
-        bootstrap_entry: true,
-        dns_names: vec![],
-        config: None,
+        ..WorkloadSpec::new(name, site, spiffe_path, bin(binary))
     };
     (spec, listen)
 }
@@ -257,6 +250,31 @@ pub fn request_fields(line: &serde_json::Value) -> (&str, &str) {
     }
 }
 
+/// Fetches a value every `every` ([`zt_runtime::wait::poll_until`]) until `done` holds for it,
+/// and returns it; panics after `timeout` saying `what` did not happen and the last value.
+pub async fn wait_or_panic<T, Fut>(
+    (timeout, every): (Duration, Duration),
+    what: &str,
+    mut fetch: impl FnMut() -> Fut,
+    done: impl Fn(&T) -> bool,
+) -> T
+where
+    T: std::fmt::Debug,
+    Fut: std::future::Future<Output = T>,
+{
+    use zt_runtime::wait::Check;
+    let done = &done;
+    let got = zt_runtime::wait::poll_until(timeout, every, || {
+        let next = fetch();
+        async move {
+            let v = next.await;
+            if done(&v) { Check::Done(v) } else { Check::NotYet(v) }
+        }
+    })
+    .await;
+    got.unwrap_or_else(|last| panic!("{what} within {timeout:?}; last: {last:?}"))
+}
+
 /// All sites of an entry in `state`.
 pub fn all_sites(e: &zt_entry_api::pb::Entry, state: zt_entry_api::pb::SyncState) -> bool {
     !e.site_status.is_empty() && e.site_status.iter().all(|s| s.state == state as i32)
@@ -265,15 +283,23 @@ pub fn all_sites(e: &zt_entry_api::pb::Entry, state: zt_entry_api::pb::SyncState
 /// PEM text of one DER object (`CERTIFICATE`, `PRIVATE KEY`), for tools that read files (curl,
 /// a real OPA server).
 pub fn pem(tag: &str, der: &[u8]) -> String {
-    use base64::Engine as _;
-    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
-    let lines: Vec<&str> = b64.as_bytes().chunks(64).filter_map(|c| std::str::from_utf8(c).ok()).collect();
-    format!("-----BEGIN {tag}-----\n{}\n-----END {tag}-----\n", lines.join("\n"))
+    zt_runtime::certs::pem_encode(tag, der)
 }
 
 /// Latency statistics for the bench binaries.
 pub mod bench {
+    use std::collections::BTreeMap;
     use std::time::Duration;
+
+    /// The `--name=value` arguments of a bench binary.
+    pub fn args() -> BTreeMap<String, String> {
+        std::env::args()
+            .skip(1)
+            .filter_map(|a| {
+                a.strip_prefix("--").and_then(|a| a.split_once('=')).map(|(k, v)| (k.to_owned(), v.to_owned()))
+            })
+            .collect()
+    }
 
     /// What a load run measured.
     #[derive(Debug)]

@@ -21,10 +21,8 @@ const DOC: &str = "/ns/demo/sa/document";
 /// Registers `exe` (by `unix:path`) at site `a` once per agent in `names`, each under its own
 /// entry ID (`bootstrap.<copy>-<agent>`).
 async fn register_agents(lab: &Lab, copy: &str, exe: &Path, names: &[&str]) {
-    let paths = lab.site_paths("a").expect("site");
     for name in names {
-        let r = lab.registration("a", &format!("{copy}-{name}"), &agent_path(name), exe, 0, &[]).expect("registration");
-        zt_runtime::spire::create_entry(&paths, &r).await.expect("create entry");
+        lab.register("a", &format!("{copy}-{name}"), &agent_path(name), exe, 0).await.expect("create entry");
     }
 }
 
@@ -80,21 +78,13 @@ async fn one_process_holds_and_presents_each_agents_svid() {
     document.env.insert("ZT_ALLOWED_CLIENTS".into(), format!("[\"spiffe://{TD}/ns/demo/sa/frontend\"]"));
     let ops = free_port().expect("port");
     let runtime = WorkloadSpec {
-        name: "agents".into(),
-        site: "a".into(),
-        spiffe_path: agent_path("gpt4"),
-        program: bin("agents"),
-        args: vec![],
         env: BTreeMap::from([
             ("ZT_DOCUMENT_URL".to_owned(), format!("https://127.0.0.1:{doc_port}")),
             ("ZT_SVID_WAIT_SECS".to_owned(), "30".to_owned()),
         ]),
         ops_port: ops,
-        ports: BTreeMap::new(),
-        x509_svid_ttl_secs: 0,
         bootstrap_entry: false,
-        dns_names: vec![],
-        config: None,
+        ..WorkloadSpec::new("agents", "a", &agent_path("gpt4"), bin("agents"))
     };
     let mut full = base;
     full.workloads = vec![document, runtime];

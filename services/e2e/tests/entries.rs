@@ -72,13 +72,7 @@ async fn create_update_delete_sync_to_both_spire_servers() {
         .expect("stream")
         .into_inner();
 
-    let created = lab
-        .admin
-        .entries()
-        .create_entry(pb::CreateEntryRequest { entry: Some(spec("/ns/e2e/sa/app")) })
-        .await
-        .expect("create")
-        .into_inner();
+    let created = create(&lab, spec("/ns/e2e/sa/app"), "create").await;
     assert_eq!(created.revision, 1);
     assert_eq!(created.created_by, "apikey:".to_owned() + created.created_by.trim_start_matches("apikey:"));
     assert!(all_sites(&created, SyncState::Pending), "{created:?}");
@@ -130,15 +124,7 @@ async fn create_update_delete_sync_to_both_spire_servers() {
     }
 
     // A stale revision is rejected, and nothing changes.
-    let audit_before = lab
-        .admin
-        .audit()
-        .list_audit_events(pb::ListAuditEventsRequest::default())
-        .await
-        .expect("audit")
-        .into_inner()
-        .events
-        .len();
+    let audit_before = audit_count(&lab).await;
     let mut stale = changed.clone();
     stale.x509_svid_ttl = 999;
     let err = lab
@@ -152,15 +138,7 @@ async fn create_update_delete_sync_to_both_spire_servers() {
     let now =
         lab.admin.entries().get_entry(pb::GetEntryRequest { id: created.id.clone() }).await.expect("get").into_inner();
     assert_eq!((now.revision, now.x509_svid_ttl), (2, 240));
-    let audit_after = lab
-        .admin
-        .audit()
-        .list_audit_events(pb::ListAuditEventsRequest::default())
-        .await
-        .expect("audit")
-        .into_inner()
-        .events
-        .len();
+    let audit_after = audit_count(&lab).await;
     assert_eq!(audit_before, audit_after, "a rejected update writes no audit event");
 
     // Delete cascades: DELETING, then gone from both servers and from the store.
@@ -254,13 +232,7 @@ async fn bad_input_is_invalid_argument_naming_the_field_and_writes_nothing() {
     let dir = state_dir();
     let lab = entry_lab(&dir, 30).await;
     // The one entry that exists, for the updates to be refused against.
-    let base = lab
-        .admin
-        .entries()
-        .create_entry(pb::CreateEntryRequest { entry: Some(spec("/ns/e2e/sa/base")) })
-        .await
-        .expect("create the base entry")
-        .into_inner();
+    let base = create(&lab, spec("/ns/e2e/sa/base"), "create the base entry").await;
     type Mutate = Box<dyn Fn(&mut pb::EntrySpec)>;
     let cases: Vec<(&str, Mutate)> = vec![
         ("entry.spiffe_id", Box::new(|s| s.spiffe_id = "spiffe://ztlab.test/a/../b".into())),
@@ -357,13 +329,7 @@ async fn unmanaged_entries_are_left_alone_and_reported() {
     .expect("create by hand");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
     let health = loop {
-        let h = lab
-            .admin
-            .sites()
-            .get_site_health(pb::GetSiteHealthRequest { id: "b".into() })
-            .await
-            .expect("health")
-            .into_inner();
+        let h = site_health(&lab, "b").await;
         if h.unmanaged_entry_ids.contains(&"hand-made".to_owned()) {
             break h;
         }
@@ -393,15 +359,8 @@ async fn wait_health(
     what: &str,
     check: impl Fn(&pb::SiteHealth) -> bool,
 ) -> pb::SiteHealth {
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        let h = site_health(lab, site).await;
-        if check(&h) {
-            return h;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "site {site}: not {what} within {timeout:?}: {h:?}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let every = Duration::from_millis(200);
+    e2e::wait_or_panic((timeout, every), &format!("site {site}: not {what}"), || site_health(lab, site), check).await
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -446,13 +405,7 @@ async fn a_dead_spire_server_fails_its_site_then_recovers_without_duplicates() {
     let dir = state_dir();
     let mut lab = entry_lab(&dir, 30).await;
     lab.lab.kill_component("spire-server-b").await.expect("kill");
-    let created = lab
-        .admin
-        .entries()
-        .create_entry(pb::CreateEntryRequest { entry: Some(spec("/ns/e2e/sa/resilient")) })
-        .await
-        .expect("create")
-        .into_inner();
+    let created = create(&lab, spec("/ns/e2e/sa/resilient"), "create").await;
     let failed = lab
         .wait_entry(&created.id, Duration::from_secs(15), |e| {
             e.site_status.iter().any(|s| s.site_id == "a" && s.state == SyncState::Synced as i32)
@@ -462,13 +415,7 @@ async fn a_dead_spire_server_fails_its_site_then_recovers_without_duplicates() {
     let b = failed.site_status.iter().find(|s| s.site_id == "b").expect("b");
     assert!(b.last_error.contains("SPIRE server unavailable"), "{b:?}");
     assert!(b.attempts >= 1 && b.next_retry_at.is_some(), "a retry is scheduled: {b:?}");
-    let health = lab
-        .admin
-        .sites()
-        .get_site_health(pb::GetSiteHealthRequest { id: "b".into() })
-        .await
-        .expect("health")
-        .into_inner();
+    let health = site_health(&lab, "b").await;
     assert!(health.failed >= 1, "{health:?}");
 
     lab.lab.restart_stopped().await.expect("restart spire-server-b");
@@ -538,4 +485,16 @@ async fn people_authenticate_with_oidc_tokens_and_get_their_groups_role() {
     // So is a token for a user that entry-manager cannot map to a role, and garbage.
     let err = lab.client(Some("not-a-jwt")).identity().who_am_i(pb::WhoAmIRequest {}).await.expect_err("garbage");
     assert_eq!(err.code(), tonic::Code::Unauthenticated);
+}
+
+/// How many audit events there are.
+async fn audit_count(lab: &e2e::EntryLab) -> usize {
+    let events = lab.admin.audit().list_audit_events(pb::ListAuditEventsRequest::default()).await.expect("audit");
+    events.into_inner().events.len()
+}
+
+/// CreateEntry of `spec` as the admin; `what` names the call if it fails.
+async fn create(lab: &e2e::EntryLab, spec: pb::EntrySpec, what: &str) -> pb::Entry {
+    let answer = lab.admin.entries().create_entry(pb::CreateEntryRequest { entry: Some(spec) }).await;
+    answer.unwrap_or_else(|e| panic!("{what}: {e:?}")).into_inner()
 }

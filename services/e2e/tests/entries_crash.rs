@@ -178,17 +178,7 @@ async fn kill_9_entry_manager_mid_batch_syncs_every_accepted_entry_exactly_once(
     // 2. A batch of 500 that succeeds; SIGKILL as soon as it returns, while the site agents sync.
     let batch2: Vec<pb::EntrySpec> = (FIRST..FIRST + SECOND).map(|n| crash_spec("b2", n)).collect();
     let admin = &lab.admin;
-    let created = retry("BatchCreateEntries", Duration::from_secs(30), || {
-        let entries = batch2.clone();
-        async move {
-            admin
-                .entries()
-                .batch_create_entries(pb::BatchCreateEntriesRequest { entries })
-                .await
-                .map(tonic::Response::into_inner)
-        }
-    })
-    .await;
+    let created = create_batch(admin, &batch2).await;
     lab.lab.kill_component("entry-manager").await.expect("kill -9 entry-manager again");
     assert_eq!(created.entries.len(), SECOND as usize);
     lab.lab.restart_stopped().await.expect("restart entry-manager again");
@@ -196,17 +186,7 @@ async fn kill_9_entry_manager_mid_batch_syncs_every_accepted_entry_exactly_once(
     // 3. Another 500, and SIGKILL while a site agent's report (ReportSyncResult) is being
     // written.
     let batch3: Vec<pb::EntrySpec> = (FIRST + SECOND..FIRST + 2 * SECOND).map(|n| crash_spec("b3", n)).collect();
-    let created3 = retry("BatchCreateEntries", Duration::from_secs(30), || {
-        let entries = batch3.clone();
-        async move {
-            admin
-                .entries()
-                .batch_create_entries(pb::BatchCreateEntriesRequest { entries })
-                .await
-                .map(tonic::Response::into_inner)
-        }
-    })
-    .await;
+    let created3 = create_batch(admin, &batch3).await;
     assert_eq!(created3.entries.len(), SECOND as usize);
     let in_report =
         wait_for_open_tx(&lab, &["SELECT e.revision", "UPDATE entry_sites SET state"], Duration::from_secs(20), || {
@@ -311,19 +291,11 @@ fn assert_histogram(body: &str, name: &str, labels: &[(&str, &str)]) {
 
 /// Polls `/metrics` until `check` holds (the gauges refresh every 5 s), or panics with the body.
 async fn wait_metrics<F: Fn(&str) -> bool>(port: u16, what: &str, check: F) -> String {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let got = zt_runtime::health::http_get(port, "/metrics").await;
-        if let Some((200, body)) = &got
-            && check(body)
-        {
-            return body.clone();
-        }
-        if tokio::time::Instant::now() >= deadline {
-            panic!("/metrics never showed {what}; last: {got:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    let what = format!("/metrics never showed {what}");
+    let every = (Duration::from_secs(30), Duration::from_millis(500));
+    let fetch = || zt_runtime::health::http_get(port, "/metrics");
+    let got = e2e::wait_or_panic(every, &what, fetch, |got| matches!(got, Some((200, body)) if check(body))).await;
+    got.map(|(_, body)| body).unwrap_or_default()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -364,15 +336,7 @@ async fn metrics_and_grpc_health_and_reflection() {
         panic!("not a ListServices answer: {answer:?}");
     };
     let names: BTreeSet<String> = list.service.into_iter().map(|s| s.name).collect();
-    for want in [
-        "ztlab.entry.v1.WorkloadEntryService",
-        "ztlab.entry.v1.SiteService",
-        "ztlab.entry.v1.SyncService",
-        "ztlab.entry.v1.AuditService",
-        "ztlab.entry.v1.ApiKeyService",
-        "ztlab.entry.v1.IdentityService",
-        "grpc.health.v1.Health",
-    ] {
+    for want in zt_entry_api::SERVICES.into_iter().chain(["grpc.health.v1.Health"]) {
         assert!(names.contains(want), "reflection does not list {want}: {names:?}");
     }
 
@@ -445,4 +409,22 @@ async fn metrics_and_grpc_health_and_reflection() {
     })
     .await;
     assert!(metric(&body, "sync_failures_total", &[("site", "a")]).is_none_or(|v| v == 0.0), "{body}");
+}
+
+/// BatchCreateEntries of `entries`, retried for up to 30 s while entry-manager restarts.
+async fn create_batch(
+    admin: &zt_entry_api::client::Client,
+    entries: &[pb::EntrySpec],
+) -> pb::BatchCreateEntriesResponse {
+    retry("BatchCreateEntries", Duration::from_secs(30), || {
+        let entries = entries.to_vec();
+        async move {
+            admin
+                .entries()
+                .batch_create_entries(pb::BatchCreateEntriesRequest { entries })
+                .await
+                .map(tonic::Response::into_inner)
+        }
+    })
+    .await
 }

@@ -24,12 +24,19 @@ async fn register_self(lab: &Lab, site: &str, name: &str, path: &str) -> String 
     format!("unix://{}", lab.workload_socket(site).expect("socket").display())
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn workload_api_issues_x509_and_jwt_svids() {
+/// A lab of one site, `a` of ztlab.test, with this test binary registered as `/ns/test/sa/e2e`
+/// under `name`: its state dir, the lab and the Workload API endpoint.
+async fn lab_with_self(name: &str) -> (tempfile::TempDir, Lab, String) {
     init();
     let dir = state_dir();
     let lab = Lab::up(spec(&dir, vec![site("a", "ztlab.test", true)]), true).await.expect("lab");
-    let endpoint = register_self(&lab, "a", "e2e-svid", "/ns/test/sa/e2e").await;
+    let endpoint = register_self(&lab, "a", name, "/ns/test/sa/e2e").await;
+    (dir, lab, endpoint)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn workload_api_issues_x509_and_jwt_svids() {
+    let (_dir, _lab, endpoint) = lab_with_self("e2e-svid").await;
 
     let svid = zt_tls::source::check_identity(&endpoint, Duration::from_secs(20)).await.expect("X.509-SVID");
     let info = zt_tls::CertInfo::from_der(svid.cert_chain()[0].as_bytes()).expect("parse");
@@ -234,10 +241,7 @@ async fn grpc_services_see_the_peer_spiffe_id() {
     use tonic_health::pb::health_client::HealthClient;
     use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus};
 
-    init();
-    let dir = state_dir();
-    let lab = Lab::up(spec(&dir, vec![site("a", "ztlab.test", true)]), true).await.expect("lab");
-    let endpoint = register_self(&lab, "a", "e2e-grpc", "/ns/test/sa/e2e").await;
+    let (_dir, _lab, endpoint) = lab_with_self("e2e-grpc").await;
     let source = zt_tls::source::connect(&endpoint, Duration::from_secs(20)).await.expect("source");
     let td = zt_identity::parse_trust_domain("td", "ztlab.test").expect("td");
     let me = "spiffe://ztlab.test/ns/test/sa/e2e";

@@ -213,16 +213,8 @@ fn grpc_router(
     api: &Api,
 ) -> tonic::transport::server::Router<tower::layer::util::Stack<RequestLayer, tower::layer::util::Identity>> {
     let (reporter, health) = tonic_health::server::health_reporter();
-    let names = [
-        "ztlab.entry.v1.WorkloadEntryService",
-        "ztlab.entry.v1.SiteService",
-        "ztlab.entry.v1.SyncService",
-        "ztlab.entry.v1.AuditService",
-        "ztlab.entry.v1.ApiKeyService",
-        "ztlab.entry.v1.IdentityService",
-    ];
     tokio::spawn(async move {
-        for n in names {
+        for n in zt_entry_api::SERVICES {
             reporter.set_service_status(n, tonic_health::ServingStatus::Serving).await;
         }
     });

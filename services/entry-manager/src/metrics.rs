@@ -31,7 +31,6 @@ pub fn record_phases(site: &str, list_ms: f64, apply_ms: f64) {
 
 /// Refreshes the gauges from the store every `every`.
 pub async fn refresh_gauges(store: Store, every: Duration) {
-    let states = ["PENDING", "SYNCED", "FAILED", "DELETING"];
     loop {
         let t = Instant::now();
         if let Ok(n) = store.count_entries().await {
@@ -39,9 +38,9 @@ pub async fn refresh_gauges(store: Store, every: Duration) {
         }
         if let Ok(counts) = store.site_counts().await {
             for (site, c) in counts {
-                for s in states {
-                    let v = c.by_state.get(s).copied().unwrap_or(0);
-                    metrics::gauge!("sync_status_by_site", "site" => site.clone(), "state" => s).set(v as f64);
+                for s in zt_entry_api::state::SyncState::ALL {
+                    let v = c.by_state.get(s.as_str()).copied().unwrap_or(0);
+                    metrics::gauge!("sync_status_by_site", "site" => site.clone(), "state" => s.as_str()).set(v as f64);
                 }
                 metrics::gauge!("sync_lag_seconds", "site" => site.clone()).set(c.lag_seconds);
                 metrics::gauge!("sync_alerting_entries", "site" => site.clone()).set(c.alerting as f64);

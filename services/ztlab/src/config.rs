@@ -276,18 +276,11 @@ impl LabConfig {
                 _ => {}
             }
             full.workloads.push(WorkloadSpec {
-                name: (*name).into(),
-                site: (*site).into(),
-                spiffe_path: (*path).into(),
-                program: bin_dir.join(name),
-                args: vec![],
                 env,
                 ops_port,
                 ports,
-                x509_svid_ttl_secs: 0,
                 bootstrap_entry: false,
-                dns_names: vec![],
-                config: None,
+                ..WorkloadSpec::new(name, site, path, bin_dir.join(name))
             });
         }
         Ok(Plan { infra, full })

@@ -7,12 +7,15 @@
 //! - [`api`]: entries, sites, audit, keys and sync through the central entry-management API.
 //! - [`demo`]: the scenario runner (`demo/scenarios.toml` run against a lab), which the CLI
 //!   (`ztlab demo`) and the UI share.
+//! - [`runtime`]: the lab-level commands (`up`, `down`, `status`, `logs`) behind the
+//!   [`runtime::Runtime`] trait; [`runtime::LocalRuntime`] is the local processes.
 //! - [`table`]: plain aligned tables for terminal output.
 
 pub mod api;
 pub mod config;
 pub mod demo;
 pub mod kind;
+pub mod runtime;
 pub mod table;
 
 /// How a command prints its result (`-o`).

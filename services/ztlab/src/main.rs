@@ -18,6 +18,7 @@ use clap::{Parser, Subcommand};
 use zt_runtime::lab::{ComponentStatus, Lab, default_state_dir};
 
 use ztlab::config::{Catalogue, DEFAULT_CATALOGUE, LabConfig};
+use ztlab::runtime::{CatalogueEntries, LocalRuntime, Runtime as _};
 use ztlab::table::Table;
 use ztlab::{Output, api, demo};
 
@@ -109,9 +110,15 @@ enum PolicyCmd {
     Rbac {
         /// allow-frontend (only the frontend's SPIFFE ID may call the backend), deny-frontend
         /// (nobody may), or show.
-        #[arg(value_parser = ["allow-frontend", "deny-frontend", "show"])]
+        #[arg(value_parser = rbac_choices())]
         mode: String,
     },
+}
+
+/// The `policy rbac` argument: a mode by its one name, or `show`.
+fn rbac_choices() -> clap::builder::PossibleValuesParser {
+    let modes = zt_runtime::app::RbacMode::ALL.map(zt_runtime::app::RbacMode::as_str);
+    clap::builder::PossibleValuesParser::new(modes.into_iter().chain(["show"]))
 }
 
 #[tokio::main]
@@ -160,23 +167,20 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             up(cli.state_dir, config.as_deref(), catalogue.as_deref(), &cli.conn).await
         }
         Command::Down { purge } => {
-            match Lab::open(&state_dir) {
-                Ok(mut lab) => {
-                    lab.down().await?;
-                    eprintln!("stopped every process the lab started");
-                }
-                Err(_) => eprintln!("no lab recorded in {}; nothing to stop", state_dir.display()),
+            let report = LocalRuntime::new(&state_dir, cli.conn.clone()).down(purge).await?;
+            if report.stopped {
+                eprintln!("stopped every process the lab started");
+            } else {
+                eprintln!("no lab recorded in {}; nothing to stop", state_dir.display());
             }
-            if purge && state_dir.exists() {
-                std::fs::remove_dir_all(&state_dir).with_context(|| format!("removing {}", state_dir.display()))?;
-                eprintln!("removed {}", state_dir.display());
+            if let Some(dir) = report.purged {
+                eprintln!("removed {}", dir.display());
             }
             Ok(ExitCode::SUCCESS)
         }
         Command::Kind(cmd) => ztlab::kind::run(cmd, &state_dir, out).await,
         Command::Status => {
-            let lab = Lab::open(&state_dir)?;
-            let status = lab.status().await;
+            let status = LocalRuntime::new(&state_dir, cli.conn.clone()).status().await?;
             match out {
                 Output::Json => println!("{}", serde_json::to_string_pretty(&status)?),
                 Output::Table => print_status(&status),
@@ -188,8 +192,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             })
         }
         Command::Logs { component, lines, follow } => {
-            let lab = Lab::open(&state_dir)?;
-            print_log(&lab.log_path(&component)?, lines, follow).await?;
+            let path = LocalRuntime::new(&state_dir, cli.conn.clone()).log_path(&component)?;
+            print_log(&path, lines, follow).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Entries(cmd) => {
@@ -247,7 +251,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 /// `ztlab up`: infrastructure and entry management, then the catalogue through the API, then
-/// the services (whose entries the catalogue created).
+/// the services (whose entries the catalogue created), through the runtime.
 async fn up(
     state_dir: Option<PathBuf>,
     config: Option<&Path>,
@@ -262,22 +266,14 @@ async fn up(
         None => (DEFAULT_CATALOGUE.to_owned(), "built-in catalogue".to_owned()),
     };
     let entries = Catalogue::parse(&text, &name)?.entries(&plan.full)?;
-    eprintln!("==> infrastructure and entry management");
-    let lab = Lab::up(plan.infra.clone(), false).await?;
-    lab.detach();
-    eprintln!("==> applying the workload catalogue through entry-manager ({name})");
-    let client = conn.client(&plan.infra.state_dir)?;
-    let applied = api::apply(&client, &entries).await?;
-    eprintln!("    {} created, {} updated, {} unchanged", applied.created, applied.updated, applied.unchanged);
-    api::wait_synced(&client, &applied.ids, Duration::from_secs(60)).await?;
-    eprintln!("==> services");
-    let lab = Lab::up(plan.full, false).await?;
-    print_status(&lab.status().await);
+    let runtime = LocalRuntime::new(&plan.full.state_dir, conn.clone());
+    let catalogue = CatalogueEntries { name, entries };
+    let status = runtime.up(&plan, &catalogue, &|line| eprintln!("{line}")).await?;
+    print_status(&status);
     eprintln!(
         "lab state: {}  (logs: ztlab logs <component>; entries: ztlab entries list; stop: ztlab down)",
-        lab.state_dir().display()
+        runtime.state_dir().display()
     );
-    lab.detach();
     Ok(ExitCode::SUCCESS)
 }
 

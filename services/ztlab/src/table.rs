@@ -14,6 +14,11 @@ impl Table {
         Self { header: header.iter().map(|s| (*s).to_owned()).collect(), rows: vec![] }
     }
 
+    /// A table of `header` and `rows`.
+    pub fn with_rows<const N: usize>(header: [&str; N], rows: impl IntoIterator<Item = Vec<String>>) -> Self {
+        Self { rows: rows.into_iter().collect(), ..Self::new(header) }
+    }
+
     pub fn row(&mut self, cells: Vec<String>) {
         self.rows.push(cells);
     }

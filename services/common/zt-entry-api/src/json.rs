@@ -13,15 +13,9 @@ pub fn time(t: &Option<prost_types::Timestamp>) -> Value {
         .unwrap_or(Value::Null)
 }
 
-/// `PENDING`, `SYNCED`, …
+/// `PENDING`, `SYNCED`, … ([`crate::state::SyncState::as_str`]); `UNSPECIFIED` for none.
 pub fn state(s: i32) -> &'static str {
-    match pb::SyncState::try_from(s).unwrap_or(pb::SyncState::Unspecified) {
-        pb::SyncState::Pending => "PENDING",
-        pb::SyncState::Synced => "SYNCED",
-        pb::SyncState::Failed => "FAILED",
-        pb::SyncState::Deleting => "DELETING",
-        pb::SyncState::Unspecified => "UNSPECIFIED",
-    }
+    crate::state::SyncState::from_pb(s).map_or("UNSPECIFIED", crate::state::SyncState::as_str)
 }
 
 /// `Admin`, `Operator`, …

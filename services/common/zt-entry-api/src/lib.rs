@@ -8,6 +8,17 @@
 
 pub mod client;
 pub mod json;
+pub mod state;
+
+/// The gRPC services of the API, by their full names (health and reflection list them).
+pub const SERVICES: [&str; 6] = [
+    "ztlab.entry.v1.WorkloadEntryService",
+    "ztlab.entry.v1.SiteService",
+    "ztlab.entry.v1.SyncService",
+    "ztlab.entry.v1.AuditService",
+    "ztlab.entry.v1.ApiKeyService",
+    "ztlab.entry.v1.IdentityService",
+];
 pub mod validate;
 
 /// Generated from `proto/ztlab/entry/v1/entry.proto`.

@@ -220,6 +220,48 @@ pub mod lab {
     pub fn id(trust_domain: &str, path: &str) -> Result<SpiffeId, Error> {
         parse_id("SPIFFE ID", &format!("spiffe://{trust_domain}{path}"))
     }
+
+    /// The backend Envoy's two RBAC policies: who may call the backend. One string mapping,
+    /// [`RbacMode::as_str`], which is also its serde form and what [`std::str::FromStr`] takes.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+    #[serde(rename_all = "kebab-case")]
+    pub enum RbacMode {
+        /// Only the frontend's SPIFFE ID may call the backend (the normal policy).
+        AllowFrontend,
+        /// Nobody may (the demo's deny step).
+        DenyFrontend,
+    }
+
+    impl RbacMode {
+        /// Every mode.
+        pub const ALL: [RbacMode; 2] = [RbacMode::AllowFrontend, RbacMode::DenyFrontend];
+
+        /// `allow-frontend` or `deny-frontend`.
+        pub fn as_str(self) -> &'static str {
+            match self {
+                RbacMode::AllowFrontend => "allow-frontend",
+                RbacMode::DenyFrontend => "deny-frontend",
+            }
+        }
+    }
+
+    /// A name that is not an [`RbacMode`].
+    #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+    #[error("{0:?} is not allow-frontend or deny-frontend")]
+    pub struct UnknownRbacMode(pub String);
+
+    impl std::str::FromStr for RbacMode {
+        type Err = UnknownRbacMode;
+        fn from_str(s: &str) -> Result<Self, Self::Err> {
+            Self::ALL.into_iter().find(|m| m.as_str() == s).ok_or_else(|| UnknownRbacMode(s.to_owned()))
+        }
+    }
+
+    impl std::fmt::Display for RbacMode {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.as_str())
+        }
+    }
 }
 
 #[cfg(test)]
@@ -228,6 +270,15 @@ mod tests {
 
     fn id(s: &str) -> SpiffeId {
         SpiffeId::new(s).expect("valid test ID")
+    }
+
+    #[test]
+    fn rbac_modes_have_one_name_and_it_is_their_json() {
+        for m in lab::RbacMode::ALL {
+            assert_eq!(m.as_str().parse::<lab::RbacMode>(), Ok(m));
+            assert_eq!(m.to_string(), m.as_str());
+        }
+        assert!("sideways".parse::<lab::RbacMode>().is_err());
     }
 
     #[test]

@@ -100,35 +100,8 @@ pub struct FixtureSpec {
     pub port: u16,
 }
 
-/// The two Envoy RBAC policies of the backend.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum RbacMode {
-    /// Only the frontend's SPIFFE ID may call the backend (the normal policy).
-    AllowFrontend,
-    /// Nobody may (the demo's deny step).
-    DenyFrontend,
-}
-
-impl std::str::FromStr for RbacMode {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self> {
-        match s {
-            "allow-frontend" => Ok(Self::AllowFrontend),
-            "deny-frontend" => Ok(Self::DenyFrontend),
-            other => Err(Error::config("rbac mode", format!("{other:?} is not allow-frontend or deny-frontend"))),
-        }
-    }
-}
-
-impl std::fmt::Display for RbacMode {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Self::AllowFrontend => "allow-frontend",
-            Self::DenyFrontend => "deny-frontend",
-        })
-    }
-}
+/// The two Envoy RBAC policies of the backend (defined beside the lab's SPIFFE IDs).
+pub use zt_identity::lab::RbacMode;
 
 /// Where the app chain keeps its files under the state dir.
 #[derive(Debug, Clone)]
@@ -158,6 +131,15 @@ impl AppPaths {
     pub fn component_dir(&self, name: &str) -> PathBuf {
         self.state_dir.join(name)
     }
+    /// Writes `text` to `<state>/<component>/<file>` and returns its path.
+    pub fn write_config(&self, component: &str, file: &str, text: &str) -> Result<PathBuf> {
+        let dir = self.component_dir(component);
+        std::fs::create_dir_all(&dir).map_err(Error::io(format!("creating {}", dir.display())))?;
+        let path = dir.join(file);
+        std::fs::write(&path, text).map_err(Error::io(format!("writing {}", path.display())))?;
+        Ok(path)
+    }
+
     /// The file the backend's Envoy loads its RBAC policy from.
     pub fn rbac_file(&self) -> PathBuf {
         self.state_dir.join("envoy-backend/rbac/rbac.yaml")
@@ -237,20 +219,22 @@ pub async fn install_rbac(
     };
     let file = write_rbac(paths, trust_domain, mode)?;
     let start = std::time::Instant::now();
-    loop {
+    let loaded = crate::wait::poll_until(timeout, Duration::from_millis(20), || async {
         match rbac_loads(admin_port).await {
-            Some(now) if now > before => return Ok((file, RbacLoad::Loaded(start.elapsed()))),
-            _ if start.elapsed() >= timeout => {
-                return Err(Error::Command {
-                    command: format!("waiting for envoy-backend to load {} ({mode})", file.display()),
-                    message: format!(
-                        "its {RBAC_LOADS_STAT} stat did not move within {} s: see `ztlab logs envoy-backend`",
-                        timeout.as_secs()
-                    ),
-                });
-            }
-            _ => tokio::time::sleep(Duration::from_millis(20)).await,
+            Some(now) if now > before => crate::wait::Check::Done(start.elapsed()),
+            _ => crate::wait::Check::NotYet(()),
         }
+    })
+    .await;
+    match loaded {
+        Ok(took) => Ok((file, RbacLoad::Loaded(took))),
+        Err(()) => Err(Error::Command {
+            command: format!("waiting for envoy-backend to load {} ({mode})", file.display()),
+            message: format!(
+                "its {RBAC_LOADS_STAT} stat did not move within {} s: see `ztlab logs envoy-backend`",
+                timeout.as_secs()
+            ),
+        }),
     }
 }
 
@@ -290,11 +274,7 @@ pub fn write_envoy_config(paths: &AppPaths, name: &str, values: &EnvoyValues) ->
     ];
     v.extend(extra);
     let text = render(&format!("infrastructure/local/envoy/{name}"), template, &v)?;
-    let dir = paths.component_dir(name);
-    std::fs::create_dir_all(&dir).map_err(Error::io(format!("creating {}", dir.display())))?;
-    let file = dir.join("envoy.yaml");
-    std::fs::write(&file, text).map_err(Error::io(format!("writing {}", file.display())))?;
-    Ok(file)
+    paths.write_config(name, "envoy.yaml", &text)
 }
 
 /// What an Envoy config is rendered from.
@@ -384,11 +364,7 @@ pub fn write_helper_config(
             ("health_port", health_port.to_string()),
         ],
     )?;
-    let dir = paths.component_dir(name);
-    std::fs::create_dir_all(&dir).map_err(Error::io(format!("creating {}", dir.display())))?;
-    let file = dir.join("helper.conf");
-    std::fs::write(&file, text).map_err(Error::io(format!("writing {}", file.display())))?;
-    Ok(file)
+    paths.write_config(name, "helper.conf", &text)
 }
 
 /// Starts a spiffe-helper from its hard link `exe`, as `user` when given.
@@ -419,47 +395,7 @@ pub async fn wait_svid_files(component: &str, rec: &ProcessRecord, cert_dir: &Pa
     .await
 }
 
-/// When the SVID a spiffe-helper wrote in `cert_dir` expires (Unix seconds).
-pub fn svid_file_expiry(cert_dir: &Path) -> Option<i64> {
-    pem_not_after(&std::fs::read(cert_dir.join("svid.pem")).ok()?)
-}
-
-/// When the first certificate of a PEM text expires (Unix seconds).
-pub fn pem_not_after(pem: &[u8]) -> Option<i64> {
-    let (_, block) = x509_parser::pem::parse_x509_pem(pem).ok()?;
-    let cert = block.parse_x509().ok()?;
-    Some(cert.validity().not_after.timestamp())
-}
-
-/// The serial number of the SVID a spiffe-helper wrote in `cert_dir` ([`pem_serial`]).
-pub fn svid_file_serial(cert_dir: &Path) -> Option<String> {
-    pem_serial(&std::fs::read(cert_dir.join("svid.pem")).ok()?)
-}
-
-/// The serial number of the first certificate of a PEM text, in ztlab's one form for serials
-/// ([`normalize_serial`]: lower-case hex, no colons, as Envoy's admin `/certs` prints it and as
-/// `openssl x509 -serial` does in upper case).
-pub fn pem_serial(pem: &[u8]) -> Option<String> {
-    let (_, block) = x509_parser::pem::parse_x509_pem(pem).ok()?;
-    let cert = block.parse_x509().ok()?;
-    let hex: String = cert.tbs_certificate.raw_serial().iter().map(|b| format!("{b:02x}")).collect();
-    Some(normalize_serial(&hex))
-}
-
-/// A certificate serial in ztlab's one form: lower-case hex without colons or leading zero
-/// bytes, an even number of digits (`openssl x509 -serial`, lower-cased; Envoy's `/certs`). Takes
-/// the colon-separated form the native services' `/healthz` shows (`0a:1b:…`) as well.
-pub fn normalize_serial(serial: &str) -> String {
-    let mut hex: String = serial.chars().filter(char::is_ascii_hexdigit).map(|c| c.to_ascii_lowercase()).collect();
-    if hex.len() % 2 == 1 {
-        hex.insert(0, '0');
-    }
-    let mut s = hex.as_str();
-    while s.len() > 2 && s.starts_with("00") {
-        s = &s[2..];
-    }
-    s.to_owned()
-}
+pub use crate::certs::{normalize_serial, pem_not_after, pem_serial, svid_file_expiry, svid_file_serial};
 
 /// Every certificate serial in an Envoy's admin `/certs` answer (each chain, each certificate),
 /// in ztlab's one form ([`normalize_serial`]).
@@ -506,6 +442,12 @@ pub fn envoy_svid(certs_json: &str) -> Option<EnvoyCert> {
         .and_then(|t| time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok())
         .map(time::OffsetDateTime::unix_timestamp);
     Some(EnvoyCert { serial, not_after, expires_at })
+}
+
+/// The file that holds only the app PostgreSQL's pid, which its spiffe-helper signals after each
+/// write (spiffe-helper cannot read `postmaster.pid`, which has several lines).
+pub fn app_postgres_pid_file(cluster: &Cluster) -> PathBuf {
+    cluster.dir.join("postgres.pid")
 }
 
 /// Creates the app cluster if needed and writes its `pg_hba.conf`.
@@ -580,11 +522,7 @@ pub fn write_oidc_config(paths: &AppPaths, port: u16, health_port: u16, server_s
             ("server_socket", server_socket.display().to_string()),
         ],
     )?;
-    let dir = paths.component_dir(OIDC);
-    std::fs::create_dir_all(&dir).map_err(Error::io(format!("creating {}", dir.display())))?;
-    let file = dir.join("oidc-discovery-provider.conf");
-    std::fs::write(&file, text).map_err(Error::io(format!("writing {}", file.display())))?;
-    Ok(file)
+    paths.write_config(OIDC, "oidc-discovery-provider.conf", &text)
 }
 
 /// Starts the OIDC Discovery Provider.

@@ -145,18 +145,11 @@ pub fn workloads(lab: &LabSpec, em: &EntryMgmtSpec) -> Vec<WorkloadSpec> {
         }
     }
     let mut out = vec![WorkloadSpec {
-        name: "entry-manager".into(),
-        site: em.site.clone(),
-        spiffe_path: ENTRY_MANAGER_PATH.into(),
-        program: em.entry_manager.clone(),
-        args: vec![],
-        env: BTreeMap::new(),
         ops_port: em.ops_port,
         ports: BTreeMap::from([("listen".to_owned(), em.listen_port), ("operator".to_owned(), em.operator_port)]),
-        x509_svid_ttl_secs: 0,
-        bootstrap_entry: true,
         dns_names: vec![entry_manager_dns(&td)],
         config: Some(cfg),
+        ..WorkloadSpec::new("entry-manager", &em.site, ENTRY_MANAGER_PATH, em.entry_manager.clone())
     }];
     for s in &lab.sites {
         let ops = em.agent_ops_ports.get(&s.name).copied().unwrap_or(0);
@@ -168,18 +161,14 @@ pub fn workloads(lab: &LabSpec, em: &EntryMgmtSpec) -> Vec<WorkloadSpec> {
             em.full_resync_secs,
         );
         out.push(WorkloadSpec {
-            name: format!("site-agent-{}", s.name),
-            site: s.name.clone(),
-            spiffe_path: site_agent_path(&s.name),
-            program: em.site_agent.clone(),
-            args: vec![],
-            env: BTreeMap::new(),
             ops_port: ops,
-            ports: BTreeMap::new(),
-            x509_svid_ttl_secs: 0,
-            bootstrap_entry: true,
-            dns_names: vec![],
             config: Some(cfg),
+            ..WorkloadSpec::new(
+                &format!("site-agent-{}", s.name),
+                &s.name,
+                &site_agent_path(&s.name),
+                em.site_agent.clone(),
+            )
         });
     }
     out

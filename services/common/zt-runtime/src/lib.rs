@@ -6,17 +6,21 @@
 //! Module map:
 //! - [`binaries`]: where the pinned infrastructure binaries are (`~/.cache/ztlab/…`, installed
 //!   by `scripts/install-infra.sh` from `infrastructure/versions.env`).
+//! - [`certs`]: the one place for certificate helpers (expiry, serials, PEM, the shared root CA).
 //! - [`process`]: one started process: log file, pid and start time, stop by pid only.
 //! - [`ports`]: free ports, and a clear error when a pinned port is taken.
 //! - [`spire`]: SPIRE server and agent config rendering, start-up, readiness, and the CLI calls
 //!   the lab needs (join tokens, entries, bundles).
 //! - [`component`]: the components as values ([`component::Component`], [`component::Kind`],
-//!   [`component::Health`]): the list in start order, and each one's status.
-//! - [`lab`]: the lab as a whole: a [`lab::LabSpec`] of sites and workloads, started in order
-//!   with readiness checks, recorded in `lab.json` under the state dir, stopped by pid. A
-//!   [`lab::Lab`] owned by a test stops everything it started when dropped.
+//!   [`component::Health`]): how each one starts and waits until it is ready, the ports it
+//!   pins, and its status.
+//! - [`lab`]: the lab as a whole: a [`lab::LabSpec`] of sites and workloads, and `up`, which
+//!   walks [`lab::Lab::plan`] (the components and the steps between them, [`lab::Step`]),
+//!   recorded in `lab.json` under the state dir, stopped by pid. A [`lab::Lab`] owned by a test
+//!   stops everything it started when dropped.
 //! - [`postgres`]: PostgreSQL clusters (the unix-socket-only `mgmt` database first).
-//! - [`openbao`]: the OpenBao server: init, unseal, and the lab's OIDC identity provider.
+//! - [`openbao`]: the OpenBao server: init, unseal, the lab's OIDC identity provider
+//!   (`identity`) and what the app chain needs (`secrets`).
 //! - [`entrymgmt`]: entry-manager and the site agents as lab workloads (configs, bootstrap entries).
 //! - [`health`]: readiness probes (HTTP `GET` on loopback).
 //! - [`wait`]: the one polling loop ([`wait::poll_until`]) and readiness wait of a started
@@ -24,6 +28,7 @@
 
 pub mod app;
 pub mod binaries;
+pub mod certs;
 pub mod component;
 pub mod entrymgmt;
 pub mod health;
@@ -98,6 +103,9 @@ pub enum Error {
         /// Its output.
         message: String,
     },
+    /// A step the caller of `up` runs ([`lab::Hooks`]) failed; its own error, as it says it.
+    #[error(transparent)]
+    Hook(Box<dyn std::error::Error + Send + Sync>),
     /// File system or process error.
     #[error("{context}: {source}")]
     Io {

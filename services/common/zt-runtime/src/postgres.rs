@@ -89,6 +89,12 @@ impl Cluster {
         self.dir.join("run")
     }
 
+    /// `-h <socket dir> -p <port> -U <superuser>`: how the client tools reach it.
+    fn superuser_args(&self) -> [String; 6] {
+        let host = self.socket_dir().display().to_string();
+        ["-h".into(), host, "-p".into(), self.port.to_string(), "-U".into(), SUPERUSER.into()]
+    }
+
     /// A libpq connection string for `database` over the unix socket.
     pub fn conn_string(&self, database: &str) -> String {
         format!("host={} port={} user={SUPERUSER} dbname={database}", self.socket_dir().display(), self.port)
@@ -178,15 +184,8 @@ impl Cluster {
         let bin = &bin_dir()?;
         crate::wait::wait_ready(component, record, timeout, move || async move {
             let ok = tokio::process::Command::new(bin.join("pg_isready"))
-                .args([
-                    "-q",
-                    "-h",
-                    &self.socket_dir().display().to_string(),
-                    "-p",
-                    &self.port.to_string(),
-                    "-U",
-                    SUPERUSER,
-                ])
+                .arg("-q")
+                .args(self.superuser_args())
                 .status()
                 .await
                 .is_ok_and(|s| s.success());
@@ -199,24 +198,9 @@ impl Cluster {
     pub async fn psql(&self, database: &str, sql: &str) -> Result<String> {
         let bin = bin_dir()?;
         let out = tokio::process::Command::new(bin.join("psql"))
-            .args([
-                "-X",
-                "-q",
-                "-A",
-                "-t",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-h",
-                &self.socket_dir().display().to_string(),
-                "-p",
-                &self.port.to_string(),
-                "-U",
-                SUPERUSER,
-                "-d",
-                database,
-                "-c",
-                sql,
-            ])
+            .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1"])
+            .args(self.superuser_args())
+            .args(["-d", database, "-c", sql])
             .output()
             .await
             .map_err(Error::io("running psql"))?;

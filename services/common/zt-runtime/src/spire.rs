@@ -237,7 +237,7 @@ pub fn write_configs(paths: &SitePaths, v: &SiteConfigValues) -> Result<()> {
     write(&paths.agent_conf(), &configs.agent)
 }
 
-fn write(path: &Path, text: &str) -> Result<()> {
+pub(crate) fn write(path: &Path, text: &str) -> Result<()> {
     std::fs::write(path, text).map_err(Error::io(format!("writing {}", path.display())))
 }
 
@@ -397,33 +397,7 @@ pub async fn delete_entry(paths: &SitePaths, entry_id: &str) -> Result<()> {
     server_cli(paths, &["entry", "delete", "-entryID", entry_id]).await.map(|_| ())
 }
 
-/// Creates the lab's shared root CA (EC P-256, one year) unless it exists. The key is 0600.
-pub fn ensure_root_ca(dir: &Path) -> Result<(PathBuf, PathBuf)> {
-    use std::os::unix::fs::PermissionsExt;
-    let cert_path = dir.join("root.crt");
-    let key_path = dir.join("root.key");
-    if cert_path.exists() && key_path.exists() {
-        return Ok((cert_path, key_path));
-    }
-    std::fs::create_dir_all(dir).map_err(Error::io(format!("creating {}", dir.display())))?;
-    let fail =
-        |e: rcgen::Error| Error::Command { command: "generating the lab root CA".into(), message: e.to_string() };
-    let key = rcgen::KeyPair::generate().map_err(fail)?;
-    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).map_err(fail)?;
-    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    params.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign, rcgen::KeyUsagePurpose::CrlSign];
-    params.distinguished_name.push(rcgen::DnType::OrganizationName, "ztlab");
-    params.distinguished_name.push(rcgen::DnType::CommonName, "ztlab lab root CA");
-    let now = time::OffsetDateTime::now_utc();
-    params.not_before = now - time::Duration::minutes(5);
-    params.not_after = now + time::Duration::days(365);
-    let cert = params.self_signed(&key).map_err(fail)?;
-    write(&key_path, &key.serialize_pem())?;
-    std::fs::set_permissions(&key_path, std::fs::Permissions::from_mode(0o600))
-        .map_err(Error::io(format!("chmod {}", key_path.display())))?;
-    write(&cert_path, &cert.pem())?;
-    Ok((cert_path, key_path))
-}
+pub use crate::certs::ensure_root_ca;
 
 #[cfg(test)]
 mod tests {

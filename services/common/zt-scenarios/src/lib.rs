@@ -9,6 +9,7 @@
 use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
+pub use zt_identity::lab::RbacMode;
 
 /// The catalogue in the repository.
 pub const BUILTIN: &str = include_str!("../../../../demo/scenarios.toml");
@@ -149,6 +150,207 @@ impl Action {
 /// The longest a step may wait or watch, seconds.
 pub const MAX_SECONDS: u64 = 600;
 
+/// A step, typed: each action with exactly the fields it takes, already checked. Its serde form
+/// is the catalogue's (`action = "rbac"`, `mode = "deny-frontend"`). The runner works on these;
+/// [`Step`] is the catalogue's flat record of the same, which [`Step::drill`] checks and
+/// converts, naming the field that is wrong.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "kebab-case", deny_unknown_fields)]
+#[non_exhaustive]
+pub enum Drill {
+    /// `POST /api/run-demo` on the frontend, until it gives `expect`: `ok`, or the reason the
+    /// first failing hop must give (`rbac`, …).
+    RunDemo {
+        /// `ok` or the failing hop's reason.
+        expect: String,
+    },
+    /// `ztlab policy rbac <mode>`.
+    Rbac {
+        /// The policy to install.
+        mode: RbacMode,
+    },
+    /// Run Demo in a loop for `seconds`, counting failures, while watching the serials of both
+    /// Envoys' SDS certificates, both spiffe-helpers' files and a native SVID.
+    Rotation {
+        /// How long to watch.
+        seconds: u64,
+    },
+    /// The backend's OpenBao lease: the TTL counting down, then a rotation to a new database
+    /// user (within `seconds`), and the old role gone from PostgreSQL.
+    OpenbaoLease {
+        /// The longest wait for the rotation.
+        seconds: u64,
+    },
+    /// `user` logs in, stores a fixture GitHub token, lists repositories.
+    Github {
+        /// The seeded user (password `<user>99`).
+        user: String,
+        /// Always the fixture.
+        expect: GithubExpect,
+    },
+    /// An entry created through the entry API, synced to both sites, checked on both SPIRE
+    /// servers, deleted, gone from both, with its audit trail.
+    EntryLifecycle,
+    /// `site`'s SPIRE server is stopped and restarted.
+    SiteOutage {
+        /// The site whose SPIRE server is stopped.
+        site: String,
+        /// What must hold meanwhile.
+        expect: OutageExpect,
+        /// With `cached`: how long Run Demo must stay green.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        seconds: Option<u64>,
+    },
+    /// The backend's current database lease is revoked; Run Demo must be green again within
+    /// `seconds`, on a new lease, with the old PostgreSQL role gone.
+    RevokeLease {
+        /// The longest Run Demo may take to be green again.
+        seconds: u64,
+    },
+    /// The Cilium policies' reachability matrix (infrastructure/kind/check.py).
+    NetworkPolicy {
+        /// Always `pass`.
+        expect: NetworkExpect,
+    },
+}
+
+/// What a `github` step expects: the lab's fixture, never the real GitHub.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum GithubExpect {
+    /// The answers come from the lab's GitHub fixture.
+    Fixture,
+}
+
+/// What a `site-outage` step expects while the site's server is down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OutageExpect {
+    /// Entry sync to that site fails and retries, then recovers.
+    Retries,
+    /// Run Demo stays green on the SVIDs the agent cached.
+    Cached,
+}
+
+/// What a `network-policy` step expects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum NetworkExpect {
+    /// The policies allow exactly the reachability matrix.
+    Pass,
+}
+
+impl Drill {
+    /// How long it watches or waits, for the actions that say (`rotation`, `openbao-lease`,
+    /// `revoke-lease`, `site-outage` with `cached`).
+    pub fn seconds(&self) -> Option<u64> {
+        match self {
+            Drill::Rotation { seconds } | Drill::OpenbaoLease { seconds } | Drill::RevokeLease { seconds } => {
+                Some(*seconds)
+            }
+            Drill::SiteOutage { seconds, .. } => *seconds,
+            _ => None,
+        }
+    }
+
+    /// Its action.
+    pub fn action(&self) -> Action {
+        match self {
+            Drill::RunDemo { .. } => Action::RunDemo,
+            Drill::Rbac { .. } => Action::Rbac,
+            Drill::Rotation { .. } => Action::Rotation,
+            Drill::OpenbaoLease { .. } => Action::OpenbaoLease,
+            Drill::Github { .. } => Action::Github,
+            Drill::EntryLifecycle => Action::EntryLifecycle,
+            Drill::SiteOutage { .. } => Action::SiteOutage,
+            Drill::RevokeLease { .. } => Action::RevokeLease,
+            Drill::NetworkPolicy { .. } => Action::NetworkPolicy,
+        }
+    }
+}
+
+impl Step {
+    /// Checks this step (its fields at `field`, such as `scenario[2].step[0]`) and returns it
+    /// typed. An error names the field that is wrong.
+    pub fn drill(&self, field: &str) -> Result<Drill, CatalogueError> {
+        let sf = |name: &str| format!("{field}.{name}");
+        let set = [
+            ("mode", self.mode.is_some()),
+            ("expect", self.expect.is_some()),
+            ("seconds", self.seconds.is_some()),
+            ("site", self.site.is_some()),
+            ("user", self.user.is_some()),
+        ];
+        for (name, present) in set {
+            if present && !self.action.fields().contains(&name) {
+                return Err(invalid(sf(name), format!("not used by {}", self.action.name())));
+            }
+        }
+        let expect = self.expect.as_deref();
+        let seconds = |need: bool| -> Result<Option<u64>, CatalogueError> {
+            match self.seconds {
+                None if need => Err(invalid(sf("seconds"), format!("{} needs seconds", self.action.name()))),
+                Some(n) if n == 0 || n > MAX_SECONDS => {
+                    Err(invalid(sf("seconds"), format!("{n}: between 1 and {MAX_SECONDS}")))
+                }
+                other => Ok(other),
+            }
+        };
+        let needed = |need: bool| -> Result<u64, CatalogueError> { Ok(seconds(need)?.unwrap_or_default()) };
+        Ok(match self.action {
+            Action::Rbac => {
+                let mode = self.mode.as_deref().and_then(|m| m.parse().ok());
+                let mode = mode
+                    .ok_or_else(|| invalid(sf("mode"), format!("{:?}: allow-frontend or deny-frontend", self.mode)))?;
+                Drill::Rbac { mode }
+            }
+            Action::RunDemo => match expect {
+                Some(e) if !e.is_empty() => Drill::RunDemo { expect: e.to_owned() },
+                _ => return Err(invalid(sf("expect"), "ok, or the reason of the failing hop")),
+            },
+            Action::Rotation => Drill::Rotation { seconds: needed(true)? },
+            Action::OpenbaoLease => Drill::OpenbaoLease { seconds: needed(true)? },
+            Action::RevokeLease => Drill::RevokeLease { seconds: needed(true)? },
+            Action::EntryLifecycle => Drill::EntryLifecycle,
+            Action::Github => {
+                let user = match self.user.as_deref() {
+                    Some(u) if !u.is_empty() && u.chars().all(|c| c.is_ascii_lowercase()) => u.to_owned(),
+                    _ => return Err(invalid(sf("user"), format!("{:?}: a seeded user (lower-case)", self.user))),
+                };
+                if expect != Some("fixture") {
+                    return Err(invalid(sf("expect"), format!("{expect:?}: fixture")));
+                }
+                Drill::Github { user, expect: GithubExpect::Fixture }
+            }
+            Action::SiteOutage => {
+                let site = match self.site.as_deref() {
+                    Some(s) if !s.is_empty() => s.to_owned(),
+                    _ => return Err(invalid(sf("site"), "the site whose SPIRE server is stopped")),
+                };
+                let (expect, seconds) = match expect {
+                    Some("retries") => (OutageExpect::Retries, seconds(false)?),
+                    Some("cached") => (OutageExpect::Cached, seconds(true)?),
+                    other => return Err(invalid(sf("expect"), format!("{other:?}: retries or cached"))),
+                };
+                Drill::SiteOutage { site, expect, seconds }
+            }
+            Action::NetworkPolicy => {
+                if expect != Some("pass") {
+                    return Err(invalid(sf("expect"), format!("{expect:?}: pass")));
+                }
+                Drill::NetworkPolicy { expect: NetworkExpect::Pass }
+            }
+        })
+    }
+}
+
+impl Scenario {
+    /// Its steps, typed ([`Step::drill`]); checked when the catalogue was parsed.
+    pub fn drills(&self) -> Result<Vec<Drill>, CatalogueError> {
+        self.step.iter().enumerate().map(|(j, st)| st.drill(&format!("scenario {:?}.step[{j}]", self.id))).collect()
+    }
+}
+
 /// One delegation case: who asks for which document, and the decision.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -240,68 +442,7 @@ impl Catalogue {
                 return Err(invalid(f("step"), "a scenario needs steps or cases"));
             }
             for (j, st) in s.step.iter().enumerate() {
-                let sf = |name: &str| format!("scenario[{i}].step[{j}].{name}");
-                let set = [
-                    ("mode", st.mode.is_some()),
-                    ("expect", st.expect.is_some()),
-                    ("seconds", st.seconds.is_some()),
-                    ("site", st.site.is_some()),
-                    ("user", st.user.is_some()),
-                ];
-                for (name, present) in set {
-                    if present && !st.action.fields().contains(&name) {
-                        return Err(invalid(sf(name), format!("not used by {}", st.action.name())));
-                    }
-                }
-                let expect = st.expect.as_deref();
-                let seconds = |need: bool| -> Result<(), CatalogueError> {
-                    match st.seconds {
-                        None if need => Err(invalid(sf("seconds"), format!("{} needs seconds", st.action.name()))),
-                        Some(n) if n == 0 || n > MAX_SECONDS => {
-                            Err(invalid(sf("seconds"), format!("{n}: between 1 and {MAX_SECONDS}")))
-                        }
-                        _ => Ok(()),
-                    }
-                };
-                match st.action {
-                    Action::Rbac => match st.mode.as_deref() {
-                        Some("allow-frontend" | "deny-frontend") => {}
-                        other => {
-                            return Err(invalid(sf("mode"), format!("{other:?}: allow-frontend or deny-frontend")));
-                        }
-                    },
-                    Action::RunDemo => {
-                        if expect.is_none_or(str::is_empty) {
-                            return Err(invalid(sf("expect"), "ok, or the reason of the failing hop"));
-                        }
-                    }
-                    Action::Rotation | Action::OpenbaoLease | Action::RevokeLease => seconds(true)?,
-                    Action::EntryLifecycle => {}
-                    Action::Github => {
-                        if st.user.as_deref().is_none_or(|u| u.is_empty() || !u.chars().all(|c| c.is_ascii_lowercase()))
-                        {
-                            return Err(invalid(sf("user"), format!("{:?}: a seeded user (lower-case)", st.user)));
-                        }
-                        if expect != Some("fixture") {
-                            return Err(invalid(sf("expect"), format!("{expect:?}: fixture")));
-                        }
-                    }
-                    Action::SiteOutage => {
-                        if st.site.as_deref().is_none_or(|s| s.is_empty()) {
-                            return Err(invalid(sf("site"), "the site whose SPIRE server is stopped"));
-                        }
-                        match expect {
-                            Some("retries") => seconds(false)?,
-                            Some("cached") => seconds(true)?,
-                            other => return Err(invalid(sf("expect"), format!("{other:?}: retries or cached"))),
-                        }
-                    }
-                    Action::NetworkPolicy => {
-                        if expect != Some("pass") {
-                            return Err(invalid(sf("expect"), format!("{expect:?}: pass")));
-                        }
-                    }
-                }
+                st.drill(&format!("scenario[{i}].step[{j}]"))?;
             }
             let mut numbers = BTreeSet::new();
             for (j, c) in s.case.iter().enumerate() {
@@ -360,6 +501,27 @@ mod tests {
         ] {
             assert!(c.get(id).is_some(), "{id} is in the catalogue");
         }
+    }
+
+    /// Every step of the catalogue, typed, has the same TOML as the step in the file.
+    #[test]
+    fn drills_are_the_steps_typed_in_the_same_shape() {
+        let c = Catalogue::builtin().expect("builtin");
+        let mut n = 0;
+        for s in &c.scenario {
+            for (st, d) in s.step.iter().zip(s.drills().expect("drills")) {
+                let flat = toml::Value::try_from(st).expect("step");
+                let typed = toml::Value::try_from(&d).expect("drill");
+                assert_eq!(flat, typed, "{st:?}");
+                assert_eq!(d.action(), st.action);
+                let back: Drill = typed.try_into().expect("parses back");
+                assert_eq!(back, d);
+                n += 1;
+            }
+        }
+        assert!(n >= 10, "{n} steps");
+        let d: Result<Drill, _> = toml::from_str("action = \"rbac\"\nmode = \"deny-frontend\"\nuser = \"x\"\n");
+        assert!(d.is_err_and(|e| e.to_string().contains("user")), "unknown fields are refused by name");
     }
 
     #[test]

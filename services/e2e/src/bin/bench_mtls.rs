@@ -314,10 +314,7 @@ fn arg<T: std::str::FromStr>(args: &BTreeMap<String, String>, name: &str, defaul
 #[tokio::main]
 async fn main() -> Result {
     zt_tls::install_crypto_provider();
-    let args: BTreeMap<String, String> = std::env::args()
-        .skip(1)
-        .filter_map(|a| a.strip_prefix("--").and_then(|a| a.split_once('=')).map(|(k, v)| (k.to_owned(), v.to_owned())))
-        .collect();
+    let args = e2e::bench::args();
     let secs: u64 = arg(&args, "seconds", 10);
     let concurrency: usize = arg(&args, "concurrency", 16).max(1);
     let slot = Duration::from_millis(arg(&args, "slot-ms", 500u64).max(1));

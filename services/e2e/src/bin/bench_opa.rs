@@ -11,7 +11,6 @@
 
 use e2e::bench::{Stats, ms, stats, us};
 use e2e::pem;
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -166,10 +165,7 @@ async fn wait_ready(client: &MtlsClient, url: &str, timeout: Duration) -> Result
 #[tokio::main]
 async fn main() -> Result {
     zt_tls::install_crypto_provider();
-    let args: BTreeMap<String, String> = std::env::args()
-        .skip(1)
-        .filter_map(|a| a.strip_prefix("--").and_then(|a| a.split_once('=')).map(|(k, v)| (k.to_owned(), v.to_owned())))
-        .collect();
+    let args = e2e::bench::args();
     if let Some(dir) = args.get("write-svid") {
         return write_svid(Path::new(dir)).await;
     }

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, anyhow, bail};
 use zt_runtime::app::RbacMode;
-use zt_scenarios::{Action, Scenario};
+use zt_scenarios::{Drill, Scenario};
 
 use super::drills;
 use super::event::{Check, Event, Report, ScenarioRun, Sink};
@@ -100,9 +100,10 @@ async fn run_scenario(
     sink.send(Event::Started { scenario: s.id.clone(), title: s.title.clone() });
     let mut checks = Vec::new();
     let mut changed_rbac = false;
-    let stops_servers = s.step.iter().any(|st| st.action == Action::SiteOutage);
+    let drills = s.drills()?;
+    let stops_servers = drills.iter().any(|st| matches!(st, Drill::SiteOutage { .. }));
     let result = tokio::select! {
-        r = run_checks(target, s, cases, sink, &mut checks, &mut changed_rbac) => r,
+        r = run_checks(target, (s, &drills), cases, sink, &mut checks, &mut changed_rbac) => r,
         () = cancel => Err(anyhow!("interrupted")),
     };
     let rbac_restored = if changed_rbac { restore_rbac(target, sink).await } else { None };
@@ -123,16 +124,16 @@ async fn run_scenario(
 
 async fn run_checks(
     target: &dyn Target,
-    s: &Scenario,
+    (s, drills): (&Scenario, &[Drill]),
     cases: &[u32],
     sink: &Sink,
     checks: &mut Vec<Check>,
     changed_rbac: &mut bool,
 ) -> anyhow::Result<()> {
-    let steps = if cases.is_empty() { s.step.as_slice() } else { &[] };
+    let steps = if cases.is_empty() { drills } else { &[] };
     for (i, st) in steps.iter().enumerate() {
         let n = u32::try_from(i + 1).unwrap_or(u32::MAX);
-        if st.action == Action::Rbac {
+        if matches!(st, Drill::Rbac { .. }) {
             *changed_rbac = true;
         }
         let (check, details_shown) = drills::step(target, n, st, sink).await?;

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use anyhow::bail;
 use serde_json::{Value, json};
 use zt_runtime::app::{RbacLoad, RbacMode};
-use zt_scenarios::{Case, Decision, Step};
+use zt_scenarios::{Case, Decision, Drill};
 
 use super::{SWAP_WAIT, case_expectation, decision_word, millis, step_check};
 use crate::demo::event::{Check, CheckKind};
@@ -23,8 +23,7 @@ pub fn rbac_load_text(load: RbacLoad) -> String {
 }
 
 /// `rbac`: installs the backend Envoy's policy and waits until Envoy has loaded it.
-pub async fn rbac_step(target: &dyn Target, n: u32, st: &Step) -> anyhow::Result<Check> {
-    let mode: RbacMode = st.mode.as_deref().unwrap_or_default().parse()?;
+pub async fn rbac_step(target: &dyn Target, n: u32, st: &Drill, mode: RbacMode) -> anyhow::Result<Check> {
     let start = Instant::now();
     let (file, load) = target.install_rbac(mode, SWAP_WAIT).await?;
     let observed = target.current_rbac().map(|m| m.to_string()).unwrap_or_else(|| "none".into());
@@ -58,14 +57,15 @@ pub fn demo_outcome(report: &Value) -> (String, String) {
 
 /// `run-demo`: `POST /api/run-demo` on the frontend, polled for up to [`SWAP_WAIT`] until it
 /// gives the expected outcome.
-pub async fn run_demo_step(target: &dyn Target, n: u32, st: &Step) -> anyhow::Result<Check> {
-    let want = st.expect.as_deref().unwrap_or("ok");
+pub async fn run_demo_step(target: &dyn Target, n: u32, st: &Drill, want: &str) -> anyhow::Result<Check> {
+    use zt_runtime::wait::{self, poll_until};
     let start = Instant::now();
     let url = target.frontend_url("/api/run-demo");
-    loop {
+    // What a press gave: the outcome, its reason and the hops; an error when nothing answered.
+    let outcome = poll_until(SWAP_WAIT, Duration::from_millis(100), || async {
         let (status, text) = http::request("POST", &url, None, None).await;
         if status == 0 {
-            bail!("step {n}: the frontend does not answer at {url}: {text}");
+            return wait::Check::Failed(Err(text));
         }
         let report: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
         let (got, reason) = if report.is_null() {
@@ -73,18 +73,22 @@ pub async fn run_demo_step(target: &dyn Target, n: u32, st: &Step) -> anyhow::Re
         } else {
             demo_outcome(&report)
         };
-        let done = got == want;
-        if done || start.elapsed() >= SWAP_WAIT {
-            let mut check = step_check(n, st, want);
-            check.passed = done;
-            check.observed = got;
-            check.reason = reason;
-            check.took_ms = millis(start);
-            check.evidence = report["hops"].clone();
-            return Ok(check);
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        let seen = (got, reason, report["hops"].clone());
+        if seen.0 == want { wait::Check::Done(seen) } else { wait::Check::NotYet(Ok(seen)) }
+    })
+    .await;
+    let (passed, (got, reason, hops)) = match outcome {
+        Ok(seen) => (true, seen),
+        Err(Ok(seen)) => (false, seen),
+        Err(Err(text)) => bail!("step {n}: the frontend does not answer at {url}: {text}"),
+    };
+    let mut check = step_check(n, st, want);
+    check.passed = passed;
+    check.observed = got;
+    check.reason = reason;
+    check.took_ms = millis(start);
+    check.evidence = hops;
+    Ok(check)
 }
 
 /// The policy's reason in a document answer (a denial's `reason`, a grant's `decision.reason`),
@@ -172,8 +176,7 @@ async fn login(target: &dyn Target, user: &str) -> anyhow::Result<Result<String,
 
 /// `github`: the user stores a GitHub token (kept in OpenBao KV) and lists their repositories
 /// through the backend, from the lab's GitHub fixture.
-pub async fn github_step(target: &dyn Target, n: u32, st: &Step) -> anyhow::Result<Check> {
-    let user = st.user.as_deref().unwrap_or("jake");
+pub async fn github_step(target: &dyn Target, n: u32, st: &Drill, user: &str) -> anyhow::Result<Check> {
     let mut check = step_check(n, st, "repositories, fixture: true");
     let start = Instant::now();
     let token = match login(target, user).await? {

@@ -9,7 +9,8 @@ use anyhow::Context as _;
 use serde_json::Value;
 use zt_entry_api::client::Client;
 use zt_entry_api::pb;
-use zt_scenarios::Step;
+use zt_runtime::wait::{self, poll_until};
+use zt_scenarios::{Drill, OutageExpect};
 
 use super::app::demo_outcome;
 use super::{Live, millis, step_check};
@@ -112,19 +113,12 @@ async fn delete_entry(client: &Client, id: &str, timeout: Duration) -> anyhow::R
         .delete_entry(pb::DeleteEntryRequest { id: id.to_owned() })
         .await
         .map_err(|s| anyhow::anyhow!("delete entry {id}: {:?}: {}", s.code(), s.message()))?;
-    let deadline = Instant::now() + timeout;
-    loop {
-        match client.entries().get_entry(pb::GetEntryRequest { id: id.to_owned() }).await {
-            Err(s) if s.code() == tonic::Code::NotFound => return Ok(true),
-            _ if Instant::now() >= deadline => return Ok(false),
-            _ => tokio::time::sleep(Duration::from_millis(200)).await,
-        }
-    }
+    Ok(crate::api::wait_deleted(client, id, timeout).await)
 }
 
 /// `entry-lifecycle`: create, SYNCED at every site and present on every SPIRE server, delete,
 /// gone from every server, and both in the audit trail. The entry is never left behind.
-pub async fn entry_lifecycle_step(target: &dyn Target, n: u32, st: &Step, sink: &Sink) -> anyhow::Result<Check> {
+pub async fn entry_lifecycle_step(target: &dyn Target, n: u32, st: &Drill, sink: &Sink) -> anyhow::Result<Check> {
     let mut check = step_check(n, st, "SYNCED everywhere, on every SPIRE server, then gone, audited");
     let client = target.entry_client()?;
     let spec = demo_entry(target, "entry")?;
@@ -224,10 +218,16 @@ async fn lifecycle(
 /// `site-outage`: stops `site`'s SPIRE server; with `expect = "cached"` Run Demo must stay green
 /// on the SVIDs the agent cached, else an entry for every site must be FAILED with retries at
 /// `site` and SYNCED once the server is back. The server is started again whatever happened.
-pub async fn site_outage_step(target: &dyn Target, n: u32, st: &Step, sink: &Sink) -> anyhow::Result<Check> {
-    let site = st.site.as_deref().unwrap_or("b");
+/// `seconds`: with `cached`, how long Run Demo must stay green.
+pub async fn site_outage_step(
+    target: &dyn Target,
+    n: u32,
+    st: &Drill,
+    (site, expect, seconds): (&str, OutageExpect, Option<u64>),
+    sink: &Sink,
+) -> anyhow::Result<Check> {
     let server = format!("spire-server-{site}");
-    let cached = st.expect.as_deref() == Some("cached");
+    let cached = expect == OutageExpect::Cached;
     let mut check = step_check(
         n,
         st,
@@ -241,7 +241,7 @@ pub async fn site_outage_step(target: &dyn Target, n: u32, st: &Step, sink: &Sin
     let down = !target.is_running(&server);
     live.say(format!("{server}: {}", if down { "down" } else { "STILL RUNNING" }));
     let result = if cached {
-        outage_cached(target, st, &mut live).await.map(|r| (r, None))
+        outage_cached(target, seconds, &mut live).await.map(|r| (r, None))
     } else {
         outage_retries(target, site, &mut live).await
     };
@@ -261,20 +261,18 @@ pub async fn site_outage_step(target: &dyn Target, n: u32, st: &Step, sink: &Sin
         observed = format!("{observed}; {observed2}");
     }
     if cached && passed {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let (_, text) = http::request("POST", &target.frontend_url("/api/run-demo"), None, None).await;
+        let url = target.frontend_url("/api/run-demo");
+        let green = poll_until(Duration::from_secs(30), Duration::from_millis(500), || async {
+            let (_, text) = http::request("POST", &url, None, None).await;
             let report: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-            if report["ok"] == true {
-                live.say("after the restart: Run Demo ok");
-                break;
-            }
-            if Instant::now() >= deadline {
-                passed = false;
-                observed = format!("{observed}; Run Demo not green 30 s after the restart");
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(500)).await;
+            if report["ok"] == true { wait::Check::Done(()) } else { wait::Check::NotYet(()) }
+        })
+        .await;
+        if green.is_ok() {
+            live.say("after the restart: Run Demo ok");
+        } else {
+            passed = false;
+            observed = format!("{observed}; Run Demo not green 30 s after the restart");
         }
     }
     check.details = live.lines;
@@ -330,8 +328,12 @@ async fn outage_recovered(target: &dyn Target, id: &str, live: &mut Live<'_>) ->
 }
 
 /// With the workloads' SPIRE server down: Run Demo every second for `seconds`.
-async fn outage_cached(target: &dyn Target, st: &Step, live: &mut Live<'_>) -> anyhow::Result<(bool, String)> {
-    let window = Duration::from_secs(st.seconds.unwrap_or(5));
+async fn outage_cached(
+    target: &dyn Target,
+    seconds: Option<u64>,
+    live: &mut Live<'_>,
+) -> anyhow::Result<(bool, String)> {
+    let window = Duration::from_secs(seconds.unwrap_or(5));
     let start = Instant::now();
     let (mut calls, mut failures) = (0u32, 0u32);
     while start.elapsed() < window {

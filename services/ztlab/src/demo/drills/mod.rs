@@ -16,7 +16,7 @@ mod watch;
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
-use zt_scenarios::{Action, Case, Decision, Step};
+use zt_scenarios::{Case, Decision, Drill, OutageExpect};
 
 pub use app::rbac_load_text;
 
@@ -29,18 +29,20 @@ pub const SWAP_WAIT: Duration = Duration::from_secs(2);
 
 /// Runs step `n`, `st`: its check, and whether its details were sent as progress as they were
 /// seen (else they are shown with the check).
-pub async fn step(target: &dyn Target, n: u32, st: &Step, sink: &Sink) -> anyhow::Result<(Check, bool)> {
-    Ok(match st.action {
-        Action::Rbac => (app::rbac_step(target, n, st).await?, false),
-        Action::RunDemo => (app::run_demo_step(target, n, st).await?, false),
-        Action::Github => (app::github_step(target, n, st).await?, false),
-        Action::Rotation => (watch::rotation_step(target, n, st, sink).await?, false),
-        Action::OpenbaoLease => (watch::openbao_lease_step(target, n, st, sink).await?, true),
-        Action::RevokeLease => (watch::revoke_lease_step(target, n, st, sink).await?, true),
-        Action::EntryLifecycle => (entries::entry_lifecycle_step(target, n, st, sink).await?, true),
-        Action::SiteOutage => (entries::site_outage_step(target, n, st, sink).await?, true),
-        Action::NetworkPolicy => (network::network_policy_step(n, st, sink).await?, true),
-        other => bail!("step {n}: no runner for {other:?}"),
+pub async fn step(target: &dyn Target, n: u32, st: &Drill, sink: &Sink) -> anyhow::Result<(Check, bool)> {
+    Ok(match st {
+        Drill::Rbac { mode } => (app::rbac_step(target, n, st, *mode).await?, false),
+        Drill::RunDemo { expect } => (app::run_demo_step(target, n, st, expect).await?, false),
+        Drill::Github { user, .. } => (app::github_step(target, n, st, user).await?, false),
+        Drill::Rotation { .. } => (watch::rotation_step(target, n, st, sink).await?, false),
+        Drill::OpenbaoLease { .. } => (watch::openbao_lease_step(target, n, st, sink).await?, true),
+        Drill::RevokeLease { .. } => (watch::revoke_lease_step(target, n, st, sink).await?, true),
+        Drill::EntryLifecycle => (entries::entry_lifecycle_step(target, n, st, sink).await?, true),
+        Drill::SiteOutage { site, expect, seconds } => {
+            (entries::site_outage_step(target, n, st, (site, *expect, *seconds), sink).await?, true)
+        }
+        Drill::NetworkPolicy { .. } => (network::network_policy_step(n, st, sink).await?, true),
+        other => bail!("step {n}: no runner for {:?}", other.action()),
     })
 }
 
@@ -50,32 +52,24 @@ pub async fn case(target: &dyn Target, c: &Case) -> anyhow::Result<Check> {
 }
 
 /// What a step does, in words (`ztlab demo show`, and each check's label).
-pub fn step_label(st: &Step) -> String {
-    match st.action {
-        Action::Rbac => format!("rbac {}", st.mode.as_deref().unwrap_or("?")),
-        Action::RunDemo => format!("run-demo, expect {}", st.expect.as_deref().unwrap_or("ok")),
-        Action::Rotation => format!("rotation, watch for {} s", st.seconds.unwrap_or(0)),
-        Action::OpenbaoLease => format!("openbao-lease, rotation within {} s", st.seconds.unwrap_or(0)),
-        Action::Github => {
-            format!("github as {}, expect {}", st.user.as_deref().unwrap_or("?"), st.expect.as_deref().unwrap_or("?"))
+pub fn step_label(st: &Drill) -> String {
+    match st {
+        Drill::Rbac { mode } => format!("rbac {mode}"),
+        Drill::RunDemo { expect } => format!("run-demo, expect {expect}"),
+        Drill::Rotation { seconds } => format!("rotation, watch for {seconds} s"),
+        Drill::OpenbaoLease { seconds } => format!("openbao-lease, rotation within {seconds} s"),
+        Drill::Github { user, .. } => format!("github as {user}, expect fixture"),
+        Drill::EntryLifecycle => "entry-lifecycle: create, sync to every site, delete, audit".to_owned(),
+        Drill::SiteOutage { site, expect: OutageExpect::Cached, seconds } => format!(
+            "site-outage: stop spire-server-{site}, Run Demo green for {} s on cached SVIDs",
+            seconds.unwrap_or(0)
+        ),
+        Drill::SiteOutage { site, .. } => format!("site-outage: stop spire-server-{site}, entry sync retries"),
+        Drill::RevokeLease { seconds } => {
+            format!("revoke-lease: revoke the backend's database lease, green again within {seconds} s")
         }
-        Action::EntryLifecycle => "entry-lifecycle: create, sync to every site, delete, audit".to_owned(),
-        Action::SiteOutage => match st.expect.as_deref() {
-            Some("cached") => format!(
-                "site-outage: stop spire-server-{}, Run Demo green for {} s on cached SVIDs",
-                st.site.as_deref().unwrap_or("?"),
-                st.seconds.unwrap_or(0)
-            ),
-            _ => format!("site-outage: stop spire-server-{}, entry sync retries", st.site.as_deref().unwrap_or("?")),
-        },
-        Action::RevokeLease => {
-            format!(
-                "revoke-lease: revoke the backend's database lease, green again within {} s",
-                st.seconds.unwrap_or(5)
-            )
-        }
-        Action::NetworkPolicy => format!("network-policy, expect {}", st.expect.as_deref().unwrap_or("pass")),
-        other => format!("{other:?}"),
+        Drill::NetworkPolicy { .. } => "network-policy, expect pass".to_owned(),
+        other => format!("{:?}", other.action()),
     }
 }
 
@@ -95,7 +89,7 @@ fn decision_word(d: Decision) -> &'static str {
 }
 
 /// A step's check, not passed yet.
-fn step_check(n: u32, st: &Step, expected: impl Into<String>) -> Check {
+fn step_check(n: u32, st: &Drill, expected: impl Into<String>) -> Check {
     Check::new(CheckKind::Step, n, step_label(st), expected.into())
 }
 
@@ -130,6 +124,6 @@ mod tests {
     fn steps_are_labelled_with_their_parameters() {
         let c = zt_scenarios::Catalogue::builtin().expect("builtin");
         let s = c.get("failure-drills").expect("failure-drills");
-        assert_eq!(step_label(&s.step[0]), "site-outage: stop spire-server-b, entry sync retries");
+        assert_eq!(step_label(&s.drills().expect("drills")[0]), "site-outage: stop spire-server-b, entry sync retries");
     }
 }

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use zt_scenarios::Step;
+use zt_scenarios::Drill;
 
 use super::{Live, millis, step_check};
 use crate::demo::event::{Check, Sink};
@@ -32,7 +32,7 @@ fn kind_python(root: &Path) -> PathBuf {
     }
 }
 
-pub async fn network_policy_step(n: u32, st: &Step, sink: &Sink) -> anyhow::Result<Check> {
+pub async fn network_policy_step(n: u32, st: &Drill, sink: &Sink) -> anyhow::Result<Check> {
     let mut check = step_check(n, st, "pass: the policies allow exactly reachability.toml");
     let root = zt_runtime::repo_root();
     let script = root.join("infrastructure/kind/check.py");

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::bail;
 use serde_json::Value;
-use zt_scenarios::Step;
+use zt_scenarios::Drill;
 
 use super::app::demo_outcome;
 use super::{Live, millis, step_check};
@@ -49,8 +49,9 @@ async fn sample(target: &dyn Target, i: usize) -> Vec<String> {
 
 /// `rotation`: Run Demo pressed continuously for `seconds` while every kind of certificate is
 /// sampled each second; passes with no failed request and at least one rotation of each kind.
-pub async fn rotation_step(target: &dyn Target, n: u32, st: &Step, sink: &Sink) -> anyhow::Result<Check> {
-    let window = Duration::from_secs(st.seconds.unwrap_or(25));
+pub async fn rotation_step(target: &dyn Target, n: u32, st: &Drill, sink: &Sink) -> anyhow::Result<Check> {
+    let seconds = st.seconds().unwrap_or_default();
+    let window = Duration::from_secs(seconds);
     let mut check = step_check(n, st, "0 failures, ≥1 rotation of each kind");
     let mut watched = Vec::new();
     for (i, name) in WATCHED.into_iter().enumerate() {
@@ -123,8 +124,9 @@ pub async fn rotation_step(target: &dyn Target, n: u32, st: &Step, sink: &Sink) 
 
 /// `openbao-lease`: the backend's lease read every 2 s until the backend rotates it (the TTL
 /// must be seen counting down first); then the old role must be gone from PostgreSQL.
-pub async fn openbao_lease_step(target: &dyn Target, n: u32, st: &Step, sink: &Sink) -> anyhow::Result<Check> {
-    let wait = Duration::from_secs(st.seconds.unwrap_or(60));
+pub async fn openbao_lease_step(target: &dyn Target, n: u32, st: &Drill, sink: &Sink) -> anyhow::Result<Check> {
+    let seconds = st.seconds().unwrap_or_default();
+    let wait = Duration::from_secs(seconds);
     let mut check = step_check(n, st, "TTL counting down, a new user, the old role gone");
     let url = target.backend_lease_url();
     let read = || async {
@@ -224,8 +226,9 @@ async fn role_gone(target: &dyn Target, user: &str, wait: Duration) -> anyhow::R
 /// (it may revoke the backend's database leases and nothing else); Run Demo is pressed every
 /// half second until it is green again, which must happen within `seconds`; then the backend's
 /// lease is a new one and the revoked role is gone from PostgreSQL.
-pub async fn revoke_lease_step(target: &dyn Target, n: u32, st: &Step, sink: &Sink) -> anyhow::Result<Check> {
-    let within = Duration::from_secs(st.seconds.unwrap_or(5));
+pub async fn revoke_lease_step(target: &dyn Target, n: u32, st: &Drill, sink: &Sink) -> anyhow::Result<Check> {
+    let seconds = st.seconds().unwrap_or_default();
+    let within = Duration::from_secs(seconds);
     let mut check =
         step_check(n, st, format!("green again within {} s, a new lease, the revoked role gone", within.as_secs()));
     let mut live = Live::new(sink);

@@ -1,7 +1,7 @@
 //! The lab's components as values: what each one is ([`Component`], [`Kind`]), the list of them
 //! in start order ([`Lab::components`]), and how each reports its status ([`Lab::status_of`]).
-//! `status`, `down` and the component names are this list; `up` walks it in
-//! [`crate::lab`].
+//! `status`, `down` and the component names are this list; `up` walks the plan
+//! ([`Lab::plan`]) it comes from, and each component starts itself ([`start`]).
 //!
 //! A runtime other than local processes (Kubernetes) provides the same operations on the same
 //! components: start, stop, status.
@@ -9,7 +9,9 @@
 use serde::{Deserialize, Serialize};
 
 use crate::app::{self as appchain, AppPaths};
-use crate::lab::{ComponentStatus, Lab, MGMT_DB, OPENBAO};
+use crate::lab::{ComponentStatus, Lab, MGMT_DB, OPENBAO, Step};
+
+mod start;
 
 /// What kind of thing a component is. One string mapping: [`Kind::as_str`] (also its JSON).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -124,6 +126,13 @@ impl Component {
         }
     }
 
+    /// For a SPIRE component's name: whether it is the server, and its site.
+    pub(crate) fn spire_site(name: &str) -> Option<(bool, &str)> {
+        name.strip_prefix("spire-server-")
+            .map(|site| (true, site))
+            .or_else(|| name.strip_prefix("spire-agent-").map(|site| (false, site)))
+    }
+
     /// What it is.
     pub fn kind(&self) -> Kind {
         match self {
@@ -142,33 +151,57 @@ impl Component {
 }
 
 impl Lab {
-    /// Every component of the spec, in start order.
-    pub fn components(&self) -> Vec<Component> {
+    /// What `up` does, in order: every component of the spec ([`Step::Start`]) and the steps
+    /// between them. Entry management (the mgmt PostgreSQL, the SPIRE sites, OpenBao, and the
+    /// workloads with bootstrap entries) comes first; then the catalogue; then what gets its
+    /// entries from the catalogue (the app chain's infrastructure, the services, the Envoys).
+    pub fn plan(&self) -> Vec<Step> {
         let spec = self.spec();
-        let mut list = Vec::new();
+        let mut plan = Vec::new();
         if spec.mgmt_db {
-            list.push(Component::MgmtDb);
+            plan.push(Step::Start(Component::MgmtDb));
         }
         for s in &spec.sites {
-            list.push(Component::SpireServer(s.name.clone()));
-            list.push(Component::SpireAgent(s.name.clone()));
+            plan.push(Step::Start(Component::SpireServer(s.name.clone())));
+            plan.push(Step::Start(Component::SpireAgent(s.name.clone())));
         }
         if spec.openbao.is_some() {
-            list.push(Component::OpenBao);
+            plan.push(Step::Start(Component::OpenBao));
+            plan.push(Step::ConfigureIdentity);
+        }
+        let (bootstrap, services): (Vec<_>, Vec<_>) = spec.workloads.iter().partition(|w| w.bootstrap_entry);
+        plan.extend(bootstrap.iter().map(|w| Step::Start(Component::Workload(w.name.clone()))));
+        if spec.app.is_some() || !services.is_empty() {
+            plan.push(Step::Catalogue);
         }
         if let Some(app) = &spec.app {
-            list.extend(
-                appchain::BEFORE_SERVICES
-                    .iter()
-                    .filter(|n| **n != appchain::GITHUB_FIXTURE || app.github_fixture.is_some())
-                    .map(|n| Component::AppInfra(n)),
-            );
+            for name in appchain::BEFORE_SERVICES {
+                if name == appchain::GITHUB_FIXTURE {
+                    // The backend's secrets are configured once their sources run.
+                    plan.push(Step::ConfigureSecrets);
+                    if app.github_fixture.is_none() {
+                        continue;
+                    }
+                }
+                plan.push(Step::Start(Component::AppInfra(name)));
+            }
         }
-        list.extend(spec.workloads.iter().map(|w| Component::Workload(w.name.clone())));
+        plan.extend(services.iter().map(|w| Step::Start(Component::Workload(w.name.clone()))));
         if spec.app.is_some() {
-            list.extend(appchain::AFTER_SERVICES.iter().map(|n| Component::Envoy(n)));
+            plan.extend(appchain::AFTER_SERVICES.iter().map(|n| Step::Start(Component::Envoy(n))));
         }
-        list
+        plan
+    }
+
+    /// Every component of the spec, in start order ([`Lab::plan`]'s starts).
+    pub fn components(&self) -> Vec<Component> {
+        self.plan()
+            .into_iter()
+            .filter_map(|s| match s {
+                Step::Start(c) => Some(c),
+                _ => None,
+            })
+            .collect()
     }
 
     /// The status of every component, in start order.
