@@ -32,6 +32,12 @@ pub enum StoreError {
     /// An input is invalid.
     #[error("{0}")]
     Invalid(#[from] FieldError),
+    /// A field of the request names something that does not exist.
+    #[error("{0}")]
+    UnknownRef(FieldError),
+    /// A field of the request would duplicate something that exists.
+    #[error("{0}")]
+    Duplicate(FieldError),
     /// The database failed.
     #[error("database error: {0}")]
     Db(#[from] tokio_postgres::Error),
@@ -54,7 +60,9 @@ impl From<StoreError> for tonic::Status {
             StoreError::AlreadyExists(m) => Status::already_exists(m),
             StoreError::Aborted(m) => Status::aborted(m),
             StoreError::FailedPrecondition(m) => Status::failed_precondition(m),
-            StoreError::Invalid(f) => Status::invalid_argument(f.to_string()),
+            StoreError::Invalid(f) => f.into(),
+            StoreError::UnknownRef(f) => f.into_status(tonic::Code::NotFound),
+            StoreError::Duplicate(f) => f.into_status(tonic::Code::AlreadyExists),
             StoreError::Db(e) => {
                 tracing::error!(error = %e, "database error");
                 Status::internal("database error")
@@ -546,8 +554,9 @@ impl Store {
 
     fn map_unique(field: &str, e: tokio_postgres::Error) -> StoreError {
         if e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) {
-            StoreError::AlreadyExists(format!(
-                "{field}: an entry with the same SPIFFE ID, parent ID and selectors already exists"
+            StoreError::Duplicate(FieldError::new(
+                field,
+                "an entry with the same SPIFFE ID, parent ID and selectors already exists",
             ))
         } else {
             StoreError::Db(e)
@@ -714,9 +723,12 @@ impl Store {
             let row = tx
                 .query_opt("SELECT * FROM entries WHERE id = $1 FOR UPDATE", &[&uuid])
                 .await?
-                .ok_or_else(|| StoreError::NotFound(format!("{field}: entry {id} does not exist")))?;
+                .ok_or_else(|| StoreError::UnknownRef(FieldError::new(field, format!("entry {id} does not exist"))))?;
             if row.get::<_, bool>("deleted") {
-                return Err(StoreError::NotFound(format!("{field}: entry {id} is already being deleted")));
+                return Err(StoreError::UnknownRef(FieldError::new(
+                    field,
+                    format!("entry {id} is already being deleted"),
+                )));
             }
             let before = Self::load_entries(&tx, &[row]).await?.remove(0);
             tx.execute("UPDATE entries SET deleted = true, updated_at = now() WHERE id = $1", &[&uuid]).await?;
@@ -1043,7 +1055,7 @@ impl Store {
                 &[&id, &key.name, &secret_sha256, &role, &key.path_prefixes, &actor.name],
             )
             .await?
-            .ok_or_else(|| StoreError::AlreadyExists(format!("name: an API key named {:?} already exists", key.name)))?;
+            .ok_or_else(|| StoreError::Duplicate(FieldError::new("name", format!("an API key named {:?} already exists", key.name))))?;
         let mut out = key.clone();
         out.created_by = actor.name.clone();
         out.created_at = Some(ts(row.get(0)));

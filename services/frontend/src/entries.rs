@@ -1318,14 +1318,6 @@ pub fn ui_field(path: &str) -> Option<&'static str> {
     })
 }
 
-/// The field path an entry-manager message starts with (`entry.spiffe_id: …`), if it does.
-pub fn message_field(msg: &str) -> Option<&str> {
-    let (head, _) = msg.split_once(": ")?;
-    let ok = !head.is_empty()
-        && head.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '.' | '[' | ']'));
-    ok.then_some(head)
-}
-
 fn check_id(field: &'static str, value: &str) -> Result<zt_identity::SpiffeId, Problem> {
     if value.is_empty() {
         return Err(problem(
@@ -1478,8 +1470,8 @@ fn problems_response(problems: &[Problem]) -> Response {
 
 /// An entry-manager refusal (or failure) as the page's `{"error","field"}` with an HTTP status:
 /// InvalidArgument 400, PermissionDenied 403, NotFound 404, AlreadyExists (and the other
-/// conflicts) 409, entry-manager down 502/504. A message that starts with a field path puts the
-/// error next to that field; `fallback` is the field otherwise (for deletes: `id`).
+/// conflicts) 409, entry-manager down 502/504. A status whose `BadRequest` details name a field
+/// puts the error next to that field; `fallback` is the field otherwise (for deletes: `id`).
 pub fn rpc_error(url: &str, s: &tonic::Status, fallback: Option<&'static str>) -> (StatusCode, Value) {
     use tonic::Code;
     let status = match s.code() {
@@ -1490,7 +1482,7 @@ pub fn rpc_error(url: &str, s: &tonic::Status, fallback: Option<&'static str>) -
         Code::DeadlineExceeded => StatusCode::GATEWAY_TIMEOUT,
         _ => StatusCode::BAD_GATEWAY,
     };
-    let field = message_field(s.message()).and_then(ui_field);
+    let field = validate::FieldError::from_status(s).and_then(|f| ui_field(&f.field));
     let answered = matches!(
         s.code(),
         Code::InvalidArgument
@@ -1693,7 +1685,9 @@ mod tests {
     use axum::body::Body;
     use axum::http::{Request, header};
     use http_body_util::BodyExt as _;
+    use tonic::Code;
     use tower::ServiceExt as _;
+    use zt_entry_api::validate::FieldError;
 
     use super::*;
 
@@ -1804,9 +1798,6 @@ mod tests {
 
     #[test]
     fn entry_manager_messages_map_to_their_field() {
-        assert_eq!(message_field("entry.spiffe_id: spiffe://x (Developer) may only"), Some("entry.spiffe_id"));
-        assert_eq!(message_field("SPIFFE ID spiffe://x has no role"), None);
-        assert_eq!(message_field("spiffe://td/ns/demo/sa/frontend (role Viewer) may not call CreateEntry"), None);
         for (path, field) in [
             ("entry.spiffe_id", Some("spiffe_id")),
             ("entry", Some("spiffe_id")),
@@ -1821,27 +1812,30 @@ mod tests {
             assert_eq!(ui_field(path), field, "{path}");
         }
         let url = "https://127.0.0.1:8444";
-        let denied = tonic::Status::permission_denied(
-            "entry.spiffe_id: spiffe://ztlab.test/ns/demo/sa/frontend (Developer) may only write SPIFFE IDs under \
-             [\"/demo\"], not spiffe://ztlab.test/ns/x",
-        );
+        let denied = FieldError::new(
+            "entry.spiffe_id",
+            "spiffe://ztlab.test/ns/demo/sa/frontend (Developer) may only write SPIFFE IDs under [\"/demo\"], not \
+             spiffe://ztlab.test/ns/x",
+        )
+        .into_status(Code::PermissionDenied);
         let (status, body) = rpc_error(url, &denied, None);
         assert_eq!(status, StatusCode::FORBIDDEN);
         assert_eq!(body["field"], "spiffe_id");
         assert!(body["error"].as_str().unwrap_or_default().starts_with("PermissionDenied from entry-manager: "));
-        let (status, body) = rpc_error(
-            url,
-            &tonic::Status::already_exists(
-                "entry: an entry with the same SPIFFE ID, parent ID and selectors already exists",
-            ),
-            None,
-        );
+        let exists =
+            FieldError::new("entry", "an entry with the same SPIFFE ID, parent ID and selectors already exists");
+        let (status, body) = rpc_error(url, &exists.into_status(Code::AlreadyExists), None);
         assert_eq!((status, body["field"].as_str()), (StatusCode::CONFLICT, Some("spiffe_id")));
         let (status, body) =
-            rpc_error(url, &tonic::Status::invalid_argument("entry.site_ids[0]: site \"z\" does not exist"), None);
+            rpc_error(url, &FieldError::new("entry.site_ids[0]", "site \"z\" does not exist").into(), None);
         assert_eq!((status, body["field"].as_str()), (StatusCode::BAD_REQUEST, Some("site_ids")));
-        let (status, body) = rpc_error(url, &tonic::Status::not_found("id: entry x does not exist"), Some("id"));
+        let (status, body) = rpc_error(url, &tonic::Status::not_found("entry x does not exist"), Some("id"));
         assert_eq!((status, body["field"].as_str()), (StatusCode::NOT_FOUND, Some("id")));
+        // The field comes from the details, not from text that looks like a field.
+        let (_, body) = rpc_error(url, &tonic::Status::invalid_argument("entry.hint: looks like a field"), None);
+        assert!(body["field"].is_null(), "{body}");
+        let (_, body) = rpc_error(url, &FieldError::new("entry.hint", "too long").into(), None);
+        assert_eq!(body["error"], "InvalidArgument from entry-manager: entry.hint: too long", "the text is kept");
         // The frontend itself refused (an old Viewer config), or entry-manager down: what and what to do.
         let (status, body) = rpc_error(
             url,
@@ -2013,19 +2007,19 @@ mod tests {
             self.log(format!("create {} trace={}", spec.spiffe_id, !trace.is_empty()));
             let id = zt_identity::SpiffeId::new(&spec.spiffe_id).map_err(|e| tonic::Status::internal(e.to_string()))?;
             if !id.path().starts_with("/demo/") {
-                return Err(tonic::Status::permission_denied(format!(
-                    "entry.spiffe_id: spiffe://ztlab.test/ns/demo/sa/frontend (Developer) may only write SPIFFE IDs \
-                     under [\"/demo\"], not {}",
+                let why = format!(
+                    "spiffe://ztlab.test/ns/demo/sa/frontend (Developer) may only write SPIFFE IDs under \
+                     [\"/demo\"], not {}",
                     spec.spiffe_id
-                )));
+                );
+                return Err(FieldError::new("entry.spiffe_id", why).into_status(Code::PermissionDenied));
             }
             if id.path() == "/demo/dup" {
-                return Err(tonic::Status::already_exists(
-                    "entry: an entry with the same SPIFFE ID, parent ID and selectors already exists",
-                ));
+                let why = "an entry with the same SPIFFE ID, parent ID and selectors already exists";
+                return Err(FieldError::new("entry", why).into_status(Code::AlreadyExists));
             }
             if let Some(s) = spec.site_ids.iter().find(|s| *s != "a" && *s != "b") {
-                return Err(tonic::Status::invalid_argument(format!("entry.site_ids[0]: site {s:?} does not exist")));
+                return Err(FieldError::new("entry.site_ids[0]", format!("site {s:?} does not exist")).into());
             }
             Ok(tonic::Response::new(pb::Entry {
                 id: "0190-new".into(),
@@ -2057,11 +2051,13 @@ mod tests {
                 "abc-1" => {
                     Ok(tonic::Response::new(pb_entry("abc-1", "spiffe://ztlab.test/demo/x", pb::SyncState::Deleting)))
                 }
-                "abc-2" => Err(tonic::Status::permission_denied(
-                    "id: spiffe://ztlab.test/ns/demo/sa/frontend (Developer) may only write SPIFFE IDs under \
+                "abc-2" => Err(FieldError::new(
+                    "id",
+                    "spiffe://ztlab.test/ns/demo/sa/frontend (Developer) may only write SPIFFE IDs under \
                      [\"/demo\"], not spiffe://ztlab.test/ns/demo/sa/backend",
-                )),
-                _ => Err(tonic::Status::not_found(format!("id: entry {id} does not exist"))),
+                )
+                .into_status(Code::PermissionDenied)),
+                _ => Err(FieldError::new("id", format!("entry {id} does not exist")).into_status(Code::NotFound)),
             }
         }
         async fn list_entries(&self, _: tonic::Request<pb::ListEntriesRequest>) -> Res<pb::ListEntriesResponse> {
