@@ -31,7 +31,7 @@ use axum::extract::{Path as UrlPath, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::{Extension, Json, Router};
+use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use zt_scenarios::Scenario;
@@ -40,6 +40,7 @@ use ztlab::demo::{Event, LocalTarget, Report, Sink};
 
 use crate::AppState;
 use crate::auth::Session;
+use crate::error::ApiError;
 
 /// At most this many progress lines are kept per run (the oldest are dropped).
 const MAX_LINES: usize = 2000;
@@ -263,62 +264,38 @@ pub struct RunRequest {
     pub cases: Vec<u32>,
 }
 
-fn problem(status: StatusCode, error: String, todo: &str) -> Response {
-    (status, Json(json!({"error": error, "todo": todo}))).into_response()
-}
-
 async fn start(
     State(state): State<AppState>,
-    Extension(session): Extension<Session>,
+    session: Session,
     UrlPath(id): UrlPath<String>,
     body: axum::body::Bytes,
-) -> Response {
+) -> Result<Response, ApiError> {
     let req: RunRequest = if body.iter().all(u8::is_ascii_whitespace) {
         RunRequest::default()
     } else {
-        match serde_json::from_slice(&body) {
-            Ok(r) => r,
-            Err(e) => {
-                return (
-                    StatusCode::BAD_REQUEST,
-                    Json(json!({"error": format!("the body is not {{\"cases\":[n,…]}}: {e}"), "field": "cases"})),
-                )
-                    .into_response();
-            }
-        }
+        serde_json::from_slice(&body).map_err(|e| {
+            ApiError::new(StatusCode::BAD_REQUEST, format!("the body is not {{\"cases\":[n,…]}}: {e}")).field("cases")
+        })?
     };
-    let catalogue = match zt_scenarios::Catalogue::builtin() {
-        Ok(c) => c,
-        Err(e) => {
-            return problem(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("the scenario catalogue does not load: {e}"),
-                "Fix demo/scenarios.toml and rebuild.",
-            );
-        }
-    };
+    let catalogue = zt_scenarios::Catalogue::builtin().map_err(|e| {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("the scenario catalogue does not load: {e}"))
+            .todo("Fix demo/scenarios.toml and rebuild.")
+    })?;
     let Some(s) = catalogue.get(&id) else {
         let known: Vec<&str> = catalogue.scenario.iter().map(|s| s.id.as_str()).collect();
-        return problem(
-            StatusCode::NOT_FOUND,
-            format!("there is no scenario {id:?}"),
-            &format!("Use one of: {}.", known.join(", ")),
-        );
+        return Err(ApiError::new(StatusCode::NOT_FOUND, format!("there is no scenario {id:?}"))
+            .todo(format!("Use one of: {}.", known.join(", "))));
     };
     if let Some(n) = req.cases.iter().find(|n| !s.case.iter().any(|c| c.n == **n)) {
-        return (
-            StatusCode::NOT_FOUND,
-            Json(json!({"error": format!("scenario {id} has no case {n}"), "field": "cases"})),
-        )
-            .into_response();
+        return Err(ApiError::new(StatusCode::NOT_FOUND, format!("scenario {id} has no case {n}")).field("cases"));
     }
     match state.runs.start(&state.state_dir, s, &req.cases, &session.user) {
-        Ok(run) => (StatusCode::ACCEPTED, Json(run)).into_response(),
-        Err(Busy { scenario, user }) => problem(
+        Ok(run) => Ok((StatusCode::ACCEPTED, Json(run)).into_response()),
+        Err(Busy { scenario, user }) => Err(ApiError::new(
             StatusCode::CONFLICT,
             format!("scenario {scenario} is running (started by {user}); one scenario runs at a time"),
-            &format!("Wait for it to end (see /scenarios/{scenario}), then start this one."),
-        ),
+        )
+        .todo(format!("Wait for it to end (see /scenarios/{scenario}), then start this one."))),
     }
 }
 
