@@ -91,6 +91,24 @@ pub struct Run {
 }
 
 impl Run {
+    /// Run number `run` of `scenario` (only `cases`, if any), started now by `user`.
+    pub(crate) fn running(run: u64, scenario: &str, cases: &[u32], user: &str) -> Self {
+        Self {
+            run,
+            scenario: scenario.to_owned(),
+            cases: cases.to_vec(),
+            user: user.to_owned(),
+            state: "running",
+            started_at: SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_secs(),
+            took_ms: None,
+            lines: Vec::new(),
+            load: None,
+            result: None,
+            error: None,
+            todo: None,
+        }
+    }
+
     /// Keeps what `event` says.
     pub(crate) fn record(&mut self, event: &Event) {
         let mut lines = text::lines(event, Style::plain());
@@ -154,20 +172,7 @@ impl Runs {
                 return Err(Busy { scenario: active.clone(), user });
             }
             inner.seq += 1;
-            let run = Run {
-                run: inner.seq,
-                scenario: scenario.id.clone(),
-                cases: cases.to_vec(),
-                user: user.to_owned(),
-                state: "running",
-                started_at: SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_secs(),
-                took_ms: None,
-                lines: Vec::new(),
-                load: None,
-                result: None,
-                error: None,
-                todo: None,
-            };
+            let run = Run::running(inner.seq, &scenario.id, cases, user);
             inner.active = Some(scenario.id.clone());
             inner.latest.insert(scenario.id.clone(), run.clone());
             run
@@ -184,20 +189,7 @@ impl Runs {
     pub(crate) fn hold_for_test(&self, scenario: &str, user: &str) {
         let mut inner = self.lock();
         inner.active = Some(scenario.to_owned());
-        let run = Run {
-            run: 0,
-            scenario: scenario.to_owned(),
-            cases: Vec::new(),
-            user: user.to_owned(),
-            state: "running",
-            started_at: 0,
-            took_ms: None,
-            lines: Vec::new(),
-            load: None,
-            result: None,
-            error: None,
-            todo: None,
-        };
+        let run = Run::running(0, scenario, &[], user);
         inner.latest.insert(scenario.to_owned(), run);
     }
 

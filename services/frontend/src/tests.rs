@@ -653,20 +653,7 @@ mod scenario_runs {
 
     #[test]
     fn runs_keep_the_runners_events_as_lines_and_load() {
-        let mut run = runs::Run {
-            run: 1,
-            scenario: "rotation".into(),
-            cases: vec![],
-            user: "amy".into(),
-            state: "running",
-            started_at: 0,
-            took_ms: None,
-            lines: vec![],
-            load: None,
-            result: None,
-            error: None,
-            todo: None,
-        };
+        let mut run = runs::Run::running(1, "rotation", &[], "amy");
         run.record(&ztlab::demo::Event::Started { scenario: "rotation".into(), title: "Rotation".into() });
         let load = ztlab::demo::Event::Load { secs: 10, requests: 95, failures: 0, rotations: vec![] };
         run.record(&load);

@@ -56,6 +56,11 @@ pub(super) struct Directory {
     documents: Vec<(String, String)>,
 }
 
+/// The strings of a JSON array (nothing if it is not one).
+fn strings(v: Option<&serde_json::Value>) -> impl Iterator<Item = String> + '_ {
+    v.and_then(serde_json::Value::as_array).into_iter().flatten().filter_map(|x| x.as_str().map(str::to_owned))
+}
+
 pub(super) fn directory(text: &str) -> Result<Directory, String> {
     let v: serde_json::Value = serde_json::from_str(text).map_err(|e| format!("it is not JSON: {e}"))?;
     let d = v
@@ -67,17 +72,7 @@ pub(super) fn directory(text: &str) -> Result<Directory, String> {
             d.get(key).and_then(serde_json::Value::as_object).ok_or(format!("ztlab.directory.{key} is missing"))?;
         Ok(map
             .iter()
-            .map(|(name, m)| Member {
-                name: name.clone(),
-                agent,
-                departments: m
-                    .get("departments")
-                    .and_then(serde_json::Value::as_array)
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|x| x.as_str().map(str::to_owned))
-                    .collect(),
-            })
+            .map(|(name, m)| Member { name: name.clone(), agent, departments: strings(m.get("departments")).collect() })
             .collect())
     };
     let mut all = members("users", false)?;
@@ -93,13 +88,7 @@ pub(super) fn directory(text: &str) -> Result<Directory, String> {
         .collect();
     Ok(Directory {
         trust_domain: d.get("trust_domain").and_then(serde_json::Value::as_str).unwrap_or_default().to_owned(),
-        direct_callers: d
-            .get("direct_callers")
-            .and_then(serde_json::Value::as_array)
-            .into_iter()
-            .flatten()
-            .filter_map(|x| x.as_str().map(str::to_owned))
-            .collect(),
+        direct_callers: strings(d.get("direct_callers")).collect(),
         members: all,
         documents,
     })
