@@ -221,6 +221,9 @@ fn refused<T: std::fmt::Debug>(what: &str, field: &str, got: Result<tonic::Respo
         "expected the {what} error to name {field}: {}",
         err.message()
     );
+    let details = zt_entry_api::validate::FieldError::from_status(&err).expect("BadRequest details");
+    assert_eq!(details.field, field, "the details carry the field: {err:?}");
+    assert_eq!(err.message(), details.to_string(), "the text is the details' field and message");
     err.message().to_owned()
 }
 
@@ -460,6 +463,8 @@ async fn people_authenticate_with_oidc_tokens_and_get_their_groups_role() {
         .await
         .expect_err("outside prefix");
     assert_eq!(err.code(), tonic::Code::PermissionDenied, "{err:?}");
+    let details = zt_entry_api::validate::FieldError::from_status(&err).map(|f| f.field);
+    assert_eq!(details.as_deref(), Some("entry.spiffe_id"), "the details name the field: {err:?}");
     developer
         .entries()
         .create_entry(pb::CreateEntryRequest { entry: Some(spec("/ns/dev/sa/x")) })

@@ -17,6 +17,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tonic::{Request, Status};
 use zt_entry_api::pb;
+use zt_entry_api::validate::FieldError;
 
 use crate::oidc::{OidcConfig, OidcVerifier};
 use crate::store::Store;
@@ -201,10 +202,11 @@ impl Principal {
         if self.path_prefixes.iter().any(|p| path_within(&path, p)) {
             Ok(())
         } else {
-            Err(Status::permission_denied(format!(
-                "{field}: {} (Developer) may only write SPIFFE IDs under {:?}, not {spiffe_id}",
+            let why = format!(
+                "{} (Developer) may only write SPIFFE IDs under {:?}, not {spiffe_id}",
                 self.actor, self.path_prefixes
-            )))
+            );
+            Err(FieldError::new(field, why).into_status(tonic::Code::PermissionDenied))
         }
     }
 

@@ -5,19 +5,22 @@
 //! user token in an `HttpOnly; SameSite=Strict` cookie ([`COOKIE`]) that lives as long as the
 //! token. [`require`] guards every UI page, stream and action: it verifies the cookie's token
 //! with the backend's JWKS (the same ES256 keys the document service trusts) and puts a
-//! [`Session`] in the request's extensions; without a valid one a page is redirected to
-//! `/login?next=…` and an API call answers 401 `{"error","todo"}`. `POST /logout` drops the
-//! cookie.
+//! [`Session`] in the request's extensions, which handlers take as an argument (`Session` is an
+//! extractor); without a valid one a page is redirected to `/login?next=…` and an API call
+//! answers 401 `{"error","todo"}`. `POST /logout` drops the cookie.
 
-use axum::extract::{Form, Query, Request, State};
+use axum::Router;
+use axum::extract::{Form, FromRequestParts, Query, Request, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::{Json, Router};
+use maud::html;
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::ui::{self, esc};
+use crate::error::{ApiError, Failure};
+use crate::ui;
 use crate::{AppState, Error};
 
 /// The session cookie's name.
@@ -34,15 +37,19 @@ pub struct Session {
     pub exp: i64,
 }
 
-tokio::task_local! {
-    /// The signed-in user while a guarded request is handled (set by [`require`]), so that
-    /// [`ui::layout`] can show who is signed in without every page passing it along.
-    static USER: String;
+impl<S: Send + Sync> FromRequestParts<S> for Session {
+    type Rejection = ApiError;
+
+    /// The session [`require`] put on the request: a handler behind the login takes the
+    /// signed-in user as an argument.
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        parts.extensions.get::<Session>().cloned().ok_or_else(not_signed_in)
+    }
 }
 
-/// The user signed in for the request being handled, if any.
-pub fn current_user() -> Option<String> {
-    USER.try_with(Clone::clone).ok()
+/// 401 for an API call without a session.
+fn not_signed_in() -> ApiError {
+    ApiError::new(StatusCode::UNAUTHORIZED, "not signed in").todo("sign in at /login, then try again")
 }
 
 /// The value of cookie `name` in `headers`, if any.
@@ -83,27 +90,13 @@ fn safe_next(next: Option<&str>) -> String {
     }
 }
 
-/// Percent-encodes `s` for a query value.
-fn encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~' | b'/') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
 /// Middleware for the UI's routes: a valid session or no entry (see the module docs).
 pub async fn require(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     match session(&state, req.headers()).await {
         Ok(s) => {
-            let user = s.user.clone();
-            zt_service::request::set_actor(&user);
+            zt_service::request::set_actor(&s.user);
             req.extensions_mut().insert(s);
-            USER.scope(user, next.run(req)).await
+            next.run(req).await
         }
         Err(why) => {
             let path = req.uri().path();
@@ -115,13 +108,9 @@ pub async fn require(State(state): State<AppState>, mut req: Request, next: Next
                     .get(header::ACCEPT)
                     .and_then(|v| v.to_str().ok())
                     .is_none_or(|a| a.contains("html") || a.contains("*/*"));
-            let reason = match &why {
-                NoSession::Missing => "not signed in".to_owned(),
-                NoSession::Refused(e) => format!("your session is no longer valid ({e})"),
-            };
             if wants_page {
                 let target = req.uri().path_and_query().map(|p| p.as_str()).unwrap_or(path);
-                let mut to = format!("/login?next={}", encode(target));
+                let mut to = format!("/login?next={}", ui::query_value(target));
                 if matches!(why, NoSession::Refused(_)) {
                     to.push_str("&expired=1");
                 }
@@ -131,8 +120,13 @@ pub async fn require(State(state): State<AppState>, mut req: Request, next: Next
                 }
                 resp
             } else {
-                (StatusCode::UNAUTHORIZED, Json(json!({"error": reason, "todo": "sign in at /login, then try again"})))
-                    .into_response()
+                match why {
+                    NoSession::Missing => not_signed_in(),
+                    NoSession::Refused(e) => {
+                        ApiError { error: format!("your session is no longer valid ({e})"), ..not_signed_in() }
+                    }
+                }
+                .into_response()
             }
         }
     }
@@ -163,51 +157,43 @@ pub struct LoginForm {
 #[derive(Debug, Default)]
 struct Problems {
     /// A message for the whole form (role="alert").
-    form: Option<(String, String)>,
+    form: Option<Failure>,
     username: Option<String>,
     password: Option<String>,
     notice: Option<String>,
 }
 
 fn login_page(next: &str, username: &str, p: &Problems) -> String {
-    let mut body = String::from(
-        "<h1>Sign in</h1>\n<p class=\"lead\">Sign in as one of the lab's users to run the scenarios. \
-         The backend checks the password (bcrypt) and issues an ES256 user token, which this browser \
-         keeps in an HttpOnly cookie.</p>\n",
-    );
-    if let Some(n) = &p.notice {
-        body.push_str(&format!("<p class=\"notice\" role=\"status\">{}</p>\n", esc(n)));
-    }
-    if let Some((what, todo)) = &p.form {
-        body.push_str(&ui::error_box(what, todo));
-    }
     let field = |id: &str, label: &str, kind: &str, value: &str, auto: &str, err: &Option<String>| {
-        let (invalid, described, msg) = match err {
-            Some(e) => (
-                " aria-invalid=\"true\"",
-                format!(" aria-describedby=\"{id}-error\""),
-                format!("<p class=\"field-error\" id=\"{id}-error\">{}</p>", esc(e)),
-            ),
-            None => ("", String::new(), String::new()),
-        };
-        format!(
-            "<div class=\"field\"><label for=\"{id}\">{label}</label>\
-             <input id=\"{id}\" name=\"{id}\" type=\"{kind}\" value=\"{v}\" autocomplete=\"{auto}\" required{invalid}{described}>{msg}</div>\n",
-            v = esc(value),
-        )
+        html! {
+            div class="field" {
+                label for=(id) { (label) }
+                input id=(id) name=(id) type=(kind) value=(value) autocomplete=(auto) required
+                    aria-invalid=[err.as_ref().map(|_| "true")] aria-describedby=[err.as_ref().map(|_| format!("{id}-error"))];
+                @if let Some(e) = err { p class="field-error" id={ (id) "-error" } { (e) } }
+            }
+        }
     };
-    body.push_str(&format!(
-        "<form class=\"panel form\" method=\"post\" action=\"/login\">\n<input type=\"hidden\" name=\"next\" value=\"{}\">\n",
-        esc(next)
-    ));
-    body.push_str(&field("username", "Username", "text", username, "username", &p.username));
-    body.push_str(&field("password", "Password", "password", "", "current-password", &p.password));
-    body.push_str(
-        "<button type=\"submit\" class=\"primary\" id=\"login-submit\">Sign in</button>\n</form>\n\
-         <p class=\"muted\">The seeded users are jake, amy, rosa, terry, charles, gina, alice, bob and carol; \
-         each one's password is its name followed by 99.</p>\n",
-    );
-    ui::layout("Sign in", "login", &body)
+    let body = html! {
+        h1 { "Sign in" }
+        p class="lead" {
+            "Sign in as one of the lab's users to run the scenarios. The backend checks the password (bcrypt) and \
+             issues an ES256 user token, which this browser keeps in an HttpOnly cookie."
+        }
+        @if let Some(n) = &p.notice { p class="notice" role="status" { (n) } }
+        @if let Some(f) = &p.form { (f) }
+        form class="panel form" method="post" action="/login" {
+            input type="hidden" name="next" value=(next);
+            (field("username", "Username", "text", username, "username", &p.username))
+            (field("password", "Password", "password", "", "current-password", &p.password))
+            button type="submit" class="primary" id="login-submit" { "Sign in" }
+        }
+        p class="muted" {
+            "The seeded users are jake, amy, rosa, terry, charles, gina, alice, bob and carol; each one's password is \
+             its name followed by 99."
+        }
+    };
+    ui::layout("Sign in", "login", None, &[], body)
 }
 
 /// `GET /login`.
@@ -246,7 +232,7 @@ pub async fn login(State(state): State<AppState>, Form(form): Form<LoginForm>) -
                     "The frontend's Envoy does not answer: check `ztlab status` (envoy-frontend, envoy-backend, backend) and start the lab with `ztlab up`."
                 }
             };
-            p.form = Some((format!("cannot reach the backend to check the password: {e}"), todo.into()));
+            p.form = Some(Failure::new(format!("cannot reach the backend to check the password: {e}"), todo));
             return ui::html(StatusCode::BAD_GATEWAY, login_page(&next, &username, &p));
         }
     };
@@ -266,7 +252,7 @@ pub async fn login(State(state): State<AppState>, Form(form): Form<LoginForm>) -
         } else {
             "Check `ztlab status` and the backend's log (database, OpenBao), then try again."
         };
-        p.form = Some((format!("the backend did not sign you in: {what}"), todo.into()));
+        p.form = Some(Failure::new(format!("the backend did not sign you in: {what}"), todo));
         return ui::html(StatusCode::BAD_GATEWAY, login_page(&next, &username, &p));
     };
     let max_age = answer["expires_in"].as_i64().unwrap_or(3600).max(1);
@@ -279,9 +265,9 @@ pub async fn login(State(state): State<AppState>, Form(form): Form<LoginForm>) -
             resp
         }
         Err(_) => {
-            p.form = Some((
-                "the backend's token is not a valid cookie value".into(),
-                "Report this: the token should be a JWT.".into(),
+            p.form = Some(Failure::new(
+                "the backend's token is not a valid cookie value",
+                "Report this: the token should be a JWT.",
             ));
             ui::html(StatusCode::BAD_GATEWAY, login_page(&next, &username, &p))
         }
@@ -324,7 +310,7 @@ mod tests {
             assert_eq!(safe_next(Some(bad)), "/dashboard", "{bad}");
         }
         assert_eq!(safe_next(None), "/dashboard");
-        assert_eq!(encode("/scenarios?x=1&y"), "/scenarios%3Fx%3D1%26y");
+        assert_eq!(ui::query_value("/scenarios?x=1&y"), "/scenarios%3Fx%3D1%26y");
     }
 }
 

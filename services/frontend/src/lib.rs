@@ -16,12 +16,13 @@
 //! - `GET /dashboard`: every lab component (from the lab state in `state_dir`, see
 //!   [`zt_runtime::lab::Lab::status`]) with its SPIFFE ID, how it gets its SVID, health and SVID
 //!   expiry; updated in place from `GET /events`, a server-sent event stream that pushes
-//!   `{"ok":true,"components":[…]}` (or `{"ok":false,"error","todo"}`) every second.
+//!   `{"ok":true,"components":[…]}` (or `{"ok":false,"error","todo"}`) about every second. One
+//!   task computes that status for every page and stream ([`status`]).
 //! - `GET /scenarios`, `GET /scenarios/{id}`: the scenario catalogue ([`zt_scenarios`]); an
 //!   unknown id is a 404 page naming the known ones. The pages share one layout ([`ui`]).
 //! - `GET /entries`, `GET /sites`: entry-manager's entries (SPIFFE ID, selectors, revision, a
 //!   badge per site) and each site's health, read over mTLS with the frontend's SVID from
-//!   `entry_manager_url` ([`entries`]); updated in place from `GET /events/entries` (every second),
+//!   `entry_manager_url` ([`entries`]); updated in place from `GET /events/entries` (from [`status`]),
 //!   with an error box saying what failed and what to do when entry-manager does not answer or
 //!   refuses. `/entries/new` creates an entry (checked as you type and again on the server),
 //!   each row can be deleted after a confirmation, `/entries/audit` is the audit trail; the
@@ -40,27 +41,33 @@
 //!
 //! On `ops_addr`: `/healthz` (SPIFFE ID and SVID expiry) and `/metrics`.
 //!
+//! - `GET /assets/{name}`: the pages' JavaScript and CSS ([`assets`]), open to everyone.
+//!
 //! Module map: [`envoy`] (the plain-HTTP client and Envoy readiness), [`demo`] (how answers
-//! map to hops), [`page`] (the Run Demo HTML), [`ui`] (the layout, dashboard and scenario pages),
-//! [`auth`] (login and sessions), [`runs`] (scenario runs), [`entries`], [`policies`]. Shape: [`Config`] (layered: defaults, TOML file, `ZT_*`),
+//! map to hops), [`ui`] (maud templates: the layout, the Run Demo, dashboard and scenario
+//! pages), [`assets`] (the embedded JS and CSS), [`status`] (the one status task and its watch
+//! channel), [`error`] (the one JSON error type), [`auth`] (login, sessions, the [`auth::Session`]
+//! extractor), [`runs`] (scenario runs), [`entries`], [`policies`]. Shape: [`Config`] (layered: defaults, TOML file, `ZT_*`),
 //! [`Application::build`] binds (port 0 works for tests) and waits for the SVID,
 //! [`Application::run_until_stopped`] serves until shutdown; [`router`] is the app router
 //! without any SVID, for in-process tests.
 
+pub mod assets;
 pub mod auth;
 pub mod demo;
 pub mod entries;
 pub mod envoy;
-pub mod page;
+pub mod error;
 pub mod policies;
 pub mod runs;
+pub mod status;
 #[cfg(test)]
 mod tests;
 pub mod ui;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -77,8 +84,11 @@ use tokio::net::TcpListener;
 use zt_service::workload::WorkloadSettings;
 use zt_tls::X509Source;
 
+use crate::auth::Session;
 use crate::demo::DemoReport;
 use crate::envoy::{PlainClient, Readiness};
+use crate::error::ApiError;
+use crate::status::{LabSource, LabView, LocalLab, Published};
 
 /// Errors of the frontend library.
 #[derive(Debug, thiserror::Error)]
@@ -192,6 +202,7 @@ impl Config {
             state_dir: self.state_dir.clone(),
             tokens: zt_usertoken::Verifier::new(&self.user_jwks_url, &self.user_token_issuer),
             runs: runs::Runs::default(),
+            status: Published::new(LocalLab::new(&self.state_dir), None, status::PERIOD),
         })
     }
 }
@@ -216,6 +227,16 @@ pub struct AppState {
     pub tokens: zt_usertoken::Verifier,
     /// Scenario runs started from the browser ([`runs`]).
     pub runs: runs::Runs,
+    /// The lab's status and entry-manager's entries, published by one task ([`status`]).
+    pub status: Published,
+}
+
+impl AppState {
+    /// Publishes the status of `lab`, and entry-manager's entries once [`Self::entry_manager`]
+    /// is set, for every page and stream.
+    pub fn publish<S: LabSource>(&mut self, lab: S) {
+        self.status = Published::new(lab, self.entry_manager.clone(), status::PERIOD);
+    }
 }
 
 /// An mTLS client for the document service, which must present the document's SPIFFE ID.
@@ -243,9 +264,6 @@ pub fn router(state: AppState) -> Router {
         .route("/", get(index))
         .route("/dashboard", get(dashboard))
         .route("/events", get(events))
-        .route("/entries", get(entries_page))
-        .route("/sites", get(sites_page))
-        .route("/events/entries", get(entry_events))
         .route("/scenarios", get(scenarios))
         .route("/scenarios/{id}", get(scenario))
         .merge(entries::routes())
@@ -255,6 +273,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(ui)
         .merge(auth::routes())
+        .merge(assets::routes())
         .route("/api/run-demo", post(run_demo))
         .route("/readyz", get(readyz))
         .route("/api/login", post(proxy))
@@ -266,33 +285,26 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn(zt_service::request::trace))
 }
 
-async fn index() -> Response {
-    ui::html(StatusCode::OK, page::index())
+async fn index(session: Session) -> Response {
+    ui::html(StatusCode::OK, ui::demo::index(Some(&session.user)))
 }
 
-/// The lab's components, or what kept them from being read.
-pub async fn lab_status(state_dir: &Path) -> Result<Vec<zt_runtime::lab::ComponentStatus>, String> {
-    let lab = zt_runtime::lab::Lab::open(state_dir).map_err(|e| e.to_string())?;
-    tokio::time::timeout(Duration::from_secs(5), lab.status())
-        .await
-        .map_err(|_| format!("the lab status took more than 5 s (state dir {})", state_dir.display()))
-}
-
-async fn dashboard(State(state): State<AppState>) -> Response {
-    let status = lab_status(&state.state_dir).await;
-    ui::html(StatusCode::OK, ui::dashboard(status.as_deref().map_err(String::as_str)))
+async fn dashboard(State(state): State<AppState>, session: Session) -> Response {
+    let view = state.status.current().await;
+    ui::html(StatusCode::OK, ui::dashboard(Some(&session.user), view.lab.as_deref().map_err(String::as_str)))
 }
 
 /// The JSON pushed on `/events`.
-pub fn status_json(status: &Result<Vec<zt_runtime::lab::ComponentStatus>, String>) -> serde_json::Value {
-    match status {
+pub fn status_json(view: &LabView) -> serde_json::Value {
+    match &view.lab {
         Ok(list) => json!({"ok": true, "components": ui::rows(list)}),
         Err(e) => json!({"ok": false, "error": e, "todo": ui::STATE_TODO}),
     }
 }
 
 /// A server-sent event stream of the UI: every `period`, `snapshot(ctx)` as one event, for as
-/// long as the page listens (the dashboard, entries, policies and scenario-run streams).
+/// long as the page listens (the policies and scenario-run streams; the status streams follow
+/// [`status::Published`] instead).
 pub(crate) fn live<C, F, Fut>(period: Duration, ctx: C, snapshot: F) -> Response
 where
     C: Clone + Send + 'static,
@@ -310,49 +322,25 @@ where
 }
 
 async fn events(State(state): State<AppState>) -> Response {
-    live(Duration::from_secs(1), state, |s| async move { status_json(&lab_status(&s.state_dir).await).to_string() })
+    state.status.events(|v| status_json(v).to_string())
 }
 
-/// Every entry and site from entry-manager, or what kept them from being read.
-pub async fn entry_snapshot(state: &AppState) -> Result<entries::Snapshot, entries::Failure> {
-    match &state.entry_manager {
-        Some(em) => em.snapshot().await,
-        None => Err(entries::Failure::no_svid()),
-    }
-}
-
-async fn entries_page(State(state): State<AppState>) -> Response {
-    let snap = entry_snapshot(&state).await;
-    ui::html(StatusCode::OK, entries::entries_page(snap.as_ref().map(|s| s.entries.as_slice())))
-}
-
-async fn sites_page(State(state): State<AppState>) -> Response {
-    let snap = entry_snapshot(&state).await;
-    ui::html(StatusCode::OK, entries::sites_page(snap.as_ref().map(|s| s.sites.as_slice())))
-}
-
-async fn entry_events(State(state): State<AppState>) -> Response {
-    live(
-        Duration::from_secs(1),
-        state,
-        |s| async move { entries::snapshot_json(&entry_snapshot(&s).await).to_string() },
-    )
-}
-
-async fn scenarios() -> Response {
+async fn scenarios(session: Session) -> Response {
+    let user = Some(session.user.as_str());
     match zt_scenarios::Catalogue::builtin() {
-        Ok(c) => ui::html(StatusCode::OK, ui::scenario_list(&c)),
-        Err(e) => ui::html(StatusCode::INTERNAL_SERVER_ERROR, ui::catalogue_error(&e.to_string())),
+        Ok(c) => ui::html(StatusCode::OK, ui::scenario_list(user, &c)),
+        Err(e) => ui::html(StatusCode::INTERNAL_SERVER_ERROR, ui::catalogue_error(user, &e.to_string())),
     }
 }
 
-async fn scenario(axum::extract::Path(id): axum::extract::Path<String>) -> Response {
+async fn scenario(session: Session, axum::extract::Path(id): axum::extract::Path<String>) -> Response {
+    let user = Some(session.user.as_str());
     match zt_scenarios::Catalogue::builtin() {
         Ok(c) => match c.get(&id) {
-            Some(s) => ui::html(StatusCode::OK, ui::scenario_page(s)),
-            None => ui::html(StatusCode::NOT_FOUND, ui::unknown_scenario(&id, &c)),
+            Some(s) => ui::html(StatusCode::OK, ui::scenario_page(user, s)),
+            None => ui::html(StatusCode::NOT_FOUND, ui::unknown_scenario(user, &id, &c)),
         },
-        Err(e) => ui::html(StatusCode::INTERNAL_SERVER_ERROR, ui::catalogue_error(&e.to_string())),
+        Err(e) => ui::html(StatusCode::INTERNAL_SERVER_ERROR, ui::catalogue_error(user, &e.to_string())),
     }
 }
 
@@ -389,14 +377,11 @@ async fn document(
     headers: HeaderMap,
 ) -> Response {
     let Some(docs) = state.documents.clone() else {
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"error": "no SVID yet for calling the document service"})),
-        )
+        return ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "no SVID yet for calling the document service")
             .into_response();
     };
     if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
-        return (StatusCode::BAD_REQUEST, Json(json!({"error": "invalid document id", "field": "id"}))).into_response();
+        return ApiError::new(StatusCode::BAD_REQUEST, "invalid document id").field("id").into_response();
     }
     let auth = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
     let extra: Vec<(&str, &str)> = if auth.is_empty() { vec![] } else { vec![("authorization", auth.as_str())] };
@@ -407,10 +392,8 @@ async fn document(
                 .unwrap_or_else(|_| json!({"error": String::from_utf8_lossy(&resp.body)}));
             (StatusCode::from_u16(resp.status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY), Json(body)).into_response()
         }
-        Err(e) => (
-            StatusCode::BAD_GATEWAY,
-            Json(json!({"error": format!("document service: {e}"), "reason": "document_unreachable"})),
-        )
+        Err(e) => ApiError::new(StatusCode::BAD_GATEWAY, format!("document service: {e}"))
+            .reason("document_unreachable")
             .into_response(),
     }
 }
@@ -454,7 +437,7 @@ async fn proxy(
                 Readiness::Live if matches!(e, Error::Timeout { .. }) => "timeout",
                 _ => "envoy_not_ready",
             };
-            return (StatusCode::BAD_GATEWAY, Json(json!({"error": e.to_string(), "reason": reason}))).into_response();
+            return ApiError::new(StatusCode::BAD_GATEWAY, e.to_string()).reason(reason).into_response();
         }
     };
     let is_json = reply.content_type.as_deref().is_some_and(|c| c.starts_with("application/json"));
@@ -476,7 +459,7 @@ async fn proxy(
         "backend_error"
     };
     let error = if text.is_empty() { format!("HTTP {}", reply.status) } else { text.to_owned() };
-    (reply.status, Json(json!({"error": error, "reason": reason}))).into_response()
+    ApiError::new(reply.status, error).reason(reason).into_response()
 }
 
 /// A built, bound, not yet serving frontend.
@@ -498,6 +481,7 @@ impl Application {
         let source = config.workload.connect().await?;
         state.documents = Some(Arc::new(Documents::new(&config, &source)?));
         state.entry_manager = Some(Arc::new(entries::EntryManager::new(&config, &source)?));
+        state.publish(LocalLab::new(&config.state_dir));
         Ok(Self { app, ops, state, source })
     }
 

@@ -31,7 +31,7 @@ use axum::extract::{Path as UrlPath, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::{Extension, Json, Router};
+use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use zt_scenarios::Scenario;
@@ -40,6 +40,7 @@ use ztlab::demo::{Event, LocalTarget, Report, Sink};
 
 use crate::AppState;
 use crate::auth::Session;
+use crate::error::ApiError;
 
 /// At most this many progress lines are kept per run (the oldest are dropped).
 const MAX_LINES: usize = 2000;
@@ -90,6 +91,24 @@ pub struct Run {
 }
 
 impl Run {
+    /// Run number `run` of `scenario` (only `cases`, if any), started now by `user`.
+    pub(crate) fn running(run: u64, scenario: &str, cases: &[u32], user: &str) -> Self {
+        Self {
+            run,
+            scenario: scenario.to_owned(),
+            cases: cases.to_vec(),
+            user: user.to_owned(),
+            state: "running",
+            started_at: SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_secs(),
+            took_ms: None,
+            lines: Vec::new(),
+            load: None,
+            result: None,
+            error: None,
+            todo: None,
+        }
+    }
+
     /// Keeps what `event` says.
     pub(crate) fn record(&mut self, event: &Event) {
         let mut lines = text::lines(event, Style::plain());
@@ -153,20 +172,7 @@ impl Runs {
                 return Err(Busy { scenario: active.clone(), user });
             }
             inner.seq += 1;
-            let run = Run {
-                run: inner.seq,
-                scenario: scenario.id.clone(),
-                cases: cases.to_vec(),
-                user: user.to_owned(),
-                state: "running",
-                started_at: SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_secs(),
-                took_ms: None,
-                lines: Vec::new(),
-                load: None,
-                result: None,
-                error: None,
-                todo: None,
-            };
+            let run = Run::running(inner.seq, &scenario.id, cases, user);
             inner.active = Some(scenario.id.clone());
             inner.latest.insert(scenario.id.clone(), run.clone());
             run
@@ -183,20 +189,7 @@ impl Runs {
     pub(crate) fn hold_for_test(&self, scenario: &str, user: &str) {
         let mut inner = self.lock();
         inner.active = Some(scenario.to_owned());
-        let run = Run {
-            run: 0,
-            scenario: scenario.to_owned(),
-            cases: Vec::new(),
-            user: user.to_owned(),
-            state: "running",
-            started_at: 0,
-            took_ms: None,
-            lines: Vec::new(),
-            load: None,
-            result: None,
-            error: None,
-            todo: None,
-        };
+        let run = Run::running(0, scenario, &[], user);
         inner.latest.insert(scenario.to_owned(), run);
     }
 
@@ -263,62 +256,38 @@ pub struct RunRequest {
     pub cases: Vec<u32>,
 }
 
-fn problem(status: StatusCode, error: String, todo: &str) -> Response {
-    (status, Json(json!({"error": error, "todo": todo}))).into_response()
-}
-
 async fn start(
     State(state): State<AppState>,
-    Extension(session): Extension<Session>,
+    session: Session,
     UrlPath(id): UrlPath<String>,
     body: axum::body::Bytes,
-) -> Response {
+) -> Result<Response, ApiError> {
     let req: RunRequest = if body.iter().all(u8::is_ascii_whitespace) {
         RunRequest::default()
     } else {
-        match serde_json::from_slice(&body) {
-            Ok(r) => r,
-            Err(e) => {
-                return (
-                    StatusCode::BAD_REQUEST,
-                    Json(json!({"error": format!("the body is not {{\"cases\":[n,…]}}: {e}"), "field": "cases"})),
-                )
-                    .into_response();
-            }
-        }
+        serde_json::from_slice(&body).map_err(|e| {
+            ApiError::new(StatusCode::BAD_REQUEST, format!("the body is not {{\"cases\":[n,…]}}: {e}")).field("cases")
+        })?
     };
-    let catalogue = match zt_scenarios::Catalogue::builtin() {
-        Ok(c) => c,
-        Err(e) => {
-            return problem(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("the scenario catalogue does not load: {e}"),
-                "Fix demo/scenarios.toml and rebuild.",
-            );
-        }
-    };
+    let catalogue = zt_scenarios::Catalogue::builtin().map_err(|e| {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("the scenario catalogue does not load: {e}"))
+            .todo("Fix demo/scenarios.toml and rebuild.")
+    })?;
     let Some(s) = catalogue.get(&id) else {
         let known: Vec<&str> = catalogue.scenario.iter().map(|s| s.id.as_str()).collect();
-        return problem(
-            StatusCode::NOT_FOUND,
-            format!("there is no scenario {id:?}"),
-            &format!("Use one of: {}.", known.join(", ")),
-        );
+        return Err(ApiError::new(StatusCode::NOT_FOUND, format!("there is no scenario {id:?}"))
+            .todo(format!("Use one of: {}.", known.join(", "))));
     };
     if let Some(n) = req.cases.iter().find(|n| !s.case.iter().any(|c| c.n == **n)) {
-        return (
-            StatusCode::NOT_FOUND,
-            Json(json!({"error": format!("scenario {id} has no case {n}"), "field": "cases"})),
-        )
-            .into_response();
+        return Err(ApiError::new(StatusCode::NOT_FOUND, format!("scenario {id} has no case {n}")).field("cases"));
     }
     match state.runs.start(&state.state_dir, s, &req.cases, &session.user) {
-        Ok(run) => (StatusCode::ACCEPTED, Json(run)).into_response(),
-        Err(Busy { scenario, user }) => problem(
+        Ok(run) => Ok((StatusCode::ACCEPTED, Json(run)).into_response()),
+        Err(Busy { scenario, user }) => Err(ApiError::new(
             StatusCode::CONFLICT,
             format!("scenario {scenario} is running (started by {user}); one scenario runs at a time"),
-            &format!("Wait for it to end (see /scenarios/{scenario}), then start this one."),
-        ),
+        )
+        .todo(format!("Wait for it to end (see /scenarios/{scenario}), then start this one."))),
     }
 }
 

@@ -39,9 +39,31 @@ impl fmt::Display for FieldError {
 
 impl std::error::Error for FieldError {}
 
+impl FieldError {
+    /// This error as a gRPC status with `code`: the message is `field: message` (what the CLI
+    /// prints), and the details carry a `google.rpc.BadRequest` field violation with the field
+    /// path, so that a client reads the field from the details, never from the text.
+    pub fn into_status(self, code: tonic::Code) -> tonic::Status {
+        use tonic_types::{ErrorDetails, StatusExt as _};
+        let text = self.to_string();
+        tonic::Status::with_error_details(
+            code,
+            text,
+            ErrorDetails::with_bad_request_violation(self.field, self.message),
+        )
+    }
+
+    /// The first field violation of `status`'s `BadRequest` details, if it has any.
+    pub fn from_status(status: &tonic::Status) -> Option<Self> {
+        use tonic_types::StatusExt as _;
+        let violation = status.get_details_bad_request()?.field_violations.into_iter().next()?;
+        Some(Self { field: violation.field, message: violation.description })
+    }
+}
+
 impl From<FieldError> for tonic::Status {
     fn from(e: FieldError) -> Self {
-        tonic::Status::invalid_argument(e.to_string())
+        e.into_status(tonic::Code::InvalidArgument)
     }
 }
 
@@ -229,6 +251,20 @@ impl ValidEntry {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn field_errors_travel_as_bad_request_details() {
+        let status = tonic::Status::from(FieldError::new("entry.selectors[1].type", "is required"));
+        assert_eq!(status.code(), tonic::Code::InvalidArgument);
+        assert_eq!(status.message(), "entry.selectors[1].type: is required", "the text stays the same");
+        let back = FieldError::from_status(&status).expect("a field violation");
+        assert_eq!(back, FieldError::new("entry.selectors[1].type", "is required"));
+        let denied = FieldError::new("id", "may not").into_status(tonic::Code::PermissionDenied);
+        assert_eq!((denied.code(), denied.message()), (tonic::Code::PermissionDenied, "id: may not"));
+        assert_eq!(FieldError::from_status(&denied).map(|f| f.field).as_deref(), Some("id"));
+        // A message that merely looks like one names no field.
+        assert_eq!(FieldError::from_status(&tonic::Status::invalid_argument("entry.hint: bad")), None);
+    }
 
     fn spec() -> pb::EntrySpec {
         pb::EntrySpec {

@@ -72,7 +72,7 @@ impl Store {
                 &[&id, &key.name, &secret_sha256, &role, &key.path_prefixes, &actor.name],
             )
             .await?
-            .ok_or_else(|| StoreError::AlreadyExists(format!("name: an API key named {:?} already exists", key.name)))?;
+            .ok_or_else(|| StoreError::Duplicate(FieldError::new("name", format!("an API key named {:?} already exists", key.name))))?;
         let mut out = key.clone();
         out.created_by = actor.name.clone();
         out.created_at = Some(ts(row.get(0)));

@@ -106,8 +106,9 @@ impl Store {
 
     pub(super) fn map_unique(field: &str, e: tokio_postgres::Error) -> StoreError {
         if e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) {
-            StoreError::AlreadyExists(format!(
-                "{field}: an entry with the same SPIFFE ID, parent ID and selectors already exists"
+            StoreError::Duplicate(FieldError::new(
+                field,
+                "an entry with the same SPIFFE ID, parent ID and selectors already exists",
             ))
         } else {
             StoreError::Db(e)
@@ -274,9 +275,12 @@ impl Store {
             let row = tx
                 .query_opt("SELECT * FROM entries WHERE id = $1 FOR UPDATE", &[&uuid])
                 .await?
-                .ok_or_else(|| StoreError::NotFound(format!("{field}: entry {id} does not exist")))?;
+                .ok_or_else(|| StoreError::UnknownRef(FieldError::new(field, format!("entry {id} does not exist"))))?;
             if row.get::<_, bool>("deleted") {
-                return Err(StoreError::NotFound(format!("{field}: entry {id} is already being deleted")));
+                return Err(StoreError::UnknownRef(FieldError::new(
+                    field,
+                    format!("entry {id} is already being deleted"),
+                )));
             }
             let before = Self::load_entries(&tx, &[row]).await?.remove(0);
             tx.execute("UPDATE entries SET deleted = true, updated_at = now() WHERE id = $1", &[&uuid]).await?;

@@ -38,6 +38,12 @@ pub enum StoreError {
     /// An input is invalid.
     #[error("{0}")]
     Invalid(#[from] FieldError),
+    /// A field of the request names something that does not exist.
+    #[error("{0}")]
+    UnknownRef(FieldError),
+    /// A field of the request would duplicate something that exists.
+    #[error("{0}")]
+    Duplicate(FieldError),
     /// The database failed.
     #[error("database error: {0}")]
     Db(#[from] tokio_postgres::Error),
@@ -60,7 +66,9 @@ impl From<StoreError> for tonic::Status {
             StoreError::AlreadyExists(m) => Status::already_exists(m),
             StoreError::Aborted(m) => Status::aborted(m),
             StoreError::FailedPrecondition(m) => Status::failed_precondition(m),
-            StoreError::Invalid(f) => Status::invalid_argument(f.to_string()),
+            StoreError::Invalid(f) => f.into(),
+            StoreError::UnknownRef(f) => f.into_status(tonic::Code::NotFound),
+            StoreError::Duplicate(f) => f.into_status(tonic::Code::AlreadyExists),
             StoreError::Db(e) => {
                 tracing::error!(error = %e, "database error");
                 Status::internal("database error")

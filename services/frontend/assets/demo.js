@@ -1,33 +1,5 @@
-<!-- The Run Demo page's body, inside the shared layout (ui::layout). -->
-<style>
-  .controls { display: flex; align-items: center; gap: 24px; flex-wrap: wrap; margin-bottom: 28px; }
-  #run { font: inherit; font-size: 28px; font-weight: 600; padding: 14px 36px; border-radius: 10px; border: 0;
-           background: #1a56db; color: #fff; cursor: pointer; }
-  #run:hover { background: #1746b0; }
-  #run[disabled] { background: #7b8db8; cursor: progress; }
-  #summary { font-size: 26px; font-weight: 600; }
-  #summary.ok { color: var(--ok); } #summary.bad { color: var(--bad); }
-  ol.hops { list-style: none; padding: 0; margin: 0; display: grid; gap: 18px; }
-  .hop { background: var(--card); border-radius: 12px; padding: 18px 24px; border-left: 12px solid #5f6368;
-         box-shadow: 0 1px 3px rgba(0,0,0,.12); }
-  .hop.ok { border-left-color: var(--ok); } .hop.bad { border-left-color: var(--bad); }
-  .hop h2 { font-size: 30px; margin: 0; display: flex; gap: 16px; align-items: baseline; flex-wrap: wrap; }
-  .badge { font-size: 20px; font-weight: 700; padding: 2px 12px; border-radius: 6px; color: #fff; background: #5f6368; }
-  .ok .badge { background: var(--ok); } .bad .badge { background: var(--bad); }
-  .via { color: #444; margin: 4px 0 8px; }
-  .error { color: var(--bad); font-weight: 600; overflow-wrap: anywhere; margin: 6px 0; }
-  dl { display: grid; grid-template-columns: max-content 1fr; gap: 4px 18px; margin: 8px 0 0; font-size: 20px; }
-  dt { font-weight: 600; color: #333; } dd { margin: 0; font-family: ui-monospace, Menlo, Consolas, monospace; overflow-wrap: anywhere; }
-</style>
-  <h1>ztlab: zero-trust demo</h1>
-  <p class="lead">One request from the frontend to the backend, then to PostgreSQL and OpenBao. Each hop shows what proves it.</p>
-  <div class="controls">
-    <button id="run" type="button" aria-describedby="run-help">Run Demo</button>
-    <span id="run-help" class="via">Sends one request through the frontend's Envoy (SDS mTLS + RBAC).</span>
-  </div>
-  <p id="summary" role="status" aria-live="polite"></p>
-  <ol id="hops" class="hops" aria-label="Hops of the last run"></ol>
-<script>
+// The Run Demo page: POST /api/run-demo, then each hop with PASS/FAIL/SKIPPED, its reason,
+// error and evidence. Text from the server is inserted as text, never as HTML.
 (function () {
   "use strict";
   var button = document.getElementById("run");
@@ -91,4 +63,3 @@
 
   button.addEventListener("click", run);
 })();
-</script>
