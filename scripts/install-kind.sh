@@ -177,3 +177,8 @@ tar -C "$work" -c . | kind_engine_cmd import \
   --change 'STOPSIGNAL SIGRTMIN+3' --change 'ENV container=docker' \
   - "$(kind_node_image)" >"$ZT_CACHE/kind/import.log" 2>&1 || die "importing the node image failed; see $ZT_CACHE/kind/import.log"
 ok "$(kind_node_image)"
+# Older node images (other inputs) are 1 GB each; keep only this one.
+kind_engine_cmd images --format '{{.Repository}}:{{.Tag}}' 2>/dev/null | grep '^localhost/ztlab/kind-node:' \
+  | { grep -vx "$(kind_node_image)" || true; } | while read -r old; do
+  kind_engine_cmd rmi "$old" >/dev/null 2>&1 && note "removed the older $old"
+done

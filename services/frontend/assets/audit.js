@@ -1,10 +1,7 @@
 // The audit page: refreshed every 3 seconds from GET /api/entries/audit.
 (function () {
   "use strict";
-  var table = document.getElementById("audit");
-  var tbody = document.getElementById("audit-rows");
-  var live = document.getElementById("live");
-  var errorBox = document.getElementById("error");
+  var [table, tbody, live, errorBox] = zt.ids("audit", "audit-rows", "live", "error");
   var entry = table.getAttribute("data-entry") || "";
   var el = zt.el;
   function row(ev) {

@@ -1,9 +1,7 @@
 // The dashboard (GET /dashboard): rows updated in place from GET /events, SVID countdowns.
 (function () {
   "use strict";
-  var tbody = document.getElementById("components");
-  var errorBox = document.getElementById("error");
-  var live = document.getElementById("live");
+  var [tbody, errorBox, live] = zt.ids("components", "error", "live");
   var el = zt.el;
   function label(h) { return h === "healthy" ? "\u2713 healthy" : (h === "stopped" ? "\u25a0 stopped" : "\u2717 " + h); }
   var COLS = ["name", "kind", "spiffe mono", "via", "health", "serial mono", "expiry", "detail"];

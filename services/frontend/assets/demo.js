@@ -2,9 +2,7 @@
 // error and evidence. Text from the server is inserted as text, never as HTML.
 (function () {
   "use strict";
-  var button = document.getElementById("run");
-  var summary = document.getElementById("summary");
-  var list = document.getElementById("hops");
+  var [button, summary, list] = zt.ids("run", "summary", "hops");
 
   var el = zt.el;
 

@@ -1,12 +1,7 @@
 // The Delete buttons of the entries list and their confirmation dialog.
 (function () {
   "use strict";
-  var dialog = document.getElementById("confirm-delete");
-  var idText = document.getElementById("confirm-delete-id");
-  var yes = document.getElementById("confirm-delete-yes");
-  var no = document.getElementById("confirm-delete-no");
-  var status = document.getElementById("entries-status");
-  var tbody = document.getElementById("rows");
+  var [dialog, idText, yes, no, status, tbody] = zt.ids("confirm-delete", "confirm-delete-id", "confirm-delete-yes", "confirm-delete-no", "entries-status", "rows");
   var target = null;
   var opener = null;
   function say(text, cls) { status.className = cls || ""; status.textContent = text; }

@@ -3,8 +3,7 @@
   "use strict";
   var tbody = document.getElementById("rows");
   var ZT_PAGE = tbody.getAttribute("data-page");
-  var errorBox = document.getElementById("error");
-  var live = document.getElementById("live");
+  var [errorBox, live] = zt.ids("error", "live");
   var COLS = ZT_PAGE === "entries"
     ? ["spiffe mono", "selectors mono", "revision", "sites", "actions"]
     : ["site", "td mono", "agent", "contact", "lag", "synced", "pending", "failed", "unmanaged"];

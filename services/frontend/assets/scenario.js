@@ -5,12 +5,7 @@
   "use strict";
   var panel = document.querySelector("section.run");
   var id = panel.getAttribute("data-scenario");
-  var button = document.getElementById("run-scenario");
-  var stateEl = document.getElementById("run-state");
-  var errorEl = document.getElementById("run-error");
-  var log = document.getElementById("run-log");
-  var list = document.getElementById("run-result");
-  var counters = document.getElementById("run-counters");
+  var [button, stateEl, errorEl, log, list, counters] = zt.ids("run-scenario", "run-state", "run-error", "run-log", "run-result", "run-counters");
   var caseButtons = document.querySelectorAll("button.run-case");
   var shownRun = 0, shownState = "";
   var el = zt.el;

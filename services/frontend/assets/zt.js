@@ -1,5 +1,6 @@
 // The helpers every page's script uses, loaded in the layout's <head> as `zt`:
 // - zt.el(tag, cls, text): an element, its text set as text (never as HTML);
+// - zt.ids(id, ...): the elements with these ids, in order (for `var [a, b] = zt.ids("a", "b")`);
 // - zt.errorBox(target, what, todo): fills `target` with the "What failed / What to do" box
 //   (role alert), or empties it when `what` is empty;
 // - zt.row(tbody, attr, key, cols): the row of `tbody` whose `attr` is `key`, or a new one with a
@@ -10,6 +11,9 @@
 //   streams of pages kept in the back-forward cache would otherwise hold them, and the next page's
 //   requests would wait. A page restored from that cache reloads, to show the present state.
 window.zt = {
+  ids: function () {
+    return Array.prototype.map.call(arguments, function (id) { return document.getElementById(id); });
+  },
   el: function (tag, cls, text) {
     var e = document.createElement(tag);
     if (cls) { e.className = cls; }
