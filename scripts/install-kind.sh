@@ -131,7 +131,7 @@ sed -i "s/PAUSE_VERSION/$KIND_PAUSE_VERSION/" "$work/etc/containerd/config.toml"
 install -m 0755 "$k8s_bin/kubeadm" "$k8s_bin/kubelet" "$k8s_bin/kubectl" "$work/usr/bin/"
 install -m 0755 "$(kind_tool_dir crictl "$KIND_CRICTL_VERSION")/crictl" "$work/usr/local/bin/"
 echo "$KIND_KUBERNETES_VERSION" >"$work/kind/version"
-# The node's own network and DNS come from the container engine; nothing else should configure it.
+# Every node gets its own machine ID at start (the entrypoint writes it).
 rm -f "$work/etc/machine-id" && : >"$work/etc/machine-id"
 chroot "$work" systemctl enable containerd.service kubelet.service ztlab-preload.service >/dev/null 2>&1
 # systemd-sysctl would write host-wide kernel settings (fs.*); udev and getty have nothing to do.
@@ -180,5 +180,5 @@ ok "$(kind_node_image)"
 # Older node images (other inputs) are 1 GB each; keep only this one.
 kind_engine_cmd images --format '{{.Repository}}:{{.Tag}}' 2>/dev/null | grep '^localhost/ztlab/kind-node:' \
   | { grep -vx "$(kind_node_image)" || true; } | while read -r old; do
-  kind_engine_cmd rmi "$old" >/dev/null 2>&1 && note "removed the older $old"
+  if kind_engine_cmd rmi "$old" >/dev/null 2>&1; then note "removed the older $old"; fi
 done

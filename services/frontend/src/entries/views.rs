@@ -6,6 +6,7 @@ use maud::{Markup, html};
 use serde_json::{Value, json};
 use zt_entry_api::json as views;
 use zt_entry_api::pb;
+use zt_entry_api::state::SyncState;
 
 use super::client::Snapshot;
 use crate::assets;
@@ -50,13 +51,14 @@ pub fn snapshot_json(r: &Result<Snapshot, Failure>) -> Value {
 
 /// `(css class, label)` of a sync state: colour and text.
 pub fn state_badge(state: &str) -> (&'static str, String) {
-    match state {
-        "SYNCED" => ("ok", "✓ SYNCED".into()),
-        "PENDING" => ("warn", "… PENDING".into()),
-        "FAILED" => ("bad", "✗ FAILED".into()),
-        "DELETING" => ("muted", "− DELETING".into()),
-        other => ("muted", other.to_owned()),
-    }
+    let Some(known) = SyncState::from_name(state) else { return ("muted", state.to_owned()) };
+    let (cls, mark) = match known {
+        SyncState::Synced => ("ok", "✓"),
+        SyncState::Pending => ("warn", "…"),
+        SyncState::Failed => ("bad", "✗"),
+        SyncState::Deleting => ("muted", "−"),
+    };
+    (cls, format!("{mark} {}", known.as_str()))
 }
 
 fn last_contact(h: &pb::SiteHealth) -> String {

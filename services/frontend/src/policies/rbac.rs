@@ -188,9 +188,9 @@ fn backend_admin(state_dir: &Path) -> Result<u16, Failure> {
 
 /// Section 1: the RBAC mode, who may call the backend, the counters and the policy file.
 pub fn rbac_section(v: &RbacView) -> Markup {
-    let (cls, mode) = match v.mode.as_deref() {
-        Some("allow-frontend") => ("ok", "allow-frontend"),
-        Some(m) => ("bad", m),
+    let (cls, mode) = match v.mode.as_deref().map(|m| (m.parse::<RbacMode>(), m)) {
+        Some((Ok(RbacMode::AllowFrontend), m)) => ("ok", m),
+        Some((_, m)) => ("bad", m),
         None => ("warn", "none installed"),
     };
     let num = |n: Option<u64>| n.map(|n| n.to_string()).unwrap_or_else(|| "—".into());
