@@ -34,6 +34,7 @@ macro_rules! asset {
 
 const JS: &str = "text/javascript; charset=utf-8";
 const CSS: &str = "text/css; charset=utf-8";
+const SVG: &str = "image/svg+xml";
 
 static ASSETS: &[Asset] = &[
     asset!("ztlab.css", CSS),
@@ -49,7 +50,12 @@ static ASSETS: &[Asset] = &[
     asset!("audit.js", JS),
     asset!("policies.css", CSS),
     asset!("policies.js", JS),
+    asset!("favicon.svg", SVG),
 ];
+
+/// The lab's icon: every page links it, and `/favicon.ico` (which browsers ask for on their own)
+/// answers with it, so no page load ends in a 404.
+pub const FAVICON: &str = "favicon.svg";
 
 /// Each asset by name, with its version (a hash of its content).
 static BY_NAME: LazyLock<HashMap<&'static str, (&'static Asset, String)>> = LazyLock::new(|| {
@@ -79,6 +85,11 @@ pub fn script(name: &str) -> Markup {
     html! { script src=(url(name)) {} }
 }
 
+/// `<link rel=icon>` of the lab's icon.
+pub fn icon() -> Markup {
+    html! { link rel="icon" type=(SVG) href=(url(FAVICON)); }
+}
+
 /// `<link rel=stylesheet>` of asset `name` (a `.css`).
 pub fn stylesheet(name: &str) -> Markup {
     html! { link rel="stylesheet" href=(url(name)); }
@@ -98,7 +109,11 @@ pub(crate) fn linked(page: &str) -> String {
 }
 
 async fn serve(Path(name): Path<String>) -> Response {
-    match BY_NAME.get(name.as_str()) {
+    serve_named(&name)
+}
+
+fn serve_named(name: &str) -> Response {
+    match BY_NAME.get(name) {
         Some((a, _)) => (
             [(header::CONTENT_TYPE, a.content_type), (header::CACHE_CONTROL, "public, max-age=31536000, immutable")],
             a.body,
@@ -109,9 +124,9 @@ async fn serve(Path(name): Path<String>) -> Response {
     }
 }
 
-/// `GET /assets/{name}`.
+/// `GET /assets/{name}`, and `GET /favicon.ico` (the icon).
 pub fn routes() -> Router<AppState> {
-    Router::new().route("/assets/{name}", get(serve))
+    Router::new().route("/assets/{name}", get(serve)).route("/favicon.ico", get(|| async { serve_named(FAVICON) }))
 }
 
 #[cfg(test)]
@@ -121,10 +136,16 @@ mod tests {
     #[test]
     fn every_asset_has_its_content_type_and_a_versioned_url() {
         for a in ASSETS {
-            let want = if a.name.ends_with(".js") { JS } else { CSS };
+            let want = match a.name.rsplit_once('.').map(|(_, ext)| ext) {
+                Some("js") => JS,
+                Some("svg") => SVG,
+                _ => CSS,
+            };
             assert_eq!(a.content_type, want, "{}", a.name);
             assert!(url(a.name).starts_with(&format!("/assets/{}?v=", a.name)));
-            assert!(!a.body.contains("http://") && !a.body.contains("https://"), "{} loads nothing external", a.name);
+            // An SVG names its XML namespace with a URL; that loads nothing.
+            let body = a.body.replace("xmlns=\"http://www.w3.org/2000/svg\"", "");
+            assert!(!body.contains("http://") && !body.contains("https://"), "{} loads nothing external", a.name);
             assert!(!a.body.contains("innerHTML"), "{} inserts text only", a.name);
         }
         assert_eq!(script("zt.js").into_string(), format!("<script src=\"{}\"></script>", url("zt.js")));

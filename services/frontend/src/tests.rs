@@ -681,3 +681,22 @@ mod scenario_runs {
 }
 
 mod published_status;
+
+#[tokio::test]
+async fn every_page_links_the_icon_and_favicon_ico_answers_with_it() {
+    let mut state = state_for(&closed().await, &closed().await);
+    let req = signed_get(&mut state, "/");
+    let resp = router(state.clone()).oneshot(req).await.expect("answer");
+    let html = String::from_utf8(resp.into_body().collect().await.expect("body").to_bytes().to_vec()).expect("utf8");
+    assert!(
+        html.contains(&format!(r#"<link rel="icon" type="image/svg+xml" href="{}">"#, assets::url(assets::FAVICON))),
+        "{html}"
+    );
+    // Browsers ask for /favicon.ico on their own, signed in or not: it is the icon, not a 404.
+    let req = Request::get("/favicon.ico").body(Body::empty()).expect("request");
+    let resp = router(state).oneshot(req).await.expect("answer");
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers()["content-type"], "image/svg+xml");
+    let body = resp.into_body().collect().await.expect("body").to_bytes();
+    assert!(body.starts_with(b"<svg"), "{body:?}");
+}

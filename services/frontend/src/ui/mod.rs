@@ -43,6 +43,7 @@ pub fn layout(title: &str, active: &str, user: Option<&str>, styles: &[&str], bo
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 title { (title) " · ztlab" }
+                (assets::icon())
                 (assets::stylesheet("ztlab.css"))
                 @for s in styles { (assets::stylesheet(s)) }
                 (assets::script("zt.js"))
