@@ -176,11 +176,6 @@ pub struct Principal {
     pub path_prefixes: Vec<String>,
 }
 
-fn path_within(path: &str, prefix: &str) -> bool {
-    let prefix = prefix.trim_end_matches('/');
-    !prefix.is_empty() && (path == prefix || path.starts_with(&format!("{prefix}/")))
-}
-
 impl Principal {
     /// Refuses `op` unless the role allows it.
     #[allow(clippy::result_large_err)]
@@ -199,7 +194,7 @@ impl Principal {
             return Ok(());
         }
         let path = zt_identity::SpiffeId::new(spiffe_id).map(|id| id.path().to_owned()).unwrap_or_default();
-        if self.path_prefixes.iter().any(|p| path_within(&path, p)) {
+        if self.path_prefixes.iter().any(|p| zt_entry_api::access::path_within(&path, p)) {
             Ok(())
         } else {
             let why = format!(

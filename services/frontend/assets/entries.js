@@ -24,13 +24,19 @@
     var td = cell(tr, "actions");
     var btn = td.querySelector("button.entry-delete");
     var link = td.querySelector("a.history");
+    if (!link) { link = el("a", "history", "History"); td.appendChild(link); }
+    link.href = "/entries/audit?entry=" + encodeURIComponent(e.id);
+    // Only what entry-manager would let the UI's caller delete gets a button.
+    if (e.may_delete === false) {
+      if (btn) { td.removeChild(btn.nextSibling); td.removeChild(btn); }
+      return;
+    }
     if (!btn) {
       btn = el("button", "entry-delete danger small", "Delete");
       btn.type = "button";
-      td.appendChild(btn);
-      td.appendChild(document.createTextNode(" "));
+      td.insertBefore(document.createTextNode(" "), link);
+      td.insertBefore(btn, td.firstChild);
     }
-    if (!link) { link = el("a", "history", "History"); td.appendChild(link); }
     btn.setAttribute("data-id", e.id);
     btn.setAttribute("data-spiffe-id", e.spiffe_id);
     btn.setAttribute("aria-label", "Delete " + e.spiffe_id);
@@ -38,7 +44,6 @@
       (e.sites.length > 0 && e.sites.every(function (s) { return s.state === "DELETING"; }));
     btn.disabled = deleting;
     btn.textContent = deleting ? "Deleting\u2026" : "Delete";
-    link.href = "/entries/audit?entry=" + encodeURIComponent(e.id);
   }
   function updateEntry(e) {
     var tr = rowFor(e.id);

@@ -6,6 +6,7 @@
 //! - [`validate`]: every input goes through here before anything is written. Each type can only
 //!   be built valid, and every error names its field (`entry.spiffe_id`, `entries[3].selectors[0]`).
 
+pub mod access;
 pub mod client;
 pub mod json;
 pub mod state;

@@ -26,6 +26,22 @@ pub struct Snapshot {
     pub entries: Vec<pb::Entry>,
     /// Every site with its health.
     pub sites: Vec<(pb::Site, pb::SiteHealth)>,
+    /// Who entry-manager takes the UI for (role, Developer prefixes): the pages leave out the
+    /// actions it would refuse. None when WhoAmI failed (the buttons stay; entry-manager decides).
+    pub caller: Option<pb::WhoAmIResponse>,
+}
+
+impl Snapshot {
+    /// A snapshot of `entries` alone (no sites, caller unknown), for tests.
+    #[cfg(test)]
+    pub fn of(entries: Vec<pb::Entry>) -> Self {
+        Self { entries, sites: vec![], caller: None }
+    }
+
+    /// Whether the UI's caller may delete (or otherwise write) the entry of `spiffe_id`.
+    pub fn may_write(&self, spiffe_id: &str) -> bool {
+        self.caller.as_ref().is_none_or(|c| zt_entry_api::access::may_write(c.role(), &c.path_prefixes, spiffe_id))
+    }
 }
 
 /// `host:port` of an `https://host:port` URL (a bare `host:port` is taken as it is).
@@ -151,6 +167,7 @@ impl EntryManager {
             let h = self.client.sites().get_site_health(pb::GetSiteHealthRequest { id: s.id.clone() }).await?;
             health.push((s, h.into_inner()));
         }
-        Ok(Snapshot { entries, sites: health })
+        let caller = self.client.identity().who_am_i(pb::WhoAmIRequest {}).await.ok().map(|r| r.into_inner());
+        Ok(Snapshot { entries, sites: health, caller })
     }
 }

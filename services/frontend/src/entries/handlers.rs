@@ -33,8 +33,7 @@ fn entry_manager(state: &AppState) -> Result<std::sync::Arc<EntryManager>, ApiEr
 /// `GET /entries`.
 async fn entries(State(state): State<AppState>, session: Session) -> Response {
     let view = state.status.current().await;
-    let list = view.entries.as_ref().map(|s| s.entries.as_slice());
-    html(StatusCode::OK, entries_page(Some(&session.user), list))
+    html(StatusCode::OK, entries_page(Some(&session.user), view.entries.as_ref()))
 }
 
 /// `GET /sites`.
@@ -67,7 +66,7 @@ async fn create_entry(
             tracing::info!(user = %session.user, spiffe_id = %entry.spiffe_id, entry_id = %entry.id,
                 sites = ?entry.site_ids, "entry created via the UI");
             metrics::counter!("frontend_entry_writes_total", "action" => "create", "outcome" => "ok").increment(1);
-            Ok((StatusCode::CREATED, Json(json!({"ok": true, "entry": entry_json(&entry)}))).into_response())
+            Ok((StatusCode::CREATED, Json(json!({"ok": true, "entry": entry_json(&entry, true)}))).into_response())
         }
         Err(s) => {
             tracing::warn!(user = %session.user, spiffe_id = %spec.spiffe_id, code = ?s.code(),
@@ -100,7 +99,7 @@ async fn delete_entry(
             tracing::info!(user = %session.user, spiffe_id = %entry.spiffe_id, entry_id = %id,
                 "entry deleted via the UI (DELETING at every site)");
             metrics::counter!("frontend_entry_writes_total", "action" => "delete", "outcome" => "ok").increment(1);
-            Ok(Json(json!({"ok": true, "entry": entry_json(&entry)})).into_response())
+            Ok(Json(json!({"ok": true, "entry": entry_json(&entry, true)})).into_response())
         }
         Err(s) => {
             tracing::warn!(user = %session.user, entry_id = %id, code = ?s.code(),
@@ -167,8 +166,7 @@ async fn new_entry(State(state): State<AppState>, session: Session) -> Response 
     let lab = zt_runtime::lab::Lab::open(&state.state_dir).map_err(|e| e.to_string());
     let sites = view.entries.as_ref().map(|s| s.sites.as_slice()).unwrap_or_default();
     let form = NewEntryForm::new(sites, lab.as_ref().map(|l| l.spec()).map_err(Clone::clone));
-    let list = view.entries.as_ref().map(|s| s.entries.as_slice());
-    html(StatusCode::OK, new_entry_page(Some(&session.user), &form, list))
+    html(StatusCode::OK, new_entry_page(Some(&session.user), &form, view.entries.as_ref()))
 }
 
 /// The entry pages, their event stream and their actions (merged into the UI router behind

@@ -5,6 +5,7 @@ use maud::{Markup, html};
 use zt_entry_api::pb;
 use zt_entry_api::validate::{MAX_SELECTORS, MAX_TTL, MIN_TTL};
 
+use super::client::Snapshot;
 use super::views::entry_list;
 use crate::assets;
 use crate::error::Failure;
@@ -97,7 +98,7 @@ fn described(id: &str, more: &str) -> String {
 }
 
 /// `GET /entries/new`: the create form above the live list.
-pub fn new_entry_page(user: Option<&str>, form: &NewEntryForm, r: Result<&[pb::Entry], &Failure>) -> String {
+pub fn new_entry_page(user: Option<&str>, form: &NewEntryForm, r: Result<&Snapshot, &Failure>) -> String {
     let td = form.trust_domain.as_deref().unwrap_or("ztlab.test");
     let example = format!("spiffe://{td}/demo/my-app");
     let default_parent = form.parents.first().map(String::as_str).unwrap_or_default();

@@ -208,7 +208,7 @@ fn the_form_has_a_label_for_every_field_and_escapes_values() {
     let form = NewEntryForm::new(&[], Ok(&spec));
     assert_eq!(form.parents, ["spiffe://ztlab.test/ztlab/nodes/local"]);
     assert_eq!(form.sites.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(), ["a", "b"]);
-    let html = new_entry_page(Some("jake"), &form, Ok(&[]));
+    let html = new_entry_page(Some("jake"), &form, Ok(&Snapshot::of(vec![])));
     for id in ["entry-spiffe-id", "entry-parent-id", "entry-selectors", "entry-ttl", "entry-hint", "entry-site-a"] {
         assert!(html.contains(&format!("<label for=\"{id}\">")), "label for {id}");
         assert!(html.contains(&format!("id=\"{id}\"")), "{id}");
@@ -235,7 +235,7 @@ fn the_form_has_a_label_for_every_field_and_escapes_values() {
         lab_error: Some("<script>alert(2)</script>".into()),
     };
     let list = [pb_entry("<e>", "spiffe://x/<script>alert(3)</script>", pb::SyncState::Pending)];
-    let html = new_entry_page(Some("jake"), &evil, Ok(&list));
+    let html = new_entry_page(Some("jake"), &evil, Ok(&Snapshot::of(list.to_vec())));
     for raw in ["<b>", "<script>x", "<img src=x", "<td>", "<script>alert"] {
         assert!(!html.contains(raw), "{raw} is escaped");
     }
@@ -257,7 +257,7 @@ fn rows_have_a_delete_button_and_the_page_a_dialog() {
         pb_entry("e1", "spiffe://ztlab.test/demo/a\"b", pb::SyncState::Synced),
         pb_entry("e2", "spiffe://ztlab.test/demo/gone", pb::SyncState::Deleting),
     ];
-    let html = entries_page(Some("jake"), Ok(&list));
+    let html = entries_page(Some("jake"), Ok(&Snapshot::of(list.to_vec())));
     assert!(html.contains("<tr data-id=\"e1\" data-spiffe-id=\"spiffe://ztlab.test/demo/a&quot;b\">"), "{html}");
     assert!(html.contains("class=\"entry-delete danger small\" data-id=\"e1\""));
     assert!(html.contains("aria-label=\"Delete spiffe://ztlab.test/demo/gone\" disabled>Deleting…</button>"));

@@ -14,10 +14,13 @@ use crate::error::Failure;
 use crate::ui::{layout, live_lead, query_value};
 
 /// An entry as the pages and the event stream show it.
-pub fn entry_json(e: &pb::Entry) -> Value {
+/// One entry as the pages' scripts read it; `may_delete`: whether the UI's caller may delete it
+/// (the list shows no Delete button otherwise).
+pub fn entry_json(e: &pb::Entry, may_delete: bool) -> Value {
     json!({
         "id": e.id,
         "spiffe_id": e.spiffe_id,
+        "may_delete": may_delete,
         "selectors": e.selectors.iter().map(|s| format!("{}:{}", s.r#type, s.value)).collect::<Vec<_>>(),
         "revision": e.revision,
         "sites": e.site_status.iter().map(|s| json!({
@@ -42,7 +45,7 @@ pub fn snapshot_json(r: &Result<Snapshot, Failure>) -> Value {
     match r {
         Ok(s) => json!({
             "ok": true,
-            "entries": s.entries.iter().map(entry_json).collect::<Vec<_>>(),
+            "entries": s.entries.iter().map(|e| entry_json(e, s.may_write(&e.spiffe_id))).collect::<Vec<_>>(),
             "sites": s.sites.iter().map(|(site, h)| site_json(site, h)).collect::<Vec<_>>(),
         }),
         Err(f) => json!({"ok": false, "error": f.what, "todo": f.todo}),
@@ -82,7 +85,7 @@ fn is_deleting(e: &pb::Entry) -> bool {
     !e.site_status.is_empty() && e.site_status.iter().all(|s| s.state == pb::SyncState::Deleting as i32)
 }
 
-fn entry_row(e: &pb::Entry) -> Markup {
+fn entry_row(e: &pb::Entry, may_write: bool) -> Markup {
     let deleting = is_deleting(e);
     html! {
         tr data-id=(e.id) data-spiffe-id=(e.spiffe_id) {
@@ -105,11 +108,14 @@ fn entry_row(e: &pb::Entry) -> Markup {
                 }
             }
             td class="actions" {
-                button type="button" class="entry-delete danger small" data-id=(e.id) data-spiffe-id=(e.spiffe_id)
-                    aria-label={ "Delete " (e.spiffe_id) } disabled[deleting] {
-                    @if deleting { "Deleting…" } @else { "Delete" }
+                // Only what entry-manager would let the UI's caller delete gets a button.
+                @if may_write {
+                    button type="button" class="entry-delete danger small" data-id=(e.id) data-spiffe-id=(e.spiffe_id)
+                        aria-label={ "Delete " (e.spiffe_id) } disabled[deleting] {
+                        @if deleting { "Deleting…" } @else { "Delete" }
+                    }
+                    " "
                 }
-                " "
                 a class="history" href={ "/entries/audit?entry=" (query_value(&e.id)) } { "History" }
             }
         }
@@ -144,13 +150,13 @@ fn error_slot<T>(r: Result<T, &Failure>) -> Markup {
 }
 
 /// The entries table with the rows of `r`, the delete dialog and the list's scripts.
-pub(super) fn entry_list(r: Result<&[pb::Entry], &Failure>) -> Markup {
+pub(super) fn entry_list(r: Result<&Snapshot, &Failure>) -> Markup {
     let heads = ["SPIFFE ID", "Selectors", "Revision", "Sites", "Actions"];
     html! {
         p id="entries-status" role="status" aria-live="polite" tabindex="-1" {}
         table aria-label="Registration entries" {
             thead { tr { @for h in heads { th scope="col" { (h) } } } }
-            tbody id="rows" data-page="entries" { @if let Ok(list) = r { @for e in list { (entry_row(e)) } } }
+            tbody id="rows" data-page="entries" { @if let Ok(s) = r { @for e in &s.entries { (entry_row(e, s.may_write(&e.spiffe_id))) } } }
         }
         dialog id="confirm-delete" aria-labelledby="confirm-delete-title" aria-describedby="confirm-delete-desc" {
             h2 id="confirm-delete-title" { "Delete this entry?" }
@@ -173,7 +179,7 @@ pub(super) fn entry_list(r: Result<&[pb::Entry], &Failure>) -> Markup {
 }
 
 /// `GET /entries`: every entry, or the error box.
-pub fn entries_page(user: Option<&str>, r: Result<&[pb::Entry], &Failure>) -> String {
+pub fn entries_page(user: Option<&str>, r: Result<&Snapshot, &Failure>) -> String {
     let body = html! {
         h1 { "Entries" }
         (live_lead("Every registration entry in entry-manager, with its sync state at each site. The UI writes as \

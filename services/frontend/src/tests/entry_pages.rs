@@ -64,7 +64,7 @@ fn entries_page_shows_every_entry_with_a_badge_per_site() {
             &[("a", pb::SyncState::Failed), ("b", pb::SyncState::Deleting)],
         ),
     ];
-    let html = entries::entries_page(Some("jake"), Ok(&list));
+    let html = entries::entries_page(Some("jake"), Ok(&entries::Snapshot::of(list)));
     assert_nav(&html, "Entries");
     assert!(
         html.contains(r#"<tr data-id="e1" data-spiffe-id="#) && html.contains(r#"<tr data-id="e2" data-spiffe-id="#),
@@ -99,7 +99,7 @@ fn entry_and_site_values_are_escaped() {
     let mut e = entry("<e>", "spiffe://x/<script>alert(1)</script>", &[("<s>", pb::SyncState::Failed)]);
     e.selectors = vec![pb::Selector { r#type: "k8s\"".into(), value: "<img src=x onerror=alert(1)>".into() }];
     e.site_status[0].last_error = "\"><script>".into();
-    let html = entries::entries_page(None, Ok(std::slice::from_ref(&e)));
+    let html = entries::entries_page(None, Ok(&entries::Snapshot::of(vec![e.clone()])));
     assert!(!html.contains("<script>alert") && !html.contains("<img src=x") && !html.contains("\"><script>"));
     assert!(html.contains("spiffe://x/&lt;script&gt;alert(1)&lt;/script&gt;") && html.contains("k8s&quot;:"));
     assert!(html.contains(r#"data-id="&lt;e&gt;""#) && html.contains("&lt;s&gt;: ✗ FAILED"), "{html}");
@@ -165,6 +165,7 @@ async fn pages_and_events_without_an_svid_show_the_error_box() {
     let snap = entries::Snapshot {
         entries: vec![entry("e1", "spiffe://ztlab.test/ns/demo/sa/frontend", &[("a", pb::SyncState::Synced)])],
         sites: vec![site("a", true)],
+        caller: None,
     };
     let v = entries::snapshot_json(&Ok(snap));
     assert_eq!(v["ok"], true);
@@ -175,9 +176,40 @@ async fn pages_and_events_without_an_svid_show_the_error_box() {
     assert_eq!(v["sites"][0]["last_contact"], "2023-11-14T22:13:20Z");
     assert_eq!(v["sites"][0]["agent_connected"], true);
     assert_eq!(v["sites"][0]["agent_label"], "✓ connected");
-    let gone = entries::Snapshot { entries: vec![], sites: vec![site("b", false)] };
+    let gone = entries::Snapshot { entries: vec![], sites: vec![site("b", false)], caller: None };
     let v = entries::snapshot_json(&Ok(gone));
     assert_eq!(v["sites"][0]["agent_connected"], false);
     assert_eq!(v["sites"][0]["disconnected_since"], "2023-11-14T22:14:20Z");
     assert_eq!(v["sites"][0]["agent_label"], "✗ disconnected since 2023-11-14T22:14:20Z");
+}
+
+#[test]
+fn only_entries_the_caller_may_delete_get_a_delete_button() {
+    // The UI's identity is a Developer limited to /demo (entry-manager's [[identities]]).
+    let caller = pb::WhoAmIResponse {
+        actor: "spiffe://ztlab.test/ns/demo/sa/frontend".into(),
+        role: pb::Role::Developer as i32,
+        site_id: String::new(),
+        path_prefixes: vec!["/demo".into()],
+    };
+    let mine = entry("mine", "spiffe://ztlab.test/demo/app", &[("a", pb::SyncState::Synced)]);
+    let theirs = entry("theirs", "spiffe://ztlab.test/ns/demo/sa/opa", &[("a", pb::SyncState::Synced)]);
+    let snap = entries::Snapshot { entries: vec![mine, theirs], sites: vec![], caller: Some(caller.clone()) };
+    let html = entries::entries_page(Some("jake"), Ok(&snap));
+    assert!(html.contains(r#"data-id="mine" data-spiffe-id="spiffe://ztlab.test/demo/app""#), "{html}");
+    assert!(!html.contains(r#"class="entry-delete danger small" data-id="theirs""#), "{html}");
+    assert!(html.contains(r#"class="entry-delete danger small" data-id="mine""#), "{html}");
+    let v = entries::snapshot_json(&Ok(snap.clone()));
+    assert_eq!(
+        (v["entries"][0]["may_delete"].clone(), v["entries"][1]["may_delete"].clone()),
+        (json!(true), json!(false))
+    );
+    // An Operator may delete both; when WhoAmI failed, entry-manager decides (both buttons stay).
+    let operator = pb::WhoAmIResponse { role: pb::Role::Operator as i32, path_prefixes: vec![], ..caller };
+    let both = entries::Snapshot { caller: Some(operator), ..snap.clone() };
+    assert!(both.may_write("spiffe://ztlab.test/ns/demo/sa/opa"));
+    let unknown = entries::Snapshot { caller: None, ..snap };
+    assert!(unknown.may_write("spiffe://ztlab.test/ns/demo/sa/opa"));
+    let html = entries::entries_page(Some("jake"), Ok(&both));
+    assert!(html.contains(r#"class="entry-delete danger small" data-id="theirs""#), "{html}");
 }
