@@ -86,7 +86,8 @@ down() {
       && podman network exists kind 2>/dev/null; then
     podman network rm kind >/dev/null
   fi
-  if [ -f "$KIND_STATE/created-lib-modules" ]; then
+  # /lib/modules goes when this lab created it and no other kind node still mounts it.
+  if [ -f "$KIND_STATE/created-lib-modules" ] && [ -z "$others" ]; then
     rmdir /lib/modules 2>/dev/null || true
     rm -f "$KIND_STATE/created-lib-modules"
   fi
