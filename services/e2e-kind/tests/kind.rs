@@ -8,7 +8,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use anyhow::Context as _;
 use k8s_openapi::api::core::v1::{Namespace, Pod, ServiceAccount};
 use kube::api::{Api, DeleteParams, LogParams, PostParams};
 use zt_kind::manifests::Images;
@@ -18,13 +17,6 @@ use zt_runtime::wait::{Check, poll_until};
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn versions(file: &str, key: &str) -> anyhow::Result<String> {
-    let text = std::fs::read_to_string(repo().join(file))?;
-    let value =
-        text.lines().find_map(|l| l.strip_prefix(&format!("{key}="))).with_context(|| format!("{key} in {file}"))?;
-    Ok(value.trim().to_owned())
 }
 
 /// Runs a lab script with the test's state dir, cluster name and UI port: its output, or an
@@ -126,10 +118,7 @@ async fn spire_sites_on_kind_issue_svids_by_namespace_and_service_account() -> a
     script(state.path(), &["kind-images.sh"])?;
 
     let kind = Kind::connect(KindPaths::new(state.path())).await?;
-    let images = Images::lab(
-        &versions("infrastructure/versions.env", "SPIRE_VERSION")?,
-        &versions("infrastructure/kind/kind.env", "KIND_SPIFFE_CSI_VERSION")?,
-    );
+    let images = Images::pinned()?;
     let mut a = SiteSpec::named("a");
     a.x509_svid_ttl_secs = 60;
     let sites = [a.clone(), SiteSpec::named("b")];

@@ -14,9 +14,6 @@ use crate::Output;
 use crate::config::LabConfig;
 use crate::table::Table;
 
-const VERSIONS: &str = include_str!("../../../infrastructure/versions.env");
-const KIND_ENV: &str = include_str!("../../../infrastructure/kind/kind.env");
-
 /// `ztlab kind ...`.
 #[derive(Debug, Subcommand)]
 pub enum KindCmd {
@@ -37,18 +34,6 @@ pub enum KindCmd {
     },
 }
 
-fn pin<'a>(file: &'a str, key: &str) -> anyhow::Result<&'a str> {
-    file.lines()
-        .find_map(|l| l.strip_prefix(key).and_then(|r| r.strip_prefix('=')))
-        .map(str::trim)
-        .ok_or_else(|| anyhow::anyhow!("no {key} pin in the built-in version files"))
-}
-
-/// The images `scripts/kind-images.sh` builds, at the pinned versions.
-pub fn images() -> anyhow::Result<Images> {
-    Ok(Images::lab(pin(VERSIONS, "SPIRE_VERSION")?, pin(KIND_ENV, "KIND_SPIFFE_CSI_VERSION")?))
-}
-
 /// Runs a `ztlab kind` command against the cluster recorded under `state_dir`.
 pub async fn run(cmd: KindCmd, state_dir: &Path, out: Output) -> anyhow::Result<ExitCode> {
     let config = match &cmd {
@@ -59,7 +44,7 @@ pub async fn run(cmd: KindCmd, state_dir: &Path, out: Output) -> anyhow::Result<
     let kind = Kind::connect(KindPaths::new(state_dir)).await?;
     match cmd {
         KindCmd::Up { .. } => {
-            kind.up_sites(&sites, &plan.full.log_level, &images()?, &mut |s| eprintln!("    {s}")).await?;
+            kind.up_sites(&sites, &plan.full.log_level, &Images::pinned()?, &mut |s| eprintln!("    {s}")).await?;
             eprintln!("the lab's SPIRE sites run on kind (ztlab kind status)");
             Ok(ExitCode::SUCCESS)
         }

@@ -15,6 +15,7 @@ use crate::Result;
 use crate::apply::parse_documents;
 
 const SITE_TEMPLATE: &str = include_str!("../../../../infrastructure/kind/spire/site.yaml.tmpl");
+const KIND_ENV: &str = include_str!("../../../../infrastructure/kind/kind.env");
 
 /// The cluster's name, as kind and the SPIRE attestors know it.
 pub const CLUSTER: &str = "ztlab";
@@ -43,6 +44,17 @@ pub struct Images {
 }
 
 impl Images {
+    /// The tags `scripts/kind-images.sh` gives at the pinned versions (`SPIRE_VERSION` in
+    /// infrastructure/versions.env, `KIND_SPIFFE_CSI_VERSION` in infrastructure/kind/kind.env).
+    pub fn pinned() -> Result<Self> {
+        let spire = zt_runtime::binaries::versions().remove("SPIRE_VERSION");
+        let csi = zt_runtime::binaries::parse_env(KIND_ENV).remove("KIND_SPIFFE_CSI_VERSION");
+        match (spire, csi) {
+            (Some(spire), Some(csi)) => Ok(Self::lab(&spire, &csi)),
+            _ => anyhow::bail!("SPIRE_VERSION or KIND_SPIFFE_CSI_VERSION is not pinned in the built-in version files"),
+        }
+    }
+
     /// The tags `scripts/kind-images.sh` gives, for SPIRE `spire_version` (infrastructure/versions.env).
     pub fn lab(spire_version: &str, csi_version: &str) -> Self {
         let v = spire_version.trim_start_matches('v');
@@ -190,5 +202,10 @@ mod tests {
         assert!(yaml.contains("localhost/ztlab/spire-server:1.15.3"));
         assert!(!yaml.contains("{{"));
         assert_eq!(csi_driver(0, "a"), "csi.spiffe.io");
+        let pinned = Images::pinned().expect("the built-in pins");
+        assert!(
+            pinned.spire_server.starts_with("localhost/ztlab/spire-server:") && !pinned.spire_server.contains(":v")
+        );
+        assert!(pinned.csi_driver.starts_with("localhost/ztlab/spiffe-csi-driver:"));
     }
 }

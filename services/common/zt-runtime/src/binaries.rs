@@ -9,8 +9,12 @@ const VERSIONS: &str = include_str!("../../../../infrastructure/versions.env");
 
 /// Pinned versions, from `infrastructure/versions.env`.
 pub fn versions() -> HashMap<String, String> {
-    VERSIONS
-        .lines()
+    parse_env(VERSIONS)
+}
+
+/// The `KEY=VALUE` lines of a pin file (`#` comments skipped), as the scripts source it.
+pub fn parse_env(text: &str) -> HashMap<String, String> {
+    text.lines()
         .filter(|l| !l.trim_start().starts_with('#'))
         .filter_map(|l| l.split_once('='))
         .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
